@@ -1,0 +1,104 @@
+"""smtp-proto: a sans-I/O SMTP/ESMTP/LMTP client core.
+
+``ClientConnection`` is the h11-style state machine (bytes in, events and bytes out);
+``Client`` holds the ``smtplib`` semantics as I/O-free operations that the transports in
+``smtp_proto.transports`` drive over sockets, asyncio or trio.
+"""
+
+from .body import BodyEncoder
+from .client import CLOSE, LOCAL_HOSTNAME, RECEIVE, START_TLS, Client, IORequest, Operation
+from .commands import (
+    Auth,
+    AuthResponse,
+    Bdat,
+    Command,
+    Data,
+    Ehlo,
+    Expn,
+    Helo,
+    Help,
+    Lhlo,
+    Mail,
+    Noop,
+    Quit,
+    Raw,
+    Rcpt,
+    Rset,
+    StartTLS,
+    Vrfy,
+    quoteaddr,
+)
+from .connection import NEED_DATA, ClientConnection, ConnectionClosed, DataEnd, Greeting, State
+from .errors import (
+    LocalProtocolError,
+    ProtocolError,
+    RemoteProtocolError,
+    SMTPAuthenticationError,
+    SMTPConnectError,
+    SMTPDataError,
+    SMTPException,
+    SMTPHeloError,
+    SMTPNotSupportedError,
+    SMTPRecipientsRefused,
+    SMTPResponseException,
+    SMTPSenderRefused,
+    SMTPServerDisconnected,
+)
+from .extensions import Extensions, parse_ehlo
+from .replies import EnhancedStatus, Reply, ReplyParser
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CLOSE",
+    "LOCAL_HOSTNAME",
+    "NEED_DATA",
+    "RECEIVE",
+    "START_TLS",
+    "Auth",
+    "AuthResponse",
+    "Bdat",
+    "BodyEncoder",
+    "Client",
+    "ClientConnection",
+    "Command",
+    "ConnectionClosed",
+    "Data",
+    "DataEnd",
+    "Ehlo",
+    "EnhancedStatus",
+    "Expn",
+    "Extensions",
+    "Greeting",
+    "Helo",
+    "Help",
+    "IORequest",
+    "Lhlo",
+    "LocalProtocolError",
+    "Mail",
+    "Noop",
+    "Operation",
+    "ProtocolError",
+    "Quit",
+    "Raw",
+    "Rcpt",
+    "RemoteProtocolError",
+    "Reply",
+    "ReplyParser",
+    "Rset",
+    "SMTPAuthenticationError",
+    "SMTPConnectError",
+    "SMTPDataError",
+    "SMTPException",
+    "SMTPHeloError",
+    "SMTPNotSupportedError",
+    "SMTPRecipientsRefused",
+    "SMTPResponseException",
+    "SMTPSenderRefused",
+    "SMTPServerDisconnected",
+    "StartTLS",
+    "State",
+    "Vrfy",
+    "parse_ehlo",
+    "quoteaddr",
+]

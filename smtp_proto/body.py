@@ -1,0 +1,73 @@
+"""The message body encoder: line-ending normalisation and dot-stuffing, streamed.
+
+Every bare CR and bare LF becomes CRLF (for ``bytes`` too, unlike ``smtplib``): a lone CR or
+LF is what lenient servers mistake for a line end, which is how SMTP smuggling hides a second
+message inside the first.  After this encoder no byte sequence a message contains can end the
+DATA phase early, under the strict rule (CRLF.CRLF) or any lenient one (LF.LF, CR.CR,
+CRLF.LF, LF.CRLF).  State carries across chunks, so memory stays bounded by one chunk.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["BodyEncoder", "CHUNK_SIZE"]
+
+#: How much of a large message is encoded and sent at a time.
+CHUNK_SIZE = 1 << 18
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+class BodyEncoder:
+    """Encodes a message body given in chunks of any size.
+
+    With ``stuff_dots`` (the DATA path) a dot that starts a line is doubled and ``finish()``
+    returns the end-of-data marker; without it (the BDAT path) only line endings are normalised.
+    """
+
+    __slots__ = ("_ends_with_crlf", "_held_cr", "_line_start", "_stuff_dots")
+
+    def __init__(self, stuff_dots: bool = True) -> None:
+        self._stuff_dots = stuff_dots
+        self._held_cr = False
+        self._line_start = True
+        self._ends_with_crlf = False
+
+    def encode(self, chunk: bytes) -> bytes:
+        """Encode the next piece of the message; the result may be shorter or longer."""
+        if self._held_cr:
+            chunk = b"\r" + chunk
+            self._held_cr = False
+        if chunk.endswith(b"\r"):
+            # A CR at the end may be the first half of a CRLF split across chunks.
+            chunk = chunk[:-1]
+            self._held_cr = True
+        if not chunk:
+            return b""
+        line_ends = chunk.count(b"\n")
+        if chunk.count(b"\r") != line_ends or chunk.count(b"\r\n") != line_ends:
+            chunk = _LINE_END.sub(b"\r\n", chunk)
+        if self._stuff_dots:
+            pieces = chunk.split(b"\r\n.")
+            if len(pieces) > 1:
+                chunk = b"\r\n..".join(pieces)
+            if self._line_start and chunk[:1] == b".":
+                chunk = b"." + chunk
+        ends_with_crlf = chunk.endswith(b"\n")
+        self._line_start = self._ends_with_crlf = ends_with_crlf
+        return chunk
+
+    def finish(self) -> bytes:
+        """The bytes that end the body: a final CRLF when missing, then ``.CRLF`` on the DATA path.
+
+        Like ``smtplib``, an empty body is sent as one empty line.
+        """
+        tail = b"" if self._ends_with_crlf and not self._held_cr else b"\r\n"
+        self._held_cr = False
+        self._line_start = self._ends_with_crlf = True
+        return tail + b".\r\n" if self._stuff_dots else tail
+
+    def encode_all(self, body: bytes) -> bytes:
+        """Encode a whole body at once, end marker included (for bodies that fit in memory)."""
+        return self.encode(body) + self.finish()

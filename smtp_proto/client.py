@@ -1,0 +1,719 @@
+"""``Client``: the ``smtplib`` semantics, written once, as I/O-free operations.
+
+Every method that talks to the server returns an *operation*: a generator that yields I/O
+requests and receives their results.  A transport drives it with one small loop::
+
+    op = client.ehlo()
+    result = None
+    try:
+        while True:
+            request = op.send(result)
+            if isinstance(request, bytes):  sock.sendall(request); result = None
+            elif request is RECEIVE:        result = sock.recv(65536)   # b"" at EOF
+            elif request is START_TLS:      sock = wrap(sock); result = None
+            elif request is CLOSE:          sock.close(); result = None
+            elif request is LOCAL_HOSTNAME: result = socket.getfqdn()
+    except StopIteration as done:
+        return done.value
+
+An ``OSError`` raised by the transport while performing a request is thrown into the
+operation (``op.throw(exc)``), which closes the connection and raises what ``smtplib`` raises.
+The transports therefore hold no protocol logic: only connect, TLS, timeouts and this loop.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import datetime
+import email.message
+import hmac
+import logging
+import re
+import sys
+from collections.abc import Generator, Iterable, Sequence
+from typing import Any, Final, TypeVar
+
+from . import sasl
+from .body import CHUNK_SIZE
+from .commands import (
+    Auth,
+    AuthResponse,
+    Command,
+    Data,
+    Ehlo,
+    Expn,
+    Helo,
+    Help,
+    Lhlo,
+    Mail,
+    Noop,
+    Quit,
+    Raw,
+    Rcpt,
+    Rset,
+    StartTLS,
+    Vrfy,
+)
+from .connection import NEED_DATA, ClientConnection, ConnectionClosed, DataEnd, State
+from .errors import (
+    ProtocolError,
+    SMTPAuthenticationError,
+    SMTPDataError,
+    SMTPException,
+    SMTPHeloError,
+    SMTPNotSupportedError,
+    SMTPRecipientsRefused,
+    SMTPResponseException,
+    SMTPSenderRefused,
+    SMTPServerDisconnected,
+)
+from .message import prepare_message
+from .replies import Reply
+
+__all__ = [
+    "CLOSE",
+    "LOCAL_HOSTNAME",
+    "RECEIVE",
+    "START_TLS",
+    "Client",
+    "IORequest",
+    "Operation",
+    "Request",
+]
+
+logger = logging.getLogger("smtp_proto")
+
+#: ``smtplib`` gives up on an AUTH exchange after this many 334 challenges.
+MAX_AUTH_CHALLENGES = 5
+
+
+class Request:
+    """An I/O request an operation yields (besides bytes to send)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+#: Read some bytes from the server and send them into the operation (``b""`` at EOF).
+RECEIVE: Final = Request("RECEIVE")
+#: Wrap the connection in TLS now (the server said 220 to STARTTLS); send ``None``.
+START_TLS: Final = Request("START_TLS")
+#: Close the connection; send ``None``.
+CLOSE: Final = Request("CLOSE")
+#: Send the local host's name (``socket.getfqdn()``, off the event loop) into the operation.
+LOCAL_HOSTNAME: Final = Request("LOCAL_HOSTNAME")
+
+IORequest = bytes | Request
+T = TypeVar("T")
+#: What every server-facing method of ``Client`` returns; see the module docstring.
+Operation = Generator[IORequest, Any, T]
+Recipients = str | Sequence[str]
+Message = bytes | str
+
+_BARE_LINE_END = re.compile(r"\r\n|\n|\r")
+
+
+def _fix_line_ends(text: str) -> str:
+    """CRLF for every line end of a ``str`` message, as ``smtplib`` does before encoding."""
+    return _BARE_LINE_END.sub("\r\n", text)
+
+
+class Client:
+    """The state and operations of an ``smtplib.SMTP`` object, without any I/O.
+
+    The attributes are ``smtplib``'s (``helo_resp``, ``ehlo_resp``, ``does_esmtp``,
+    ``esmtp_features``, ``command_encoding``, ``user``, ``password``, ``debuglevel``,
+    ``local_hostname``); the methods have ``smtplib``'s names, arguments, results and
+    exceptions, but return operations for a transport to drive.
+    """
+
+    def __init__(self, local_hostname: str | None = None, *, lmtp: bool = False) -> None:
+        self.lmtp = lmtp
+        self.ehlo_msg = "lhlo" if lmtp else "ehlo"
+        self.local_hostname = local_hostname
+        self.debuglevel = 0
+        self.helo_resp: bytes | None = None
+        self.ehlo_resp: bytes | None = None
+        self.does_esmtp = False
+        self.esmtp_features: dict[str, str] = {}
+        self.command_encoding = "ascii"
+        self.user: str | None = None
+        self.password: str | None = None
+        #: Per-recipient replies to the last LMTP message body (recipient -> (code, text)).
+        self.lmtp_replies: dict[str, tuple[int, bytes]] = {}
+        self._auth_challenge_count = 0
+        self._connection: ClientConnection | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def connection(self) -> ClientConnection:
+        """The protocol state machine of the open connection."""
+        if self._connection is None or self._connection.state is State.CLOSED:
+            raise SMTPServerDisconnected("please run connect() first")
+        return self._connection
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether a connection is open."""
+        return self._connection is not None and self._connection.state is not State.CLOSED
+
+    def connecting(self, host: str, port: int, source_address: object = None) -> None:
+        """A transport is about to connect: start fresh state (and say so at debug level)."""
+        if self.debuglevel > 0:
+            self.print_debug("connect: to", (host, port), source_address)
+        self._connection = ClientConnection(lmtp=self.lmtp)
+        self.helo_resp = self.ehlo_resp = None
+        self.does_esmtp = False
+        self.esmtp_features = {}
+        self.command_encoding = "ascii"
+
+    def close(self) -> None:
+        """The transport closed the connection; the object may connect again."""
+        if self._connection is not None:
+            self._connection.close()
+        self._connection = None
+
+    def greeting(self) -> Operation[tuple[int, bytes]]:
+        """Read the server's banner after connecting, as ``smtplib.SMTP.connect`` does."""
+        reply = yield from self._read_reply()
+        if self.debuglevel > 0:
+            self.print_debug("connect:", repr(reply.text))
+        return reply.as_tuple()
+
+    # ------------------------------------------------------------------ transcript
+
+    def print_debug(self, *args: object) -> None:
+        """Print a debug line to stderr as ``smtplib`` does (with a timestamp at level 2)."""
+        if self.debuglevel > 1:
+            print(datetime.datetime.now().time(), *args, file=sys.stderr)
+        else:
+            print(*args, file=sys.stderr)
+
+    def _trace_command(self, command: Command) -> None:
+        if self.debuglevel > 0 or logger.isEnabledFor(logging.DEBUG):
+            line = _redacted_line(command)
+            if self.debuglevel > 0:
+                self.print_debug("send:", repr(line + "\r\n"))
+            logger.debug("send: %r", line)
+
+    def _trace_reply(self, reply: Reply) -> None:
+        if self.debuglevel > 0:
+            for raw_line in reply.raw.splitlines(keepends=True):
+                self.print_debug("reply:", repr(raw_line))
+            self.print_debug(f"reply: retcode ({reply.code}); Msg: {reply.text!a}")
+        logger.debug("reply: %d %r", reply.code, reply.text)
+
+    # ------------------------------------------------------------------ I/O primitives
+
+    def _abort(self) -> Generator[IORequest, Any, None]:
+        """Close the transport and forget the connection."""
+        self.close()
+        yield CLOSE
+
+    def _write(self, data: bytes) -> Generator[IORequest, Any, None]:
+        try:
+            yield data
+        except OSError:
+            yield from self._abort()
+            raise SMTPServerDisconnected("Server not connected") from None
+
+    def _read_reply(self) -> Generator[IORequest, Any, Reply]:
+        """The next reply; closes the connection on EOF, I/O errors, protocol errors and 421."""
+        connection = self.connection
+        try:
+            event = connection.next_event()
+            while event is NEED_DATA:
+                try:
+                    data = yield RECEIVE
+                except OSError as exc:
+                    yield from self._abort()
+                    raise SMTPServerDisconnected(f"Connection unexpectedly closed: {exc}") from exc
+                connection.receive_data(data)
+                event = connection.next_event()
+        except ProtocolError:
+            yield from self._abort()
+            raise
+        if isinstance(event, ConnectionClosed):
+            yield from self._abort()
+            raise SMTPServerDisconnected("Connection unexpectedly closed")
+        assert isinstance(event, Reply)
+        self._trace_reply(event)
+        if connection.state is State.CLOSED:
+            yield from self._abort()  # 421 (or the reply to QUIT): the server is going away
+        return event
+
+    def _send_commands(self, *commands: Command) -> Generator[IORequest, Any, None]:
+        """Send one command, or a pipelined group of them in a single write."""
+        connection = self.connection
+        connection.utf8 = self.command_encoding.lower().replace("_", "-") in ("utf-8", "utf8")
+        data = b"".join([connection.send(command) for command in commands])
+        for command in commands:
+            self._trace_command(command)
+        yield from self._write(data)
+
+    def _command(self, command: Command) -> Generator[IORequest, Any, Reply]:
+        yield from self._send_commands(command)
+        return (yield from self._read_reply())
+
+    # ------------------------------------------------------------------ low-level smtplib API
+
+    def putcmd(self, cmd: str, args: str = "") -> Operation[None]:
+        """Send one command line without reading its reply (``smtplib.SMTP.putcmd``)."""
+        yield from self._send_commands(Raw(cmd, args))
+
+    def getreply(self) -> Operation[tuple[int, bytes]]:
+        """Read one reply (``smtplib.SMTP.getreply``)."""
+        return (yield from self._read_reply()).as_tuple()
+
+    def docmd(self, cmd: str, args: str = "") -> Operation[tuple[int, bytes]]:
+        """Send any command and return its reply."""
+        return (yield from self._command(Raw(cmd, args))).as_tuple()
+
+    # ------------------------------------------------------------------ greetings
+
+    def _hostname(self) -> Generator[IORequest, Any, str]:
+        if self.local_hostname is None:
+            self.local_hostname = yield LOCAL_HOSTNAME
+        assert self.local_hostname is not None
+        return self.local_hostname
+
+    def helo(self, name: str = "") -> Operation[tuple[int, bytes]]:
+        """HELO; the reply text is kept in ``helo_resp``."""
+        name = name or (yield from self._hostname())
+        reply = yield from self._command(Helo(name))
+        self.helo_resp = reply.text
+        return reply.as_tuple()
+
+    def ehlo(self, name: str = "") -> Operation[tuple[int, bytes]]:
+        """EHLO (LHLO for LMTP); on 250 fills ``esmtp_features`` and sets ``does_esmtp``."""
+        self.esmtp_features = {}
+        name = name or (yield from self._hostname())
+        reply = yield from self._command(Lhlo(name) if self.lmtp else Ehlo(name))
+        self.ehlo_resp = reply.text
+        if reply.code == 250:
+            self.does_esmtp = True
+            self.esmtp_features = dict(self.connection.features)
+        return reply.as_tuple()
+
+    def ehlo_or_helo_if_needed(self) -> Operation[None]:
+        """EHLO, falling back to HELO, unless one of them was done already."""
+        if self.helo_resp is None and self.ehlo_resp is None:
+            code, _ = yield from self.ehlo()
+            if not 200 <= code <= 299:
+                code, text = yield from self.helo()
+                if not 200 <= code <= 299:
+                    raise SMTPHeloError(code, text)
+
+    def has_extn(self, opt: str) -> bool:
+        """Whether the server advertised the extension ``opt`` (case-insensitive)."""
+        return opt.lower() in self.esmtp_features
+
+    # ------------------------------------------------------------------ simple commands
+
+    def rset(self) -> Operation[tuple[int, bytes]]:
+        """RSET; also returns command encoding to ASCII."""
+        self.command_encoding = "ascii"
+        return (yield from self._command(Rset())).as_tuple()
+
+    def _rset(self) -> Operation[None]:
+        """RSET, ignoring a closed connection (as after a refusal in ``sendmail``)."""
+        with contextlib.suppress(SMTPServerDisconnected):
+            yield from self.rset()
+
+    def noop(self) -> Operation[tuple[int, bytes]]:
+        """NOOP."""
+        return (yield from self._command(Noop())).as_tuple()
+
+    def verify(self, address: str) -> Operation[tuple[int, bytes]]:
+        """VRFY with the bare address."""
+        return (yield from self._command(Vrfy(address))).as_tuple()
+
+    vrfy = verify
+
+    def expn(self, address: str) -> Operation[tuple[int, bytes]]:
+        """EXPN with the bare address."""
+        return (yield from self._command(Expn(address))).as_tuple()
+
+    def help(self, args: str = "") -> Operation[bytes]:
+        """HELP; returns only the reply text, as ``smtplib`` does."""
+        return (yield from self._command(Help(args))).text
+
+    def quit(self) -> Operation[tuple[int, bytes]]:
+        """QUIT, then close; forgets what EHLO/HELO learned."""
+        try:
+            reply = yield from self._command(Quit())  # the reply to QUIT closes the connection
+        finally:
+            self.ehlo_resp = self.helo_resp = None
+            self.esmtp_features = {}
+            self.does_esmtp = False
+        return reply.as_tuple()
+
+    def exit(self) -> Operation[None]:
+        """What leaving a ``with`` block does: QUIT, where a closed connection is fine.
+
+        The transport closes its socket afterwards whatever happened.
+        """
+        try:
+            reply = yield from self._command(Raw("QUIT"))  # its reply closes the connection
+        except SMTPServerDisconnected:
+            return
+        if reply.code != 221:
+            raise SMTPResponseException(reply.code, reply.text)
+
+    # ------------------------------------------------------------------ mail transaction
+
+    def _mail_command(self, sender: str, options: Sequence[str]) -> Mail:
+        if not (options and self.does_esmtp):
+            return Mail(sender)
+        if any(option.lower() == "smtputf8" for option in options):
+            if not self.has_extn("smtputf8"):
+                raise SMTPNotSupportedError("SMTPUTF8 not supported by server")
+            self.command_encoding = "utf-8"
+        return Mail(sender, tuple(options))
+
+    def _rcpt_command(self, recipient: str, options: Sequence[str]) -> Rcpt:
+        return Rcpt(recipient, tuple(options) if options and self.does_esmtp else ())
+
+    def mail(self, sender: str, options: Sequence[str] = ()) -> Operation[tuple[int, bytes]]:
+        """MAIL FROM; an ``SMTPUTF8`` option switches commands to UTF-8 (server permitting)."""
+        return (yield from self._command(self._mail_command(sender, options))).as_tuple()
+
+    def rcpt(self, recip: str, options: Sequence[str] = ()) -> Operation[tuple[int, bytes]]:
+        """RCPT TO."""
+        return (yield from self._command(self._rcpt_command(recip, options))).as_tuple()
+
+    def data(self, msg: Message) -> Operation[tuple[int, bytes]]:
+        """DATA, then the message with line endings fixed and dots stuffed.
+
+        Raises ``SMTPDataError`` unless DATA gets 354; returns the reply to the body.  For LMTP
+        that is the first refusal among the per-recipient replies (all are kept in
+        ``lmtp_replies``), or the last acceptance.
+        """
+        reply = yield from self._command(Data())
+        if self.debuglevel > 0:
+            self.print_debug("data:", reply.as_tuple())
+        if reply.code != 354:
+            raise SMTPDataError(reply.code, reply.text)
+        return (yield from self._send_body(msg))
+
+    def _send_body(self, msg: Message) -> Generator[IORequest, Any, tuple[int, bytes]]:
+        """Send the body after a 354 and read its reply (one per recipient for LMTP)."""
+        connection = self.connection
+        if isinstance(msg, str):
+            msg = _fix_line_ends(msg).encode("ascii")
+        tracing = self.debuglevel > 0
+        if len(msg) <= CHUNK_SIZE:
+            out = connection.send_data(msg) + connection.end_data()
+            if tracing:
+                self.print_debug("send:", repr(out))
+            yield from self._write(out)
+        else:
+            for chunk in _chunks(msg):
+                out = connection.send_data(chunk)
+                if tracing:
+                    self.print_debug("send:", repr(out))
+                yield from self._write(out)
+            yield from self._write(connection.end_data())
+        replies = yield from self._read_body_replies()
+        refusals = [reply for _, reply in replies if reply.code >= 300]
+        result = (refusals[0] if refusals else replies[-1][1]).as_tuple()
+        if self.debuglevel > 0:
+            self.print_debug("data:", result)
+        return result
+
+    def _read_body_replies(self) -> Generator[IORequest, Any, list[tuple[str | None, Reply]]]:
+        """The reply to the end of a body, or LMTP's one reply per accepted recipient."""
+        expected = [c.recipient for c in self.connection.pending if isinstance(c, DataEnd)]
+        replies: list[tuple[str | None, Reply]] = []
+        for recipient in expected:
+            reply = yield from self._read_reply()
+            replies.append((recipient, reply))
+            if reply.code == 421:
+                break
+        if self.lmtp:
+            self.lmtp_replies = {
+                recipient: reply.as_tuple() for recipient, reply in replies if recipient is not None
+            }
+        return replies
+
+    def sendmail(
+        self,
+        from_addr: str,
+        to_addrs: Recipients,
+        msg: Message,
+        mail_options: Sequence[str] = (),
+        rcpt_options: Sequence[str] = (),
+    ) -> Operation[dict[str, tuple[int, bytes]]]:
+        """A whole transaction: MAIL, RCPT for each recipient, DATA and the body.
+
+        Returns the refused recipients (address -> (code, text)); raises
+        ``SMTPSenderRefused``, ``SMTPRecipientsRefused`` (every recipient refused) or
+        ``SMTPDataError`` exactly as ``smtplib`` does.  When the server advertises PIPELINING,
+        MAIL, the RCPTs and DATA go out in one write (RFC 2920) with the same results.
+        For LMTP, recipients refused after the body are reported too.
+        """
+        yield from self.ehlo_or_helo_if_needed()
+        if isinstance(msg, str):
+            msg = _fix_line_ends(msg).encode("ascii")
+        options = list(mail_options)
+        if self.does_esmtp and self.has_extn("size"):
+            options.insert(0, f"size={len(msg)}")
+        elif not self.does_esmtp:
+            options = []
+        mail = self._mail_command(from_addr, options)
+        recipients = [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)
+        rcpts = [self._rcpt_command(recipient, rcpt_options) for recipient in recipients]
+        if self.connection.extensions.pipelining and recipients:
+            return (yield from self._sendmail_pipelined(mail, rcpts, msg))
+        return (yield from self._sendmail_lockstep(mail, rcpts, msg))
+
+    def _sender_refused(self, mail: Mail, reply: Reply) -> Operation[None]:
+        """After a refused MAIL: close on 421, RSET otherwise, then raise."""
+        if reply.code != 421:
+            yield from self._rset()
+        raise SMTPSenderRefused(reply.code, reply.text, mail.sender)
+
+    def _sendmail_lockstep(
+        self, mail: Mail, rcpts: list[Rcpt], msg: bytes
+    ) -> Generator[IORequest, Any, dict[str, tuple[int, bytes]]]:
+        reply = yield from self._command(mail)
+        if reply.code != 250:
+            yield from self._sender_refused(mail, reply)
+        refused: dict[str, tuple[int, bytes]] = {}
+        for rcpt in rcpts:
+            reply = yield from self._command(rcpt)
+            if reply.code not in (250, 251):
+                refused[rcpt.recipient] = reply.as_tuple()
+            if reply.code == 421:
+                raise SMTPRecipientsRefused(refused)
+        if len(refused) == len(rcpts):
+            yield from self._rset()
+            raise SMTPRecipientsRefused(refused)
+        code, text = yield from self.data(msg)
+        return (yield from self._finish_transaction(code, text, refused, len(rcpts)))
+
+    def _sendmail_pipelined(
+        self, mail: Mail, rcpts: list[Rcpt], msg: bytes
+    ) -> Generator[IORequest, Any, dict[str, tuple[int, bytes]]]:
+        yield from self._send_commands(mail, *rcpts, Data())
+        mail_reply = yield from self._read_reply()
+        refused: dict[str, tuple[int, bytes]] = {}
+        closed_at_rcpt = False
+        if mail_reply.code != 421:
+            for rcpt in rcpts:
+                reply = yield from self._read_reply()
+                if reply.code not in (250, 251):
+                    refused[rcpt.recipient] = reply.as_tuple()
+                if reply.code == 421:
+                    closed_at_rcpt = True
+                    break
+        data_reply = None if self.connection_closed else (yield from self._read_reply())
+        if self.debuglevel > 0 and data_reply is not None:
+            self.print_debug("data:", data_reply.as_tuple())
+        proceed = mail_reply.code == 250 and not closed_at_rcpt and len(refused) < len(rcpts)
+        if data_reply is not None and data_reply.code == 354 and not proceed:
+            # The server opened a body we must not send (RFC 2920 3.1): send an empty one.
+            yield from self._write(self.connection.end_data())
+            yield from self._read_body_replies()
+        if mail_reply.code != 250:
+            yield from self._sender_refused(mail, mail_reply)
+        if closed_at_rcpt:
+            raise SMTPRecipientsRefused(refused)
+        if len(refused) == len(rcpts):
+            yield from self._rset()
+            raise SMTPRecipientsRefused(refused)
+        assert data_reply is not None
+        if data_reply.code != 354:
+            raise SMTPDataError(data_reply.code, data_reply.text)
+        code, text = yield from self._send_body(msg)
+        return (yield from self._finish_transaction(code, text, refused, len(rcpts)))
+
+    @property
+    def connection_closed(self) -> bool:
+        """Whether the connection is gone (after a 421, EOF, or an error)."""
+        return not self.is_connected
+
+    def _finish_transaction(
+        self, code: int, text: bytes, refused: dict[str, tuple[int, bytes]], total: int
+    ) -> Generator[IORequest, Any, dict[str, tuple[int, bytes]]]:
+        """Map the reply to the body onto ``sendmail``'s result (per recipient for LMTP)."""
+        if self.lmtp and self.lmtp_replies:
+            for recipient, (rcode, rtext) in self.lmtp_replies.items():
+                if rcode >= 300:
+                    refused[recipient] = (rcode, rtext)
+            if len(refused) >= total:
+                raise SMTPRecipientsRefused(refused)
+            return refused
+        if code != 250:
+            if code != 421:
+                yield from self._rset()
+            raise SMTPDataError(code, text)
+        return refused
+
+    def send_message(
+        self,
+        msg: email.message.Message,
+        from_addr: str | None = None,
+        to_addrs: Recipients | None = None,
+        mail_options: Sequence[str] = (),
+        rcpt_options: Sequence[str] = (),
+    ) -> Operation[dict[str, tuple[int, bytes]]]:
+        """Send an ``email.message.Message`` with ``smtplib``'s header rules (Bcc never sent)."""
+        yield from self.ehlo_or_helo_if_needed()
+        prepared = prepare_message(msg, from_addr, to_addrs, mail_options)
+        if prepared.international and not self.has_extn("smtputf8"):
+            raise SMTPNotSupportedError(
+                "One or more source or delivery addresses require internationalized email "
+                "support, but the server does not advertise the required SMTPUTF8 capability"
+            )
+        return (
+            yield from self.sendmail(
+                prepared.from_addr,
+                prepared.to_addrs,
+                prepared.data,
+                prepared.mail_options,
+                rcpt_options,
+            )
+        )
+
+    # ------------------------------------------------------------------ STARTTLS
+
+    def starttls(self) -> Operation[tuple[int, bytes]]:
+        """STARTTLS, the TLS handshake (by the transport), and forgetting what EHLO learned.
+
+        The next command that needs it does EHLO again (RFC 3207).
+        """
+        yield from self.ehlo_or_helo_if_needed()
+        if not self.has_extn("starttls"):
+            raise SMTPNotSupportedError("STARTTLS extension not supported by server.")
+        reply = yield from self._command(StartTLS())
+        if reply.code != 220:
+            raise SMTPResponseException(reply.code, reply.text)
+        try:
+            yield START_TLS
+        except OSError:
+            yield from self._abort()
+            raise
+        self.connection.tls_established()
+        self.helo_resp = self.ehlo_resp = None
+        self.esmtp_features = {}
+        self.does_esmtp = False
+        return reply.as_tuple()
+
+    # ------------------------------------------------------------------ AUTH
+
+    def auth_cram_md5(self, challenge: bytes | None = None) -> str | None:
+        """``smtplib``'s CRAM-MD5 authobject, from ``user`` and ``password``."""
+        if challenge is None:
+            return None
+        assert self.user is not None and self.password is not None
+        digest = hmac.new(self.password.encode("utf-8"), challenge, "md5").hexdigest()
+        return f"{self.user} {digest}"
+
+    def auth_plain(self, challenge: bytes | None = None) -> str:
+        """``smtplib``'s PLAIN authobject (sent as UTF-8, so non-ASCII passwords work)."""
+        return f"\0{self.user}\0{self.password}"
+
+    def auth_login(self, challenge: bytes | None = None) -> str | None:
+        """``smtplib``'s LOGIN authobject: the user name first, then the password."""
+        if challenge is None or self._auth_challenge_count < 2:
+            return self.user
+        return self.password
+
+    def auth(
+        self,
+        mechanism: str,
+        authobject: Any,
+        *,
+        initial_response_ok: bool = True,
+    ) -> Operation[tuple[int, bytes]]:
+        """AUTH with ``authobject``: an ``smtplib``-style callable or a ``sasl.Mechanism``.
+
+        Returns the 235 (or 503, already authenticated) reply; raises
+        ``SMTPAuthenticationError`` otherwise.
+        """
+        if isinstance(authobject, sasl.Mechanism):
+            mech = authobject
+        else:
+            mech = sasl.AuthObject(mechanism, authobject, initial_response_ok)
+        initial = mech.initial_response() if initial_response_ok else None
+        reply = yield from self._command(Auth(mech.name, initial))
+        self._auth_challenge_count = 0 if initial is None else 1
+        while reply.code == 334:
+            self._auth_challenge_count += 1
+            if self._auth_challenge_count > MAX_AUTH_CHALLENGES:
+                yield from self._command(AuthResponse(b"", cancel=True))
+                raise SMTPException(
+                    f"Server AUTH mechanism infinite loop. Last response: {reply.as_tuple()!r}"
+                )
+            try:
+                challenge = base64.b64decode(reply.text, validate=True)
+            except binascii.Error:
+                challenge = reply.text  # not base64: hand over the prompt as sent
+            try:
+                response = mech.respond(challenge)
+            except sasl.SASLError as exc:
+                cancel = yield from self._command(AuthResponse(b"", cancel=True))
+                raise SMTPAuthenticationError(cancel.code, cancel.text) from exc
+            reply = yield from self._command(AuthResponse(response))
+        if reply.code == 235:
+            mech.verify_success()
+            return reply.as_tuple()
+        if reply.code == 503:
+            return reply.as_tuple()
+        raise SMTPAuthenticationError(reply.code, reply.text)
+
+    def login(
+        self, user: str, password: str, *, initial_response_ok: bool = True
+    ) -> Operation[tuple[int, bytes]]:
+        """Log in with the first of CRAM-MD5, PLAIN, LOGIN that the server offers.
+
+        Like ``smtplib``, the next mechanism is tried when one fails; the last failure is
+        raised.  User names and passwords may be any Unicode text (sent as UTF-8).
+        """
+        yield from self.ehlo_or_helo_if_needed()
+        if not self.has_extn("auth"):
+            raise SMTPNotSupportedError("SMTP AUTH extension not supported by server.")
+        advertised = self.esmtp_features["auth"].upper().split()
+        mechanisms = [name for name in sasl.PASSWORD_MECHANISMS if name in advertised]
+        if not mechanisms:
+            raise SMTPException("No suitable authentication method found.")
+        self.user, self.password = user, password
+        last_error: SMTPAuthenticationError | None = None
+        for name in mechanisms:
+            try:
+                return (
+                    yield from self.auth(
+                        name,
+                        sasl.mechanism_for(name, user, password),
+                        initial_response_ok=initial_response_ok,
+                    )
+                )
+            except SMTPAuthenticationError as exc:
+                last_error = exc
+        assert last_error is not None
+        raise last_error
+
+
+def _redacted_line(command: Command) -> str:
+    """The command line for transcripts and logs, with credentials hidden."""
+    if isinstance(command, Auth):
+        return f"AUTH {command.mechanism}" + ("" if command.initial_response is None else " ****")
+    if isinstance(command, AuthResponse):
+        return "*" if command.cancel else "****"
+    return command.line()
+
+
+def _chunks(data: bytes) -> Iterable[bytes]:
+    """``data`` in ``CHUNK_SIZE`` slices."""
+    view = memoryview(data)
+    for start in range(0, len(data), CHUNK_SIZE):
+        yield bytes(view[start : start + CHUNK_SIZE])

@@ -1,0 +1,280 @@
+"""SMTP commands as values, and their serialisation.
+
+Verbs are spelled as ``smtplib`` spells them (``ehlo``, ``mail FROM:``, ``rcpt TO:``,
+``data``, ...), so transcripts match the stdlib byte for byte.  Every encoded line is checked
+for control characters: an argument containing CR, LF, NUL or any other control character
+could inject a second command, so it is refused with a ``LocalProtocolError``.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from .errors import LocalProtocolError
+
+__all__ = [
+    "Auth",
+    "AuthResponse",
+    "Bdat",
+    "Command",
+    "Data",
+    "Ehlo",
+    "Expn",
+    "Helo",
+    "Help",
+    "Lhlo",
+    "Mail",
+    "Noop",
+    "Quit",
+    "Raw",
+    "Rcpt",
+    "Rset",
+    "StartTLS",
+    "Vrfy",
+    "address_only",
+    "quoteaddr",
+]
+
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
+# A plain dot-atom@domain address, which email.utils.parseaddr returns unchanged: the common
+# case, quoted without the (slow) general parser.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_SIMPLE_ADDRESS = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
+
+
+def quoteaddr(addrstring: str) -> str:
+    """Quote an address for MAIL/RCPT the way ``smtplib.quoteaddr`` does.
+
+    ``<>`` stays the null sender; a parseable address becomes ``<addr-spec>``; anything else is
+    wrapped in angle brackets unless it already starts with one.
+    """
+    if _SIMPLE_ADDRESS.fullmatch(addrstring) is not None:
+        return f"<{addrstring}>"
+    stripped = addrstring.strip()
+    if stripped == "<>":
+        return "<>"
+    display_name, addr_spec = email.utils.parseaddr(addrstring)
+    if display_name or addr_spec:
+        return f"<{addr_spec}>"
+    return addrstring if stripped.startswith("<") else f"<{addrstring}>"
+
+
+def address_only(addrstring: str) -> str:
+    """The bare addr-spec of an address (for VRFY and EXPN), or the input if it does not parse."""
+    display_name, addr_spec = email.utils.parseaddr(addrstring)
+    return addr_spec if display_name or addr_spec else addrstring
+
+
+def encode_line(line: str, utf8: bool) -> bytes:
+    """Encode one command line (without CRLF) and append CRLF, refusing any control character."""
+    try:
+        data = line.encode("utf-8" if utf8 else "ascii")
+    except UnicodeEncodeError as exc:
+        raise LocalProtocolError(
+            f"non-ASCII characters in a command require SMTPUTF8: {line!r}"
+        ) from exc
+    if _CONTROL.search(data) is not None:
+        raise LocalProtocolError(f"control character in command: {line!r}")
+    return data + b"\r\n"
+
+
+class Command:
+    """Base of all commands.
+
+    ``group_end`` marks the commands RFC 2920 allows only as the last of a pipelined group
+    (their reply decides what comes next).
+    """
+
+    __slots__ = ()
+    group_end: ClassVar[bool] = True
+
+    def line(self) -> str:
+        """The command line as text, without CRLF."""
+        raise NotImplementedError
+
+    def encode(self, utf8: bool = False) -> bytes:
+        """The bytes to send: the line, encoded, checked and terminated by CRLF."""
+        return encode_line(self.line(), utf8)
+
+
+@dataclass(frozen=True, slots=True)
+class Raw(Command):
+    """Any command, as ``smtplib.docmd(verb, args)`` sends it."""
+
+    verb: str
+    args: str = ""
+
+    def line(self) -> str:
+        return f"{self.verb} {self.args}" if self.args else self.verb
+
+
+@dataclass(frozen=True, slots=True)
+class Helo(Command):
+    """HELO, the RFC 821 greeting."""
+
+    name: str
+
+    def line(self) -> str:
+        return f"helo {self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Ehlo(Command):
+    """EHLO, the extended greeting that asks for the server's extensions."""
+
+    name: str
+
+    def line(self) -> str:
+        return f"ehlo {self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Lhlo(Command):
+    """LHLO, LMTP's EHLO (RFC 2033)."""
+
+    name: str
+
+    def line(self) -> str:
+        return f"lhlo {self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Mail(Command):
+    """MAIL FROM with ESMTP parameters; the sender is quoted by ``quoteaddr``."""
+
+    group_end: ClassVar[bool] = False
+    sender: str
+    options: Sequence[str] = field(default=())
+
+    def line(self) -> str:
+        if self.options:
+            return f"mail FROM:{quoteaddr(self.sender)} {' '.join(self.options)}"
+        return f"mail FROM:{quoteaddr(self.sender)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Rcpt(Command):
+    """RCPT TO with ESMTP parameters; the recipient is quoted by ``quoteaddr``."""
+
+    group_end: ClassVar[bool] = False
+    recipient: str
+    options: Sequence[str] = field(default=())
+
+    def line(self) -> str:
+        if self.options:
+            return f"rcpt TO:{quoteaddr(self.recipient)} {' '.join(self.options)}"
+        return f"rcpt TO:{quoteaddr(self.recipient)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Data(Command):
+    """DATA: a 354 reply opens the message body."""
+
+    def line(self) -> str:
+        return "data"
+
+
+@dataclass(frozen=True, slots=True)
+class Bdat(Command):
+    """The header of one BDAT chunk (RFC 3030); the chunk's bytes follow it unchanged."""
+
+    group_end: ClassVar[bool] = False
+    size: int
+    last: bool = False
+
+    def line(self) -> str:
+        return f"BDAT {self.size} LAST" if self.last else f"BDAT {self.size}"
+
+
+@dataclass(frozen=True, slots=True)
+class Rset(Command):
+    """RSET: abort the mail transaction."""
+
+    group_end: ClassVar[bool] = False
+
+    def line(self) -> str:
+        return "rset"
+
+
+@dataclass(frozen=True, slots=True)
+class Vrfy(Command):
+    """VRFY: ask whether the server knows an address."""
+
+    address: str
+
+    def line(self) -> str:
+        return f"vrfy {address_only(self.address)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Expn(Command):
+    """EXPN: ask the server to expand a mailing list."""
+
+    address: str
+
+    def line(self) -> str:
+        return f"expn {address_only(self.address)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Help(Command):
+    """HELP, with an optional topic."""
+
+    topic: str = ""
+
+    def line(self) -> str:
+        return f"help {self.topic}" if self.topic else "help"
+
+
+@dataclass(frozen=True, slots=True)
+class Noop(Command):
+    """NOOP."""
+
+    def line(self) -> str:
+        return "noop"
+
+
+@dataclass(frozen=True, slots=True)
+class Quit(Command):
+    """QUIT: the server answers 221 and closes."""
+
+    def line(self) -> str:
+        return "quit"
+
+
+@dataclass(frozen=True, slots=True)
+class StartTLS(Command):
+    """STARTTLS: after its 220 nothing but a TLS handshake may cross the connection."""
+
+    def line(self) -> str:
+        return "STARTTLS"
+
+
+@dataclass(frozen=True, slots=True)
+class Auth(Command):
+    """AUTH with a mechanism and an optional initial response (raw bytes; sent base64)."""
+
+    mechanism: str
+    initial_response: bytes | None = None
+
+    def line(self) -> str:
+        if self.initial_response is None:
+            return f"AUTH {self.mechanism}"
+        encoded = base64.b64encode(self.initial_response).decode("ascii")
+        return f"AUTH {self.mechanism} {encoded or '='}"
+
+
+@dataclass(frozen=True, slots=True)
+class AuthResponse(Command):
+    """A client response in a SASL exchange (raw bytes; sent base64), or ``*`` to cancel."""
+
+    response: bytes
+    cancel: bool = False
+
+    def line(self) -> str:
+        return "*" if self.cancel else base64.b64encode(self.response).decode("ascii")

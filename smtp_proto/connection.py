@@ -1,0 +1,305 @@
+"""``ClientConnection``: the I/O-free SMTP/LMTP client state machine, h11-style.
+
+The caller owns the I/O.  It feeds received bytes to ``receive_data`` and pulls events from
+``next_event``; it turns commands into bytes with ``send`` (and message bodies with
+``send_data``/``end_data`` or ``send_bdat``) and writes them out.  The connection is strict
+about framing and safety, not about command order: the server judges order, as with smtplib.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from dataclasses import dataclass
+from typing import ClassVar, Final, NoReturn
+
+from .body import BodyEncoder
+from .commands import (
+    Auth,
+    AuthResponse,
+    Bdat,
+    Command,
+    Data,
+    Ehlo,
+    Helo,
+    Lhlo,
+    Mail,
+    Quit,
+    Raw,
+    Rcpt,
+    Rset,
+    StartTLS,
+)
+from .errors import LocalProtocolError, RemoteProtocolError
+from .extensions import NO_EXTENSIONS, Extensions, parse_ehlo
+from .replies import Reply, ReplyParser
+
+__all__ = [
+    "NEED_DATA",
+    "ClientConnection",
+    "ConnectionClosed",
+    "DataEnd",
+    "Event",
+    "Greeting",
+    "State",
+]
+
+
+class State(enum.Enum):
+    """Where the connection is; ``ClientConnection.state``."""
+
+    GREETING = "greeting"  # waiting for the server's banner
+    READY = "ready"  # commands may be sent
+    SASL = "sasl"  # the server sent 334: only an AuthResponse may follow
+    BODY = "body"  # DATA got 354: message bytes are being sent
+    TLS_HANDSHAKE = "tls-handshake"  # STARTTLS got 220: only a TLS handshake may follow
+    CLOSED = "closed"
+
+
+class _NeedData:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NEED_DATA"
+
+
+#: ``next_event`` returns this when a reply is not complete yet: feed more bytes.
+NEED_DATA: Final = _NeedData()
+
+
+@dataclass(frozen=True, slots=True)
+class Greeting(Reply):
+    """The server's banner (220, or 554 when it will not serve us)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionClosed:
+    """The server closed the connection (EOF) with no reply pending or part of one received."""
+
+
+@dataclass(frozen=True, slots=True)
+class DataEnd(Command):
+    """Stands in the reply queue for the end of a message body.
+
+    In LMTP one is queued per accepted recipient (``recipient`` says which), because the
+    server answers once per recipient after the body.
+    """
+
+    group_end: ClassVar[bool] = False  # RFC 2920: commands may follow the end of data in a group
+    recipient: str | None = None
+
+    def line(self) -> str:
+        raise LocalProtocolError("DataEnd is not a command; use end_data()")
+
+
+Event = Greeting | Reply | ConnectionClosed
+
+# Commands whose reply changes the connection's state, by the verb a Raw command may carry.
+_RAW_KINDS: dict[str, type[Command]] = {
+    "DATA": Data,
+    "STARTTLS": StartTLS,
+    "QUIT": Quit,
+    "RSET": Rset,
+    "HELO": Helo,
+}
+
+
+class ClientConnection:
+    """The protocol state of one client connection to an SMTP (or LMTP) server.
+
+    Several commands may be in flight when the server advertised PIPELINING (RFC 2920); their
+    replies come back in order.  After any ``ProtocolError`` the connection is ``CLOSED``.
+    """
+
+    def __init__(self, *, lmtp: bool = False, max_buffer: int = 1 << 20) -> None:
+        self.lmtp = lmtp
+        self.state = State.GREETING
+        #: ``esmtp_features`` from the last successful EHLO/LHLO (empty before and after TLS).
+        self.features: dict[str, str] = {}
+        #: The typed view of ``features``.
+        self.extensions: Extensions = NO_EXTENSIONS
+        #: Send commands as UTF-8 (after ``MAIL ... SMTPUTF8``) instead of ASCII.
+        self.utf8 = False
+        self._parser = ReplyParser(max_buffer)
+        self._pending: deque[Command] = deque()
+        self._accepted: list[str] = []
+        self._body: BodyEncoder | None = None
+        self._eof = False
+
+    # ------------------------------------------------------------------ receiving
+
+    @property
+    def pending(self) -> tuple[Command, ...]:
+        """The commands sent whose replies have not been returned yet, oldest first."""
+        return tuple(self._pending)
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes read from the server; ``b""`` means the server closed the connection."""
+        if not data:
+            self._eof = True
+            return
+        if self.state is State.TLS_HANDSHAKE:
+            self._fail(RemoteProtocolError("server sent data between its 220 to STARTTLS and TLS"))
+        if self.state is State.CLOSED:
+            return
+        try:
+            self._parser.feed(data)
+        except RemoteProtocolError as exc:
+            self._fail(exc)
+
+    def next_event(self) -> Event | _NeedData:
+        """The next reply, ``NEED_DATA`` if it is incomplete, or ``ConnectionClosed``."""
+        if self.state is State.CLOSED:
+            return ConnectionClosed()
+        try:
+            reply = self._parser.next_reply()
+        except RemoteProtocolError as exc:
+            self._fail(exc)
+        if reply is None:
+            if self._eof:
+                self.state = State.CLOSED
+                self._pending.clear()
+                return ConnectionClosed()
+            return NEED_DATA
+        if self.state is State.GREETING:
+            return self._on_greeting(reply)
+        if not self._pending:
+            if reply.code == 421:
+                self._closed_by_server()
+                return reply
+            self._fail(RemoteProtocolError(f"unexpected reply with no command pending: {reply}"))
+        return self._on_reply(self._pending.popleft(), reply)
+
+    def _on_greeting(self, reply: Reply) -> Greeting:
+        greeting = Greeting(reply.code, reply.lines, reply.raw)
+        if reply.code == 421:
+            self._closed_by_server()
+        else:
+            self.state = State.READY
+        return greeting
+
+    def _on_reply(self, command: Command, reply: Reply) -> Reply:
+        code = reply.code
+        if code == 421:
+            self._closed_by_server()
+            return reply
+        kind: type[Command] = type(command)
+        if kind is Raw:
+            assert isinstance(command, Raw)
+            kind = _RAW_KINDS.get(command.verb.upper(), Raw)
+        if kind is Rcpt:
+            if code < 300:
+                assert isinstance(command, Rcpt)
+                self._accepted.append(command.recipient)
+        elif kind is DataEnd:
+            if not self._pending or type(self._pending[0]) is not DataEnd:
+                self._accepted.clear()
+        elif kind is Data:
+            if code == 354:
+                self.state = State.BODY
+                self._body = BodyEncoder(stuff_dots=True)
+        elif kind is Mail or kind is Rset:
+            self._accepted.clear()
+        elif kind is Ehlo or kind is Lhlo:
+            if code == 250:
+                self.features = parse_ehlo(reply.text)
+                self.extensions = Extensions.from_features(self.features)
+        elif kind is Auth or kind is AuthResponse:
+            self.state = State.SASL if code == 334 else State.READY
+        elif kind is StartTLS:
+            if code == 220:
+                if self._parser.buffered:
+                    self._fail(RemoteProtocolError("server sent data after its 220 to STARTTLS"))
+                self.state = State.TLS_HANDSHAKE
+        elif kind is Quit:
+            self.state = State.CLOSED
+            self._pending.clear()
+        elif kind is Bdat:
+            assert isinstance(command, Bdat)
+            if code >= 300 or command.last:
+                self._accepted.clear()
+        return reply
+
+    def _closed_by_server(self) -> None:
+        """A 421: the server is closing; nothing else will be answered."""
+        self.state = State.CLOSED
+        self._pending.clear()
+
+    def _fail(self, exc: RemoteProtocolError) -> NoReturn:
+        self.state = State.CLOSED
+        self._pending.clear()
+        raise exc
+
+    # ------------------------------------------------------------------ sending
+
+    def send(self, command: Command) -> bytes:
+        """The bytes for ``command``; its reply is expected in order after those already pending."""
+        state = self.state
+        if state is not State.READY:
+            if state is State.SASL:
+                if type(command) is not AuthResponse:
+                    raise LocalProtocolError("the server expects a SASL response (334 pending)")
+            else:
+                raise LocalProtocolError(f"cannot send a command in state {state.value}")
+        elif type(command) is AuthResponse:
+            raise LocalProtocolError("an AuthResponse answers a 334 reply only")
+        pending = self._pending
+        if pending and (pending[-1].group_end or not self.extensions.pipelining):
+            raise LocalProtocolError(
+                f"cannot send {type(command).__name__} while {type(pending[-1]).__name__} "
+                "awaits its reply (the server did not advertise PIPELINING or the "
+                "command must end a pipelined group)"
+            )
+        data = command.encode(self.utf8)
+        kind = type(command)
+        if kind is Ehlo or kind is Lhlo or kind is Helo:
+            self.features = {}
+            self.extensions = NO_EXTENSIONS
+        elif kind is Auth:
+            self.state = State.SASL  # nothing but a SASL response may follow a 334
+        if self.lmtp and self._accepted and isinstance(command, Bdat) and command.last:
+            pending.extend(DataEnd(recipient) for recipient in self._accepted)
+        else:
+            pending.append(command)
+        return data
+
+    def send_data(self, chunk: bytes) -> bytes:
+        """Encode part of a message body (after DATA's 354): line endings fixed, dots stuffed."""
+        if self._body is None or self.state is not State.BODY:
+            raise LocalProtocolError("no message body is open (DATA needs a 354 reply first)")
+        return self._body.encode(chunk)
+
+    def end_data(self) -> bytes:
+        """Close the message body: the final CRLF if missing and the ``.`` line."""
+        if self._body is None or self.state is not State.BODY:
+            raise LocalProtocolError("no message body is open (DATA needs a 354 reply first)")
+        data = self._body.finish()
+        self._body = None
+        self.state = State.READY
+        if self.lmtp and self._accepted:
+            self._pending.extend(DataEnd(rcpt) for rcpt in self._accepted)
+        else:
+            self._pending.append(DataEnd())
+        return data
+
+    def send_bdat(self, chunk: bytes, last: bool = False) -> bytes:
+        """A BDAT command and its chunk, as one buffer; the chunk is sent unstuffed (RFC 3030)."""
+        return self.send(Bdat(len(chunk), last)) + chunk
+
+    def tls_established(self) -> None:
+        """Tell the connection the TLS handshake after STARTTLS is done.
+
+        Everything learned before TLS is forgotten (RFC 3207): the client must EHLO again.
+        """
+        if self.state is not State.TLS_HANDSHAKE:
+            raise LocalProtocolError("TLS is established only after a 220 reply to STARTTLS")
+        self.state = State.READY
+        self.features = {}
+        self.extensions = NO_EXTENSIONS
+        self.utf8 = False
+
+    def close(self) -> None:
+        """Mark the connection closed (the transport closed it); it is never reused."""
+        self.state = State.CLOSED
+        self._pending.clear()
+        self._body = None
