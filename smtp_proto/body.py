@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["BodyEncoder", "CHUNK_SIZE"]
+__all__ = ["CHUNK_SIZE", "BodyEncoder", "quotedata"]
 
 #: How much of a large message is encoded and sent at a time.
 CHUNK_SIZE = 1 << 18
 
 _LINE_END = re.compile(rb"\r\n|\r|\n")
+_TEXT_LINE_END = re.compile(r"\r\n|\r|\n")
+_TEXT_LEADING_DOT = re.compile(r"^\.", re.MULTILINE)
+
+
+def quotedata(data: str) -> str:
+    """A ``str`` message with CRLF line ends and leading dots doubled (``smtplib.quotedata``)."""
+    return _TEXT_LEADING_DOT.sub("..", _TEXT_LINE_END.sub("\r\n", data))
 
 
 class BodyEncoder:
