@@ -1,0 +1,146 @@
+"""What every adapter shares that is not protocol: names, constants, attribute plumbing.
+
+Protocol logic lives in ``smtp_proto.Client``; this module holds the small pieces of
+``smtplib``'s surface that are identical for blocking, asyncio and trio adapters.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from typing import Any
+
+from smtp_proto.body import quotedata
+from smtp_proto.client import Client
+from smtp_proto.commands import quoteaddr
+
+__all__ = [
+    "CRLF",
+    "DEFAULT_TIMEOUT",
+    "LMTP_PORT",
+    "SMTP_PORT",
+    "SMTP_SSL_PORT",
+    "ClientAttributes",
+    "bCRLF",
+    "default_tls_context",
+    "local_hostname",
+    "quoteaddr",
+    "quotedata",
+    "resolve_timeout",
+    "split_host_port",
+]
+
+SMTP_PORT = 25
+SMTP_SSL_PORT = 465
+LMTP_PORT = 2003
+CRLF = "\r\n"
+bCRLF = b"\r\n"
+
+#: Seconds any one read or write may take when the caller gives no timeout and the socket
+#: module has no default either: RFC 5321 section 4.5.3.2 allows servers up to 5 minutes per
+#: command (10 for the end of data), and a client must not wait forever on a stalled server.
+DEFAULT_TIMEOUT = 600.0
+
+
+def resolve_timeout(timeout: object) -> float | None:
+    """The timeout to use: the caller's, else the socket default, else ``DEFAULT_TIMEOUT``."""
+    if timeout is socket._GLOBAL_DEFAULT_TIMEOUT:  # type: ignore[attr-defined]
+        timeout = socket.getdefaulttimeout()
+        return DEFAULT_TIMEOUT if timeout is None else timeout
+    if timeout is not None and not timeout:
+        raise ValueError("Non-blocking socket (timeout=0) is not supported")
+    return timeout  # type: ignore[return-value]
+
+
+def local_hostname() -> str:
+    """This host's name for HELO/EHLO: its FQDN, or ``[address]`` when it has no dots.
+
+    It may block on DNS: the async adapters run it in a worker thread.
+    """
+    fqdn = socket.getfqdn()
+    if "." in fqdn:
+        return fqdn
+    try:
+        address = socket.gethostbyname(socket.gethostname())
+    except OSError:
+        address = "127.0.0.1"
+    return f"[{address}]"
+
+
+def split_host_port(host: str, port: int, default_port: int) -> tuple[str, int]:
+    """Accept ``"host:port"`` when no port is given, as ``smtplib.SMTP.connect`` does."""
+    if not port and host.count(":") == 1:
+        host, _, port_text = host.partition(":")
+        try:
+            port = int(port_text)
+        except ValueError:
+            raise OSError("nonnumeric port") from None
+    return host, port or default_port
+
+
+def default_tls_context() -> ssl.SSLContext:
+    """Certificates and host names verified: unlike ``smtplib``, which verifies neither."""
+    return ssl.create_default_context()
+
+
+class _Delegated:
+    """An attribute stored on the adapter's ``Client``, so user code reads and sets it as usual."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        return getattr(instance._client, self.name)
+
+    def __set__(self, instance: Any, value: Any) -> None:
+        setattr(instance._client, self.name, value)
+
+
+class ClientAttributes:
+    """The ``smtplib.SMTP`` attributes and plain (non-I/O) methods, shared by every adapter."""
+
+    _client: Client
+
+    helo_resp = _Delegated()
+    ehlo_resp = _Delegated()
+    does_esmtp = _Delegated()
+    esmtp_features = _Delegated()
+    command_encoding = _Delegated()
+    user = _Delegated()
+    password = _Delegated()
+    debuglevel = _Delegated()
+    ehlo_msg = _Delegated()
+    lmtp_replies = _Delegated()
+
+    @property
+    def local_hostname(self) -> str:
+        """The name sent with HELO/EHLO; looked up once, the first time it is needed."""
+        if self._client.local_hostname is None:
+            self._client.local_hostname = local_hostname()
+        return self._client.local_hostname
+
+    @local_hostname.setter
+    def local_hostname(self, value: str) -> None:
+        self._client.local_hostname = value
+
+    def set_debuglevel(self, debuglevel: int) -> None:
+        """1 prints the transcript to stderr as ``smtplib`` does; 2 adds timestamps."""
+        self._client.debuglevel = debuglevel
+
+    def has_extn(self, opt: str) -> bool:
+        """Whether the server advertised the extension ``opt``."""
+        return self._client.has_extn(opt)
+
+    def auth_cram_md5(self, challenge: bytes | None = None) -> str | None:
+        """The CRAM-MD5 authobject for ``auth()``."""
+        return self._client.auth_cram_md5(challenge)
+
+    def auth_plain(self, challenge: bytes | None = None) -> str:
+        """The PLAIN authobject for ``auth()``."""
+        return self._client.auth_plain(challenge)
+
+    def auth_login(self, challenge: bytes | None = None) -> str | None:
+        """The LOGIN authobject for ``auth()``."""
+        return self._client.auth_login(challenge)

@@ -1,0 +1,374 @@
+"""Blocking-socket adapter: a drop-in for the stdlib ``smtplib``.
+
+Change ``import smtplib`` to ``from smtp_proto.transports import sync as smtplib`` and the
+code works unchanged, with these deliberate differences:
+
+* ``SMTP_SSL`` and ``starttls()`` verify certificates and host names by default
+  (``ssl.create_default_context()``); pass ``context=`` to choose otherwise.
+* Bare CR and LF in ``bytes`` messages become CRLF, so no message can smuggle a second one.
+* ``LMTP.sendmail`` reports recipients refused after the body, and commands pipeline when the
+  server offers PIPELINING.
+* With no timeout given anywhere, one read or write waits at most ``DEFAULT_TIMEOUT`` seconds.
+
+Everything SMTP is done by ``smtp_proto.Client``; this module only connects, wraps TLS and
+moves bytes.
+"""
+
+from __future__ import annotations
+
+import email.message
+import socket
+import ssl
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+from smtp_proto.client import CLOSE, LOCAL_HOSTNAME, RECEIVE, START_TLS, Client, Operation
+from smtp_proto.errors import (
+    SMTPAuthenticationError,
+    SMTPConnectError,
+    SMTPDataError,
+    SMTPException,
+    SMTPHeloError,
+    SMTPNotSupportedError,
+    SMTPRecipientsRefused,
+    SMTPResponseException,
+    SMTPSenderRefused,
+    SMTPServerDisconnected,
+)
+
+from ._common import (
+    CRLF,
+    DEFAULT_TIMEOUT,
+    LMTP_PORT,
+    SMTP_PORT,
+    SMTP_SSL_PORT,
+    ClientAttributes,
+    bCRLF,
+    default_tls_context,
+    local_hostname,
+    quoteaddr,
+    quotedata,
+    resolve_timeout,
+    split_host_port,
+)
+
+__all__ = [
+    "CRLF",
+    "DEFAULT_TIMEOUT",
+    "LMTP",
+    "LMTP_PORT",
+    "SMTP",
+    "SMTPAuthenticationError",
+    "SMTPConnectError",
+    "SMTPDataError",
+    "SMTPException",
+    "SMTPHeloError",
+    "SMTPNotSupportedError",
+    "SMTPRecipientsRefused",
+    "SMTPResponseException",
+    "SMTPSenderRefused",
+    "SMTPServerDisconnected",
+    "SMTP_PORT",
+    "SMTP_SSL",
+    "SMTP_SSL_PORT",
+    "bCRLF",
+    "quoteaddr",
+    "quotedata",
+]
+
+T = TypeVar("T")
+_RECV_SIZE = 1 << 16
+_DEFAULT = socket._GLOBAL_DEFAULT_TIMEOUT  # type: ignore[attr-defined]
+
+
+class SMTP(ClientAttributes):
+    """An SMTP client connection with the ``smtplib.SMTP`` API, over a blocking socket."""
+
+    default_port = SMTP_PORT
+    _lmtp = False
+
+    def __init__(
+        self,
+        host: str = "",
+        port: int = 0,
+        local_hostname: str | None = None,
+        timeout: float | None = _DEFAULT,
+        source_address: tuple[str, int] | None = None,
+    ) -> None:
+        self._host = host
+        self.timeout = resolve_timeout(timeout)
+        self.source_address = source_address
+        self.sock: socket.socket | None = None
+        self.file = None
+        self._client = Client(local_hostname, lmtp=self._lmtp)
+        self._tls_context: ssl.SSLContext | None = None
+        if host:
+            code, msg = self.connect(host, port)
+            if code != 220:
+                self.close()
+                raise SMTPConnectError(code, msg)
+
+    def __enter__(self) -> SMTP:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            if self.sock is not None:
+                self._run(self._client.exit())
+        finally:
+            self.close()
+
+    # ------------------------------------------------------------------ transport
+
+    def _open_socket(self, host: str, port: int) -> socket.socket:
+        """A connected socket to ``host:port`` (``SMTP_SSL`` wraps it in TLS)."""
+        return socket.create_connection((host, port), self.timeout, self.source_address)
+
+    def connect(
+        self, host: str = "localhost", port: int = 0, source_address: tuple[str, int] | None = None
+    ) -> tuple[int, bytes]:
+        """Connect and read the greeting; returns its ``(code, text)``."""
+        if source_address:
+            self.source_address = source_address
+        host, port = split_host_port(host, port, self.default_port)
+        self.close()
+        self._host = host
+        self._client.connecting(host, port, self.source_address)
+        self.sock = self._open_socket(host, port)
+        return self._run(self._client.greeting())
+
+    def close(self) -> None:
+        """Close the connection; the object can connect again."""
+        sock, self.sock = self.sock, None
+        self._client.close()
+        if sock is not None:
+            sock.close()
+
+    def _perform(self, request: Any) -> Any:
+        """Carry out one I/O request of an operation."""
+        sock = self.sock
+        if sock is None:
+            raise SMTPServerDisconnected("please run connect() first")
+        if request.__class__ is bytes:
+            sock.sendall(request)
+            return None
+        if request is RECEIVE:
+            return sock.recv(_RECV_SIZE)
+        if request is CLOSE:
+            self.close()
+            return None
+        if request is START_TLS:
+            context = self._tls_context or default_tls_context()
+            self.sock = context.wrap_socket(sock, server_hostname=self._host)
+            return None
+        if request is LOCAL_HOSTNAME:
+            return local_hostname()
+        raise AssertionError(f"unknown I/O request {request!r}")
+
+    def _run(self, operation: Operation[T]) -> T:
+        """Drive a core operation to its end; I/O errors are thrown into it to be mapped."""
+        value: Any = None
+        error: OSError | None = None
+        try:
+            while True:
+                try:
+                    request = operation.send(value) if error is None else operation.throw(error)
+                except StopIteration as done:
+                    return done.value  # type: ignore[no-any-return]
+                error = None
+                try:
+                    value = self._perform(request)
+                except OSError as exc:
+                    error = exc
+                except BaseException:
+                    self.close()  # interrupted mid-I/O: the stream is in an unknown state
+                    raise
+        except BaseException:
+            if not self._client.is_connected:
+                self.close()
+            raise
+        finally:
+            operation.close()
+
+    # ------------------------------------------------------------------ smtplib API
+
+    def putcmd(self, cmd: str, args: str = "") -> None:
+        """Send a command line without reading the reply."""
+        self._run(self._client.putcmd(cmd, args))
+
+    def getreply(self) -> tuple[int, bytes]:
+        """Read one reply."""
+        return self._run(self._client.getreply())
+
+    def docmd(self, cmd: str, args: str = "") -> tuple[int, bytes]:
+        """Send a command and return its reply."""
+        return self._run(self._client.docmd(cmd, args))
+
+    def helo(self, name: str = "") -> tuple[int, bytes]:
+        """HELO."""
+        return self._run(self._client.helo(name))
+
+    def ehlo(self, name: str = "") -> tuple[int, bytes]:
+        """EHLO (LHLO for LMTP)."""
+        return self._run(self._client.ehlo(name))
+
+    def ehlo_or_helo_if_needed(self) -> None:
+        """EHLO, or HELO if EHLO fails, unless done already."""
+        self._run(self._client.ehlo_or_helo_if_needed())
+
+    def login(
+        self, user: str, password: str, *, initial_response_ok: bool = True
+    ) -> tuple[int, bytes]:
+        """Authenticate with CRAM-MD5, PLAIN or LOGIN, whichever the server offers first."""
+        return self._run(
+            self._client.login(user, password, initial_response_ok=initial_response_ok)
+        )
+
+    def auth(
+        self, mechanism: str, authobject: Any, *, initial_response_ok: bool = True
+    ) -> tuple[int, bytes]:
+        """Authenticate with one mechanism and an authobject (or ``smtp_proto.sasl`` mechanism)."""
+        return self._run(
+            self._client.auth(mechanism, authobject, initial_response_ok=initial_response_ok)
+        )
+
+    def starttls(self, *, context: ssl.SSLContext | None = None) -> tuple[int, bytes]:
+        """Upgrade to TLS, verifying the server's certificate unless ``context`` says otherwise."""
+        self._tls_context = context
+        return self._run(self._client.starttls())
+
+    def sendmail(
+        self,
+        from_addr: str,
+        to_addrs: str | Sequence[str],
+        msg: bytes | str,
+        mail_options: Sequence[str] = (),
+        rcpt_options: Sequence[str] = (),
+    ) -> dict[str, tuple[int, bytes]]:
+        """Send one message; returns the refused recipients."""
+        return self._run(
+            self._client.sendmail(from_addr, to_addrs, msg, mail_options, rcpt_options)
+        )
+
+    def send_message(
+        self,
+        msg: email.message.Message,
+        from_addr: str | None = None,
+        to_addrs: str | Sequence[str] | None = None,
+        mail_options: Sequence[str] = (),
+        rcpt_options: Sequence[str] = (),
+    ) -> dict[str, tuple[int, bytes]]:
+        """Send an ``email.message.Message``, envelope taken from its headers."""
+        return self._run(
+            self._client.send_message(msg, from_addr, to_addrs, mail_options, rcpt_options)
+        )
+
+    def mail(self, sender: str, options: Sequence[str] = ()) -> tuple[int, bytes]:
+        """MAIL FROM."""
+        return self._run(self._client.mail(sender, options))
+
+    def rcpt(self, recip: str, options: Sequence[str] = ()) -> tuple[int, bytes]:
+        """RCPT TO."""
+        return self._run(self._client.rcpt(recip, options))
+
+    def data(self, msg: bytes | str) -> tuple[int, bytes]:
+        """DATA and the message."""
+        return self._run(self._client.data(msg))
+
+    def rset(self) -> tuple[int, bytes]:
+        """RSET."""
+        return self._run(self._client.rset())
+
+    def noop(self) -> tuple[int, bytes]:
+        """NOOP."""
+        return self._run(self._client.noop())
+
+    def verify(self, address: str) -> tuple[int, bytes]:
+        """VRFY."""
+        return self._run(self._client.verify(address))
+
+    vrfy = verify
+
+    def expn(self, address: str) -> tuple[int, bytes]:
+        """EXPN."""
+        return self._run(self._client.expn(address))
+
+    def help(self, args: str = "") -> bytes:
+        """HELP; returns the reply text."""
+        return self._run(self._client.help(args))
+
+    def quit(self) -> tuple[int, bytes]:
+        """QUIT and close."""
+        try:
+            return self._run(self._client.quit())
+        finally:
+            self.close()
+
+
+class SMTP_SSL(SMTP):
+    """SMTP over implicit TLS (port 465), certificates verified by default."""
+
+    default_port = SMTP_SSL_PORT
+
+    def __init__(
+        self,
+        host: str = "",
+        port: int = 0,
+        local_hostname: str | None = None,
+        *,
+        timeout: float | None = _DEFAULT,
+        source_address: tuple[str, int] | None = None,
+        context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.context = context or default_tls_context()
+        super().__init__(host, port, local_hostname, timeout, source_address)
+
+    def _open_socket(self, host: str, port: int) -> socket.socket:
+        sock = super()._open_socket(host, port)
+        try:
+            return self.context.wrap_socket(sock, server_hostname=host)
+        except BaseException:
+            sock.close()
+            raise
+
+
+class LMTP(SMTP):
+    """LMTP (RFC 2033): LHLO, a Unix socket when ``host`` is a path, one reply per recipient."""
+
+    default_port = LMTP_PORT
+    _lmtp = True
+
+    def __init__(
+        self,
+        host: str = "",
+        port: int = LMTP_PORT,
+        local_hostname: str | None = None,
+        source_address: tuple[str, int] | None = None,
+        timeout: float | None = _DEFAULT,
+    ) -> None:
+        super().__init__(host, port, local_hostname, timeout, source_address)
+
+    def connect(
+        self, host: str = "localhost", port: int = 0, source_address: tuple[str, int] | None = None
+    ) -> tuple[int, bytes]:
+        """Connect over TCP, or to the Unix socket ``host`` when it is an absolute path."""
+        if not host.startswith("/"):
+            return super().connect(host, port, source_address)
+        self.close()
+        self._host = host
+        self._client.connecting(host, 0, None)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(host)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+        return self._run(self._client.greeting())
