@@ -17,6 +17,7 @@ __all__ = ["CHUNK_SIZE", "BodyEncoder", "quotedata"]
 CHUNK_SIZE = 1 << 18
 
 _LINE_END = re.compile(rb"\r\n|\r|\n")
+_ALL_BUT_CR_LF = bytes(byte for byte in range(256) if byte not in b"\r\n")
 _TEXT_LINE_END = re.compile(r"\r\n|\r|\n")
 _TEXT_LEADING_DOT = re.compile(r"^\.", re.MULTILINE)
 
@@ -52,8 +53,11 @@ class BodyEncoder:
             self._held_cr = True
         if not chunk:
             return b""
-        line_ends = chunk.count(b"\n")
-        if chunk.count(b"\r") != line_ends or chunk.count(b"\r\n") != line_ends:
+        # Every CR and LF is part of a CRLF iff #CR == #LF == #CRLF; the CRs and LFs are
+        # counted on the (short) string of just them, which is cheaper than two full counts.
+        line_breaks = chunk.translate(None, _ALL_BUT_CR_LF)
+        crlf_count = line_breaks.count(b"\r")
+        if 2 * crlf_count != len(line_breaks) or chunk.count(b"\r\n") != crlf_count:
             chunk = _LINE_END.sub(b"\r\n", chunk)
         if self._stuff_dots:
             pieces = chunk.split(b"\r\n.")

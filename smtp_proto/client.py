@@ -205,6 +205,7 @@ class Client:
             logger.debug("send: %r", line)
 
     def _trace_reply(self, reply: Reply) -> None:
+        """Print (debuglevel) and log one reply."""
         if self.debuglevel > 0:
             for raw_line in reply.raw.splitlines(keepends=True):
                 self.print_debug("reply:", repr(raw_line))
@@ -225,30 +226,46 @@ class Client:
             yield from self._abort()
             raise SMTPServerDisconnected("Server not connected") from None
 
-    def _read_reply(self) -> Generator[IORequest, Any, Reply]:
-        """The next reply; closes the connection on EOF, I/O errors, protocol errors and 421."""
+    def _read_replies(self, count: int) -> Generator[IORequest, Any, list[Reply]]:
+        """The next ``count`` replies, fewer if the server closes (421) after one of them.
+
+        Closes the connection on EOF, I/O errors, protocol errors and 421.
+        """
         connection = self.connection
+        replies: list[Reply] = []
         try:
-            event = connection.next_event()
-            while event is NEED_DATA:
-                try:
-                    data = yield RECEIVE
-                except OSError as exc:
-                    yield from self._abort()
-                    raise SMTPServerDisconnected(f"Connection unexpectedly closed: {exc}") from exc
-                connection.receive_data(data)
+            while len(replies) < count:
                 event = connection.next_event()
+                if event is NEED_DATA:
+                    try:
+                        data = yield RECEIVE
+                    except OSError as exc:
+                        yield from self._abort()
+                        raise SMTPServerDisconnected(
+                            f"Connection unexpectedly closed: {exc}"
+                        ) from exc
+                    connection.receive_data(data)
+                    continue
+                if event.__class__ is ConnectionClosed:
+                    break
+                assert isinstance(event, Reply)
+                if self.debuglevel > 0 or logger.isEnabledFor(logging.DEBUG):
+                    self._trace_reply(event)
+                replies.append(event)
+                if connection.state is State.CLOSED:
+                    break
         except ProtocolError:
             yield from self._abort()
             raise
-        if isinstance(event, ConnectionClosed):
-            yield from self._abort()
-            raise SMTPServerDisconnected("Connection unexpectedly closed")
-        assert isinstance(event, Reply)
-        self._trace_reply(event)
         if connection.state is State.CLOSED:
-            yield from self._abort()  # 421 (or the reply to QUIT): the server is going away
-        return event
+            yield from self._abort()  # 421, EOF or the reply to QUIT: the server is going away
+            if not replies:
+                raise SMTPServerDisconnected("Connection unexpectedly closed")
+        return replies
+
+    def _read_reply(self) -> Generator[IORequest, Any, Reply]:
+        """The next reply (see ``_read_replies``)."""
+        return (yield from self._read_replies(1))[0]
 
     def _send_commands(self, *commands: Command) -> Generator[IORequest, Any, None]:
         """Send one command, or a pipelined group of them in a single write."""
@@ -432,17 +449,14 @@ class Client:
     def _read_body_replies(self) -> Generator[IORequest, Any, list[tuple[str | None, Reply]]]:
         """The reply to the end of a body, or LMTP's one reply per accepted recipient."""
         expected = [c.recipient for c in self.connection.pending if isinstance(c, DataEnd)]
-        replies: list[tuple[str | None, Reply]] = []
-        for recipient in expected:
-            reply = yield from self._read_reply()
-            replies.append((recipient, reply))
-            if reply.code == 421:
-                break
+        replies = yield from self._read_replies(len(expected))
         if self.lmtp:
             self.lmtp_replies = {
-                recipient: reply.as_tuple() for recipient, reply in replies if recipient is not None
+                recipient: reply.as_tuple()
+                for recipient, reply in zip(expected, replies, strict=False)
+                if recipient is not None
             }
-        return replies
+        return list(zip(expected, replies, strict=False))
 
     def sendmail(
         self,
@@ -460,7 +474,8 @@ class Client:
         MAIL, the RCPTs and DATA go out in one write (RFC 2920) with the same results.
         For LMTP, recipients refused after the body are reported too.
         """
-        yield from self.ehlo_or_helo_if_needed()
+        if self.helo_resp is None and self.ehlo_resp is None:
+            yield from self.ehlo_or_helo_if_needed()
         if isinstance(msg, str):
             msg = _fix_line_ends(msg).encode("ascii")
         options = list(mail_options)
@@ -504,18 +519,15 @@ class Client:
         self, mail: Mail, rcpts: list[Rcpt], msg: bytes
     ) -> Generator[IORequest, Any, dict[str, tuple[int, bytes]]]:
         yield from self._send_commands(mail, *rcpts, Data())
-        mail_reply = yield from self._read_reply()
+        replies = yield from self._read_replies(len(rcpts) + 2)
+        mail_reply = replies[0]
         refused: dict[str, tuple[int, bytes]] = {}
         closed_at_rcpt = False
-        if mail_reply.code != 421:
-            for rcpt in rcpts:
-                reply = yield from self._read_reply()
-                if reply.code not in (250, 251):
-                    refused[rcpt.recipient] = reply.as_tuple()
-                if reply.code == 421:
-                    closed_at_rcpt = True
-                    break
-        data_reply = None if self.connection_closed else (yield from self._read_reply())
+        for rcpt, reply in zip(rcpts, replies[1:], strict=False):
+            if reply.code not in (250, 251):
+                refused[rcpt.recipient] = reply.as_tuple()
+            closed_at_rcpt = reply.code == 421
+        data_reply = replies[-1] if len(replies) == len(rcpts) + 2 else None
         if self.debuglevel > 0 and data_reply is not None:
             self.print_debug("data:", data_reply.as_tuple())
         proceed = mail_reply.code == 250 and not closed_at_rcpt and len(refused) < len(rcpts)
@@ -535,11 +547,6 @@ class Client:
             raise SMTPDataError(data_reply.code, data_reply.text)
         code, text = yield from self._send_body(msg)
         return (yield from self._finish_transaction(code, text, refused, len(rcpts)))
-
-    @property
-    def connection_closed(self) -> bool:
-        """Whether the connection is gone (after a 421, EOF, or an error)."""
-        return not self.is_connected
 
     def _finish_transaction(
         self, code: int, text: bytes, refused: dict[str, tuple[int, bytes]], total: int

@@ -21,8 +21,9 @@ MAX_LINE_LENGTH = 8192
 #: A multi-line reply with more lines than this is refused (EHLO replies have a few dozen).
 MAX_LINES_PER_REPLY = 1000
 
-# Any C0 control except HT, and DEL, is garbage inside reply text (CR only ends a line).
-_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+# One reply line without its line end: a code 2xx-5xx, then " " or "-" and text, or nothing.
+# Any C0 control except HT, and DEL, is garbage inside the text (CR only ends a line).
+_LINE = re.compile(rb"([2-5][0-9][0-9])(?:([ -])([^\x00-\x08\x0a-\x1f\x7f]*))?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,89 +62,71 @@ class Reply:
 class ReplyParser:
     """Turns a byte stream into ``Reply`` objects, whatever the chunking.
 
-    Accepts CRLF and (leniently) bare LF as line ends.  State carries across ``feed`` calls:
-    the completed lines of a multi-line reply in progress and the unconsumed bytes.
+    Accepts CRLF and (leniently) bare LF as line ends.  Only the incomplete last line is kept
+    as bytes between ``feed`` calls; completed lines of a multi-line reply are kept parsed.
     """
 
-    __slots__ = ("_buffer", "_code", "_lines", "_reply_start", "_scan_from", "max_buffer")
+    __slots__ = ("_buffer", "_code", "_lines", "_position", "_raw", "max_buffer")
 
     def __init__(self, max_buffer: int = 1 << 20) -> None:
-        self._buffer = bytearray()
-        self._reply_start = 0
-        self._scan_from = 0
-        self._lines: list[bytes] = []
-        self._code = -1
+        self._buffer = b""
+        self._position = 0  # where the next unparsed line starts in _buffer
+        self._lines: list[bytes] = []  # text of the completed lines of the reply in progress
+        self._raw: list[bytes] = []  # and those lines as received
+        self._code = b""
         #: Bytes that may be held unparsed; more than this is a ``RemoteProtocolError``.
         self.max_buffer = max_buffer
 
     @property
     def buffered(self) -> int:
         """How many received bytes are not yet part of a returned reply."""
-        return len(self._buffer) - self._reply_start
+        return len(self._buffer) - self._position + sum(map(len, self._raw))
 
     def feed(self, data: bytes) -> None:
         """Add bytes read from the peer."""
-        buffer = self._buffer
-        if self._reply_start:
-            del buffer[: self._reply_start]
-            self._scan_from -= self._reply_start
-            self._reply_start = 0
-        buffer += data
-        if len(buffer) > self.max_buffer:
+        if self._position == len(self._buffer):
+            self._buffer = bytes(data)  # the common case: nothing left over, no copy
+        else:
+            self._buffer = self._buffer[self._position :] + data
+        self._position = 0
+        if len(self._buffer) > self.max_buffer:
             raise RemoteProtocolError(f"server sent more than {self.max_buffer} bytes unanswered")
 
     def next_reply(self) -> Reply | None:
         """The next complete reply, or ``None`` when more bytes are needed."""
         buffer = self._buffer
-        lines = self._lines
         while True:
-            start = self._scan_from
+            start = self._position
             end = buffer.find(b"\n", start)
-            if end < 0:
+            if end < 0 or end - start > MAX_LINE_LENGTH:
                 if len(buffer) - start > MAX_LINE_LENGTH:
                     raise RemoteProtocolError("reply line too long")
                 return None
-            if end - start > MAX_LINE_LENGTH:
-                raise RemoteProtocolError("reply line too long")
-            line = bytes(buffer[start:end])
-            self._scan_from = end + 1
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            code_bytes = line[:3]
-            separator = line[3:4]
-            if (
-                len(code_bytes) != 3
-                or not code_bytes.isdigit()
-                or separator not in (b" ", b"-", b"")
-                or not b"2" <= code_bytes[:1] <= b"5"
-            ):
-                raise RemoteProtocolError(f"malformed reply line {line[:80]!r}")
-            code = int(code_bytes)
-            if self._code != code:
-                if self._code >= 0:
-                    raise RemoteProtocolError(
-                        f"reply code changed from {self._code} to {code} within one reply"
-                    )
-                self._code = code
-            text = line[4:]
-            if _CONTROL.search(text) is not None:
-                raise RemoteProtocolError(f"control character in reply line {line[:80]!r}")
-            lines.append(text.strip(b" \t"))
+            self._position = end + 1
+            if end > start and buffer[end - 1] == 13:  # CRLF; a bare LF is tolerated
+                end -= 1
+            match = _LINE.fullmatch(buffer, start, end)
+            if match is None:
+                raise RemoteProtocolError(f"malformed reply line {buffer[start:end][:80]!r}")
+            code, separator, text = match.groups()
+            text = text.strip(b" \t") if text else b""
+            lines = self._lines
+            if lines and code != self._code:
+                raise RemoteProtocolError(
+                    f"reply code changed from {self._code!r} to {code!r} within one reply"
+                )
             if separator == b"-":
                 if len(lines) >= MAX_LINES_PER_REPLY:
                     raise RemoteProtocolError("reply has too many continuation lines")
+                lines.append(text)
+                self._raw.append(buffer[start : self._position])
+                self._code = code
                 continue
-            raw = bytes(buffer[self._reply_start : self._scan_from])
-            self._reply_start = self._scan_from
+            if not lines:
+                return Reply(int(code), (text,), buffer[start : self._position])
+            lines.append(text)
+            self._raw.append(buffer[start : self._position])
+            reply = Reply(int(code), tuple(lines), b"".join(self._raw))
             self._lines = []
-            self._code = -1
-            return Reply(code, tuple(lines), raw)
-
-    def take_unparsed(self) -> bytes:
-        """Remove and return every byte not yet part of a reply (used at the STARTTLS boundary)."""
-        rest = bytes(self._buffer[self._reply_start :])
-        self._buffer.clear()
-        self._reply_start = self._scan_from = 0
-        self._lines = []
-        self._code = -1
-        return rest
+            self._raw = []
+            return reply
