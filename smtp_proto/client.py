@@ -143,13 +143,24 @@ class Client:
         self.ehlo_resp: bytes | None = None
         self.does_esmtp = False
         self.esmtp_features: dict[str, str] = {}
-        self.command_encoding = "ascii"
+        self._command_encoding = "ascii"
+        self._utf8 = False
         self.user: str | None = None
         self.password: str | None = None
         #: Per-recipient replies to the last LMTP message body (recipient -> (code, text)).
         self.lmtp_replies: dict[str, tuple[int, bytes]] = {}
         self._auth_challenge_count = 0
         self._connection: ClientConnection | None = None
+
+    @property
+    def command_encoding(self) -> str:
+        """How command lines are encoded: ``ascii``, or ``utf-8`` after ``MAIL ... SMTPUTF8``."""
+        return self._command_encoding
+
+    @command_encoding.setter
+    def command_encoding(self, value: str) -> None:
+        self._command_encoding = value
+        self._utf8 = value.lower().replace("_", "-") in ("utf-8", "utf8")
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -183,7 +194,7 @@ class Client:
 
     def greeting(self) -> Operation[tuple[int, bytes]]:
         """Read the server's banner after connecting, as ``smtplib.SMTP.connect`` does."""
-        reply = yield from self._read_reply()
+        reply = (yield from self._exchange(b"", 1))[0]
         if self.debuglevel > 0:
             self.print_debug("connect:", repr(reply.text))
         return reply.as_tuple()
@@ -196,13 +207,6 @@ class Client:
             print(datetime.datetime.now().time(), *args, file=sys.stderr)
         else:
             print(*args, file=sys.stderr)
-
-    def _trace_command(self, command: Command) -> None:
-        if self.debuglevel > 0 or logger.isEnabledFor(logging.DEBUG):
-            line = _redacted_line(command)
-            if self.debuglevel > 0:
-                self.print_debug("send:", repr(line + "\r\n"))
-            logger.debug("send: %r", line)
 
     def _trace_reply(self, reply: Reply) -> None:
         """Print (debuglevel) and log one reply."""
@@ -219,18 +223,35 @@ class Client:
         self.close()
         yield CLOSE
 
-    def _write(self, data: bytes) -> Generator[IORequest, Any, None]:
-        try:
-            yield data
-        except OSError:
-            yield from self._abort()
-            raise SMTPServerDisconnected("Server not connected") from None
+    def _encode(self, *commands: Command) -> bytes:
+        """The bytes of one command, or of a pipelined group of them; traced and logged."""
+        connection = self.connection
+        connection.utf8 = self._utf8
+        if len(commands) == 1:
+            data = connection.send(commands[0])
+        else:
+            data = b"".join([connection.send(command) for command in commands])
+        if self.debuglevel > 0 or logger.isEnabledFor(logging.DEBUG):
+            for command in commands:
+                line = _redacted_line(command)
+                if self.debuglevel > 0:
+                    self.print_debug("send:", repr(line + "\r\n"))
+                logger.debug("send: %r", line)
+        return data
 
-    def _read_replies(self, count: int) -> Generator[IORequest, Any, list[Reply]]:
-        """The next ``count`` replies, fewer if the server closes (421) after one of them.
+    def _exchange(self, data: bytes, count: int) -> Generator[IORequest, Any, list[Reply]]:
+        """Write ``data`` (if any), then read ``count`` replies.
 
-        Closes the connection on EOF, I/O errors, protocol errors and 421.
+        Fewer replies come back when the server closes (421) after one of them.  EOF, I/O
+        errors, protocol errors and 421 close the connection; the errors raise what
+        ``smtplib`` raises.
         """
+        if data:
+            try:
+                yield data
+            except OSError:
+                yield from self._abort()
+                raise SMTPServerDisconnected("Server not connected") from None
         connection = self.connection
         replies: list[Reply] = []
         try:
@@ -238,13 +259,13 @@ class Client:
                 event = connection.next_event()
                 if event is NEED_DATA:
                     try:
-                        data = yield RECEIVE
+                        received = yield RECEIVE
                     except OSError as exc:
                         yield from self._abort()
                         raise SMTPServerDisconnected(
                             f"Connection unexpectedly closed: {exc}"
                         ) from exc
-                    connection.receive_data(data)
+                    connection.receive_data(received)
                     continue
                 if event.__class__ is ConnectionClosed:
                     break
@@ -259,36 +280,23 @@ class Client:
             raise
         if connection.state is State.CLOSED:
             yield from self._abort()  # 421, EOF or the reply to QUIT: the server is going away
-            if not replies:
+            if len(replies) < count and not replies:
                 raise SMTPServerDisconnected("Connection unexpectedly closed")
         return replies
 
-    def _read_reply(self) -> Generator[IORequest, Any, Reply]:
-        """The next reply (see ``_read_replies``)."""
-        return (yield from self._read_replies(1))[0]
-
-    def _send_commands(self, *commands: Command) -> Generator[IORequest, Any, None]:
-        """Send one command, or a pipelined group of them in a single write."""
-        connection = self.connection
-        connection.utf8 = self.command_encoding.lower().replace("_", "-") in ("utf-8", "utf8")
-        data = b"".join([connection.send(command) for command in commands])
-        for command in commands:
-            self._trace_command(command)
-        yield from self._write(data)
-
     def _command(self, command: Command) -> Generator[IORequest, Any, Reply]:
-        yield from self._send_commands(command)
-        return (yield from self._read_reply())
+        """Send one command and read its reply."""
+        return (yield from self._exchange(self._encode(command), 1))[0]
 
     # ------------------------------------------------------------------ low-level smtplib API
 
     def putcmd(self, cmd: str, args: str = "") -> Operation[None]:
         """Send one command line without reading its reply (``smtplib.SMTP.putcmd``)."""
-        yield from self._send_commands(Raw(cmd, args))
+        yield from self._exchange(self._encode(Raw(cmd, args)), 0)
 
     def getreply(self) -> Operation[tuple[int, bytes]]:
         """Read one reply (``smtplib.SMTP.getreply``)."""
-        return (yield from self._read_reply()).as_tuple()
+        return (yield from self._exchange(b"", 1))[0].as_tuple()
 
     def docmd(self, cmd: str, args: str = "") -> Operation[tuple[int, bytes]]:
         """Send any command and return its reply."""
@@ -429,34 +437,27 @@ class Client:
         tracing = self.debuglevel > 0
         if len(msg) <= CHUNK_SIZE:
             out = connection.send_data(msg) + connection.end_data()
-            if tracing:
-                self.print_debug("send:", repr(out))
-            yield from self._write(out)
         else:
             for chunk in _chunks(msg):
                 out = connection.send_data(chunk)
                 if tracing:
                     self.print_debug("send:", repr(out))
-                yield from self._write(out)
-            yield from self._write(connection.end_data())
-        replies = yield from self._read_body_replies()
-        refusals = [reply for _, reply in replies if reply.code >= 300]
-        result = (refusals[0] if refusals else replies[-1][1]).as_tuple()
-        if self.debuglevel > 0:
-            self.print_debug("data:", result)
-        return result
-
-    def _read_body_replies(self) -> Generator[IORequest, Any, list[tuple[str | None, Reply]]]:
-        """The reply to the end of a body, or LMTP's one reply per accepted recipient."""
-        expected = [c.recipient for c in self.connection.pending if isinstance(c, DataEnd)]
-        replies = yield from self._read_replies(len(expected))
+                yield from self._exchange(out, 0)
+            out = connection.end_data()
+        if tracing:
+            self.print_debug("send:", repr(out))
+        expected = [c.recipient for c in connection.pending if isinstance(c, DataEnd)]
+        replies = yield from self._exchange(out, len(expected))
         if self.lmtp:
             self.lmtp_replies = {
                 recipient: reply.as_tuple()
                 for recipient, reply in zip(expected, replies, strict=False)
                 if recipient is not None
             }
-        return list(zip(expected, replies, strict=False))
+        result = next((reply for reply in replies if reply.code >= 300), replies[-1]).as_tuple()
+        if tracing:
+            self.print_debug("data:", result)
+        return result
 
     def sendmail(
         self,
@@ -518,8 +519,7 @@ class Client:
     def _sendmail_pipelined(
         self, mail: Mail, rcpts: list[Rcpt], msg: bytes
     ) -> Generator[IORequest, Any, dict[str, tuple[int, bytes]]]:
-        yield from self._send_commands(mail, *rcpts, Data())
-        replies = yield from self._read_replies(len(rcpts) + 2)
+        replies = yield from self._exchange(self._encode(mail, *rcpts, Data()), len(rcpts) + 2)
         mail_reply = replies[0]
         refused: dict[str, tuple[int, bytes]] = {}
         closed_at_rcpt = False
@@ -533,8 +533,7 @@ class Client:
         proceed = mail_reply.code == 250 and not closed_at_rcpt and len(refused) < len(rcpts)
         if data_reply is not None and data_reply.code == 354 and not proceed:
             # The server opened a body we must not send (RFC 2920 3.1): send an empty one.
-            yield from self._write(self.connection.end_data())
-            yield from self._read_body_replies()
+            yield from self._send_body(b"")
         if mail_reply.code != 250:
             yield from self._sender_refused(mail, mail_reply)
         if closed_at_rcpt:
@@ -546,6 +545,8 @@ class Client:
         if data_reply.code != 354:
             raise SMTPDataError(data_reply.code, data_reply.text)
         code, text = yield from self._send_body(msg)
+        if code == 250 and not self.lmtp:
+            return refused
         return (yield from self._finish_transaction(code, text, refused, len(rcpts)))
 
     def _finish_transaction(

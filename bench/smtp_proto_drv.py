@@ -1,0 +1,75 @@
+"""smtp-proto's driver for the team's benchmark harness (``bench/run.sh`` of the shared kit).
+
+    path/to/bench/run.sh --driver smtp-proto=bench/smtp_proto_drv.py
+
+W1-W4 run the harness's own smtplib workloads against ``smtp_proto.transports.sync`` (the
+smtplib API, unchanged); W5 drives the sans-I/O ``smtp_proto.Client`` with canned replies and
+no socket, through the same operations the adapters run.  Needs ``pip install -e .``.
+"""
+
+import sys
+import time
+
+import bench_common as bc  # the harness puts its clients folder on PYTHONPATH
+import smtplib_drv
+
+from smtp_proto import RECEIVE, Client
+from smtp_proto.transports import sync
+
+smtplib_drv.smtp_module = sync
+
+EHLO_REPLY = smtplib_drv.EHLO_REPLY
+ENVELOPE_REPLIES = b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n"
+QUEUED_REPLY = b"250 2.0.0 Ok: queued\r\n"
+
+
+def run_offline(operation, replies):
+    """Drive a core operation against canned replies; returns (result, bytes it sent)."""
+    feed = iter(replies)
+    value = None
+    sent = 0
+    try:
+        while True:
+            request = operation.send(value)
+            if request is RECEIVE:
+                value = next(feed)
+            else:
+                value = None
+                if isinstance(request, bytes):
+                    sent += len(request)
+    except StopIteration as done:
+        return done.value, sent
+
+
+def offline_client():
+    client = Client(bc.LOCAL_HOSTNAME)
+    client.connecting("sink", 25)
+    run_offline(client.greeting(), [b"220 fake ESMTP\r\n"])
+    run_offline(client.ehlo(), [EHLO_REPLY])
+    return client
+
+
+def w5(args):
+    msgs = [bc.small_message(i, args.msg_size) for i in range(args.n)]
+    client = offline_client()
+    replies = [ENVELOPE_REPLIES, QUEUED_REPLY]
+    c0 = time.process_time()
+    t0 = time.perf_counter()
+    for m in msgs:
+        run_offline(client.sendmail(bc.SENDER, [bc.RCPT], m), replies)
+    dt = time.perf_counter() - t0
+    cpu = time.process_time() - c0
+    big = bc.big_message(args.big_mb)
+    t1 = time.perf_counter()
+    _, sent = run_offline(client.sendmail(bc.SENDER, [bc.RCPT], big), replies)
+    bdt = time.perf_counter() - t1
+    return {"msgs_per_s": args.n / dt, "seconds": dt, "cpu_s": cpu, "n": args.n,
+            "big_mb_per_s": len(big) / 2**20 / bdt, "big_bytes_out": sent,
+            "layer": "smtp_proto.Client operations, canned replies, no socket"}
+
+
+if __name__ == "__main__":
+    sys.exit(bc.main("smtp-proto", {
+        "W1": smtplib_drv.w1, "W2": smtplib_drv.w2, "W3": smtplib_drv.w3,
+        "W4": smtplib_drv.w4, "W5": w5,
+    }))
