@@ -47,21 +47,32 @@ _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _SIMPLE_ADDRESS = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
 
 
-def quoteaddr(addrstring: str) -> str:
-    """Quote an address for MAIL/RCPT the way ``smtplib.quoteaddr`` does.
+_CONTROL_TEXT = re.compile(r"[\x00-\x1f\x7f]")
 
-    ``<>`` stays the null sender; a parseable address becomes ``<addr-spec>``; anything else is
-    wrapped in angle brackets unless it already starts with one.
+
+def _verbatim(address: str) -> str:
+    """``address``, refused if it holds a control character.
+
+    Checked before quoting because ``email.utils.parseaddr`` silently drops some of them (a
+    trailing CRLF, say): an injection attempt must fail loudly, not be half-repaired.
+    """
+    if _CONTROL_TEXT.search(address) is not None:
+        raise LocalProtocolError(f"control character in address: {address!r}")
+    return address
+
+
+def quoteaddr(addrstring: str) -> str:
+    """Quote an address for MAIL/RCPT exactly as ``smtplib.quoteaddr`` does.
+
+    A parseable address becomes ``<addr-spec>``; anything else (the null sender ``<>``
+    included) is sent as given when it starts with ``<``, else wrapped in angle brackets.
     """
     if _SIMPLE_ADDRESS.fullmatch(addrstring) is not None:
         return f"<{addrstring}>"
-    stripped = addrstring.strip()
-    if stripped == "<>":
-        return "<>"
     display_name, addr_spec = email.utils.parseaddr(addrstring)
     if display_name or addr_spec:
         return f"<{addr_spec}>"
-    return addrstring if stripped.startswith("<") else f"<{addrstring}>"
+    return addrstring if addrstring.strip().startswith("<") else f"<{addrstring}>"
 
 
 def address_only(addrstring: str) -> str:
@@ -153,8 +164,8 @@ class Mail(Command):
 
     def line(self) -> str:
         if self.options:
-            return f"mail FROM:{quoteaddr(self.sender)} {' '.join(self.options)}"
-        return f"mail FROM:{quoteaddr(self.sender)}"
+            return f"mail FROM:{quoteaddr(_verbatim(self.sender))} {' '.join(self.options)}"
+        return f"mail FROM:{quoteaddr(_verbatim(self.sender))}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,8 +178,8 @@ class Rcpt(Command):
 
     def line(self) -> str:
         if self.options:
-            return f"rcpt TO:{quoteaddr(self.recipient)} {' '.join(self.options)}"
-        return f"rcpt TO:{quoteaddr(self.recipient)}"
+            return f"rcpt TO:{quoteaddr(_verbatim(self.recipient))} {' '.join(self.options)}"
+        return f"rcpt TO:{quoteaddr(_verbatim(self.recipient))}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +219,7 @@ class Vrfy(Command):
     address: str
 
     def line(self) -> str:
-        return f"vrfy {address_only(self.address)}"
+        return f"vrfy {address_only(_verbatim(self.address))}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +229,7 @@ class Expn(Command):
     address: str
 
     def line(self) -> str:
-        return f"expn {address_only(self.address)}"
+        return f"expn {address_only(_verbatim(self.address))}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -216,7 +216,12 @@ class ClientConnection:
             self._pending.clear()
         elif kind is Bdat:
             assert isinstance(command, Bdat)
-            if code >= 300 or command.last:
+            if command.last and self.lmtp and len(self._accepted) > 1:
+                # LMTP answers BDAT LAST once per accepted recipient; this reply is the
+                # first one's.  (Only known now: RCPTs may be pipelined with the BDATs.)
+                followers = [DataEnd(recipient) for recipient in self._accepted[1:]]
+                self._pending.extendleft(reversed(followers))
+            elif code >= 300 or command.last:
                 self._accepted.clear()
         return reply
 
@@ -257,10 +262,7 @@ class ClientConnection:
             self.extensions = NO_EXTENSIONS
         elif kind is Auth:
             self.state = State.SASL  # nothing but a SASL response may follow a 334
-        if self.lmtp and self._accepted and isinstance(command, Bdat) and command.last:
-            pending.extend(DataEnd(recipient) for recipient in self._accepted)
-        else:
-            pending.append(command)
+        pending.append(command)
         return data
 
     def send_data(self, chunk: bytes) -> bytes:

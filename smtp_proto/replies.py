@@ -66,13 +66,14 @@ class ReplyParser:
     as bytes between ``feed`` calls; completed lines of a multi-line reply are kept parsed.
     """
 
-    __slots__ = ("_buffer", "_code", "_lines", "_position", "_raw", "max_buffer")
+    __slots__ = ("_buffer", "_code", "_lines", "_position", "_raw", "_raw_size", "max_buffer")
 
     def __init__(self, max_buffer: int = 1 << 20) -> None:
         self._buffer = b""
         self._position = 0  # where the next unparsed line starts in _buffer
         self._lines: list[bytes] = []  # text of the completed lines of the reply in progress
         self._raw: list[bytes] = []  # and those lines as received
+        self._raw_size = 0  # their total length
         self._code = b""
         #: Bytes that may be held unparsed; more than this is a ``RemoteProtocolError``.
         self.max_buffer = max_buffer
@@ -80,7 +81,7 @@ class ReplyParser:
     @property
     def buffered(self) -> int:
         """How many received bytes are not yet part of a returned reply."""
-        return len(self._buffer) - self._position + sum(map(len, self._raw))
+        return len(self._buffer) - self._position + self._raw_size
 
     def feed(self, data: bytes) -> None:
         """Add bytes read from the peer."""
@@ -89,7 +90,7 @@ class ReplyParser:
         else:
             self._buffer = self._buffer[self._position :] + data
         self._position = 0
-        if len(self._buffer) > self.max_buffer:
+        if len(self._buffer) + self._raw_size > self.max_buffer:
             raise RemoteProtocolError(f"server sent more than {self.max_buffer} bytes unanswered")
 
     def next_reply(self) -> Reply | None:
@@ -115,18 +116,21 @@ class ReplyParser:
                 raise RemoteProtocolError(
                     f"reply code changed from {self._code!r} to {code!r} within one reply"
                 )
+            if separator != b"-" and not lines:
+                return Reply(int(code), (text,), buffer[start : self._position])
+            if len(lines) >= MAX_LINES_PER_REPLY:
+                raise RemoteProtocolError("reply has too many lines")
+            raw_line = buffer[start : self._position]
+            self._raw_size += len(raw_line)
+            if self._raw_size > self.max_buffer:
+                raise RemoteProtocolError(f"reply longer than {self.max_buffer} bytes")
+            lines.append(text)
+            self._raw.append(raw_line)
             if separator == b"-":
-                if len(lines) >= MAX_LINES_PER_REPLY:
-                    raise RemoteProtocolError("reply has too many continuation lines")
-                lines.append(text)
-                self._raw.append(buffer[start : self._position])
                 self._code = code
                 continue
-            if not lines:
-                return Reply(int(code), (text,), buffer[start : self._position])
-            lines.append(text)
-            self._raw.append(buffer[start : self._position])
             reply = Reply(int(code), tuple(lines), b"".join(self._raw))
             self._lines = []
             self._raw = []
+            self._raw_size = 0
             return reply

@@ -478,7 +478,7 @@ class AuthObject(Mechanism):
     def __init__(
         self,
         name: str,
-        authobject: Callable[..., str | bytes],
+        authobject: Callable[..., str | bytes | None],
         initial_response_ok: bool = True,
     ) -> None:
         upper = name.upper()
@@ -490,7 +490,7 @@ class AuthObject(Mechanism):
         self._initial_response_ok = initial_response_ok
 
     @staticmethod
-    def _encode(value: str | bytes) -> bytes:
+    def _encode(value: str | bytes | None) -> bytes:
         if isinstance(value, bytes):
             return value
         if isinstance(value, str):
@@ -498,10 +498,12 @@ class AuthObject(Mechanism):
         raise TypeError(f"authobject must return str or bytes, not {type(value).__name__}")
 
     def initial_response(self) -> bytes | None:
-        """``authobject()`` encoded, or ``None`` when ``initial_response_ok`` is false."""
+        """``authobject()`` encoded; ``None`` when it returns ``None`` (as ``smtplib``'s
+        CRAM-MD5 authobject does) or when ``initial_response_ok`` is false."""
         if not self._initial_response_ok:
             return None
-        return self._encode(self._authobject())
+        value = self._authobject()
+        return None if value is None else self._encode(value)
 
     def respond(self, challenge: bytes) -> bytes:
         """``authobject(challenge)`` encoded."""
