@@ -56,7 +56,7 @@ from .commands import (
     StartTLS,
     Vrfy,
 )
-from .connection import NEED_DATA, ClientConnection, ConnectionClosed, DataEnd, State
+from .connection import _CLOSED, NEED_DATA, ClientConnection, ConnectionClosed, DataEnd
 from .errors import (
     ProtocolError,
     SMTPAuthenticationError,
@@ -167,14 +167,14 @@ class Client:
     @property
     def connection(self) -> ClientConnection:
         """The protocol state machine of the open connection."""
-        if self._connection is None or self._connection.state is State.CLOSED:
+        if self._connection is None or self._connection.state is _CLOSED:
             raise SMTPServerDisconnected("please run connect() first")
         return self._connection
 
     @property
     def is_connected(self) -> bool:
         """Whether a connection is open."""
-        return self._connection is not None and self._connection.state is not State.CLOSED
+        return self._connection is not None and self._connection.state is not _CLOSED
 
     def connecting(self, host: str, port: int, source_address: object = None) -> None:
         """A transport is about to connect: start fresh state (and say so at debug level)."""
@@ -254,6 +254,7 @@ class Client:
                 raise SMTPServerDisconnected("Server not connected") from None
         connection = self.connection
         replies: list[Reply] = []
+        tracing = self.debuglevel > 0 or logger.isEnabledFor(logging.DEBUG)
         try:
             while len(replies) < count:
                 event = connection.next_event()
@@ -270,15 +271,15 @@ class Client:
                 if event.__class__ is ConnectionClosed:
                     break
                 assert isinstance(event, Reply)
-                if self.debuglevel > 0 or logger.isEnabledFor(logging.DEBUG):
+                if tracing:
                     self._trace_reply(event)
                 replies.append(event)
-                if connection.state is State.CLOSED:
+                if connection.state is _CLOSED:
                     break
         except ProtocolError:
             yield from self._abort()
             raise
-        if connection.state is State.CLOSED:
+        if connection.state is _CLOSED:
             yield from self._abort()  # 421, EOF or the reply to QUIT: the server is going away
             if len(replies) < count and not replies:
                 raise SMTPServerDisconnected("Connection unexpectedly closed")
@@ -446,15 +447,18 @@ class Client:
             out = connection.end_data()
         if tracing:
             self.print_debug("send:", repr(out))
-        expected = [c.recipient for c in connection.pending if isinstance(c, DataEnd)]
-        replies = yield from self._exchange(out, len(expected))
-        if self.lmtp:
+        if not self.lmtp:
+            result = (yield from self._exchange(out, 1))[0].as_tuple()
+        else:
+            expected = [c.recipient for c in connection.pending if isinstance(c, DataEnd)]
+            replies = yield from self._exchange(out, len(expected))
             self.lmtp_replies = {
                 recipient: reply.as_tuple()
                 for recipient, reply in zip(expected, replies, strict=False)
                 if recipient is not None
             }
-        result = next((reply for reply in replies if reply.code >= 300), replies[-1]).as_tuple()
+            refusals = [reply for reply in replies if reply.code >= 300]
+            result = (refusals[0] if refusals else replies[-1]).as_tuple()
         if tracing:
             self.print_debug("data:", result)
         return result
@@ -479,11 +483,12 @@ class Client:
             yield from self.ehlo_or_helo_if_needed()
         if isinstance(msg, str):
             msg = _fix_line_ends(msg).encode("ascii")
-        options = list(mail_options)
-        if self.does_esmtp and self.has_extn("size"):
-            options.insert(0, f"size={len(msg)}")
-        elif not self.does_esmtp:
-            options = []
+        if not self.does_esmtp:
+            options: Sequence[str] = ()
+        elif "size" in self.esmtp_features:
+            options = (f"size={len(msg)}", *mail_options)
+        else:
+            options = mail_options
         mail = self._mail_command(from_addr, options)
         recipients = [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)
         rcpts = [self._rcpt_command(recipient, rcpt_options) for recipient in recipients]
