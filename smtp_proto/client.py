@@ -118,6 +118,9 @@ Recipients = str | Sequence[str]
 Message = bytes | str
 
 _BARE_LINE_END = re.compile(r"\r\n|\n|\r")
+#: What an LMTP recipient the server never answered gets in the refused dict (``smtplib``
+#: uses -1 for a reply it could not read).
+_UNANSWERED = (-1, b"Connection unexpectedly closed before the server answered")
 
 
 def _fix_line_ends(text: str) -> str:
@@ -239,12 +242,14 @@ class Client:
                 logger.debug("send: %r", line)
         return data
 
-    def _exchange(self, data: bytes, count: int) -> Generator[IORequest, Any, list[Reply]]:
+    def _exchange(
+        self, data: bytes, count: int, partial_at_eof: bool = False
+    ) -> Generator[IORequest, Any, list[Reply]]:
         """Write ``data`` (if any), then read ``count`` replies.
 
-        Fewer replies come back when the server closes (421) after one of them.  EOF, I/O
-        errors, protocol errors and 421 close the connection; the errors raise what
-        ``smtplib`` raises.
+        Fewer replies come back when the server closes with a 421 after one of them, or, with
+        ``partial_at_eof``, when it hangs up after at least one.  EOF, I/O errors, protocol
+        errors and 421 close the connection; the errors raise what ``smtplib`` raises.
         """
         if data:
             try:
@@ -269,7 +274,10 @@ class Client:
                     connection.receive_data(received)
                     continue
                 if event.__class__ is ConnectionClosed:
-                    break
+                    yield from self._abort()
+                    if partial_at_eof and replies:
+                        return replies
+                    raise SMTPServerDisconnected("Connection unexpectedly closed")
                 assert isinstance(event, Reply)
                 if tracing:
                     self._trace_reply(event)
@@ -280,9 +288,7 @@ class Client:
             yield from self._abort()
             raise
         if connection.state is _CLOSED:
-            yield from self._abort()  # 421, EOF or the reply to QUIT: the server is going away
-            if len(replies) < count and not replies:
-                raise SMTPServerDisconnected("Connection unexpectedly closed")
+            yield from self._abort()  # 421 or the reply to QUIT: the server is going away
         return replies
 
     def _command(self, command: Command) -> Generator[IORequest, Any, Reply]:
@@ -451,14 +457,18 @@ class Client:
             result = (yield from self._exchange(out, 1))[0].as_tuple()
         else:
             expected = [c.recipient for c in connection.pending if isinstance(c, DataEnd)]
-            replies = yield from self._exchange(out, len(expected))
+            replies = yield from self._exchange(out, len(expected), partial_at_eof=True)
+            # A recipient the server never answered (it closed first) was not delivered.
+            unanswered = replies[-1].as_tuple() if replies[-1].code == 421 else _UNANSWERED
+            answers = [reply.as_tuple() for reply in replies]
+            answers += [unanswered] * (len(expected) - len(answers))
             self.lmtp_replies = {
-                recipient: reply.as_tuple()
-                for recipient, reply in zip(expected, replies, strict=False)
+                recipient: answer
+                for recipient, answer in zip(expected, answers, strict=True)
                 if recipient is not None
             }
-            refusals = [reply for reply in replies if reply.code >= 300]
-            result = (refusals[0] if refusals else replies[-1]).as_tuple()
+            refusals = [answer for answer in answers if not 200 <= answer[0] < 300]
+            result = refusals[0] if refusals else answers[-1]
         if tracing:
             self.print_debug("data:", result)
         return result
@@ -560,7 +570,7 @@ class Client:
         """Map the reply to the body onto ``sendmail``'s result (per recipient for LMTP)."""
         if self.lmtp and self.lmtp_replies:
             for recipient, (rcode, rtext) in self.lmtp_replies.items():
-                if rcode >= 300:
+                if not 200 <= rcode < 300:
                     refused[recipient] = (rcode, rtext)
             if len(refused) >= total:
                 raise SMTPRecipientsRefused(refused)

@@ -205,7 +205,9 @@ class Plain(_ClientFirst):
 class Login(Mechanism):
     """LOGIN (obsolete, draft-murchison-sasl-login): user name, then password, each on a 334.
 
-    The prompt text is ignored (servers word it differently); a third challenge is an error.
+    Like ``smtplib``, the user name goes with the AUTH command as an initial response when the
+    caller sends one; otherwise it answers the first 334.  The prompt text is ignored (servers
+    word it differently); a challenge after the password is an error.
     """
 
     name = "LOGIN"
@@ -213,6 +215,12 @@ class Login(Mechanism):
     def __init__(self, user: str, password: str) -> None:
         self._answers = [_utf8(user, "user name"), _utf8(password, "password")]
         self._step = 0
+
+    def initial_response(self) -> bytes | None:
+        """The user name (the password then answers the first 334)."""
+        if self._step == 0:
+            self._step = 1
+        return self._answers[0]
 
     def respond(self, challenge: bytes) -> bytes:
         """First challenge: the user name; second: the password; any later one: SASLError."""

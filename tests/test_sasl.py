@@ -167,8 +167,15 @@ def test_plain_round_trips_utf8(user: str, password: str, authzid: str) -> None:
 def test_login_known_answer() -> None:
     mech = Login("tim", "tanstaaftanstaaf")
     assert mech.name == "LOGIN"
-    assert mech.initial_response() is None
     assert base64.b64encode(mech.respond(b"Username:")) == b"dGlt"
+    assert base64.b64encode(mech.respond(b"Password:")) == b"dGFuc3RhYWZ0YW5zdGFhZg=="
+    with pytest.raises(SASLError):
+        mech.respond(b"Password:")
+
+
+def test_login_user_name_as_initial_response_like_smtplib() -> None:
+    mech = Login("tim", "tanstaaftanstaaf")
+    assert base64.b64encode(mech.initial_response() or b"") == b"dGlt"
     assert base64.b64encode(mech.respond(b"Password:")) == b"dGFuc3RhYWZ0YW5zdGFhZg=="
     with pytest.raises(SASLError):
         mech.respond(b"Password:")
