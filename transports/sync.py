@@ -19,11 +19,13 @@ from __future__ import annotations
 import email.message
 import socket
 import ssl
+import sys
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
 from smtp_proto.client import CLOSE, LOCAL_HOSTNAME, RECEIVE, START_TLS, Client, Operation
+from smtp_proto.driving import drive
 from smtp_proto.errors import (
     SMTPAuthenticationError,
     SMTPConnectError,
@@ -140,6 +142,7 @@ class SMTP(ClientAttributes):
         self.close()
         self._host = host
         self._client.connecting(host, port, self.source_address)
+        sys.audit("smtplib.connect", self, host, port)
         self.sock = self._open_socket(host, port)
         return self._run(self._client.greeting())
 
@@ -156,6 +159,7 @@ class SMTP(ClientAttributes):
         if sock is None:
             raise SMTPServerDisconnected("please run connect() first")
         if request.__class__ is bytes:
+            sys.audit("smtplib.send", self, request)
             sock.sendall(request)
             return None
         if request is RECEIVE:
@@ -172,29 +176,8 @@ class SMTP(ClientAttributes):
         raise AssertionError(f"unknown I/O request {request!r}")
 
     def _run(self, operation: Operation[T]) -> T:
-        """Drive a core operation to its end; I/O errors are thrown into it to be mapped."""
-        value: Any = None
-        error: OSError | None = None
-        try:
-            while True:
-                try:
-                    request = operation.send(value) if error is None else operation.throw(error)
-                except StopIteration as done:
-                    return done.value  # type: ignore[no-any-return]
-                error = None
-                try:
-                    value = self._perform(request)
-                except OSError as exc:
-                    error = exc
-                except BaseException:
-                    self.close()  # interrupted mid-I/O: the stream is in an unknown state
-                    raise
-        except BaseException:
-            if not self._client.is_connected:
-                self.close()
-            raise
-        finally:
-            operation.close()
+        """Drive a core operation to its end over this socket."""
+        return drive(operation, self._perform, self.close)
 
     # ------------------------------------------------------------------ smtplib API
 
@@ -363,6 +346,7 @@ class LMTP(SMTP):
         self.close()
         self._host = host
         self._client.connecting(host, 0, None)
+        sys.audit("smtplib.connect", self, host, 0)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.settimeout(self.timeout)
