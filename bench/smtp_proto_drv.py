@@ -3,10 +3,12 @@
     path/to/bench/run.sh --driver smtp-proto=bench/smtp_proto_drv.py
 
 W1-W4 run the harness's own smtplib workloads against ``smtp_proto.transports.sync`` (the
-smtplib API, unchanged); W5 drives the sans-I/O ``smtp_proto.Client`` with canned replies and
+smtplib API, unchanged; ``--chunking`` turns on BDAT for a second row:
+``--driver smtp-proto-bdat=bench/smtp_proto_drv.py,--chunking``); W5 drives the sans-I/O ``smtp_proto.Client`` with canned replies and
 no socket, through the same operations the adapters run.  Needs ``pip install -e .``.
 """
 
+import itertools
 import sys
 import time
 
@@ -16,7 +18,29 @@ import smtplib_drv
 from smtp_proto import RECEIVE, Client
 from smtp_proto.transports import sync
 
-smtplib_drv.smtp_module = sync
+
+
+class ChunkingSMTP(sync.SMTP):
+    """The blocking adapter with BDAT turned on (when the server offers CHUNKING)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.chunking = True
+
+
+def add_arguments(parser):
+    parser.add_argument("--chunking", action="store_true", help="send with BDAT (RFC 3030)")
+
+
+def with_module(workload):
+    """Point the stdlib driver's workload at this adapter (BDAT on with --chunking)."""
+    def run(args):
+        smtplib_drv.smtp_module = sync
+        if args.chunking:
+            smtplib_drv.smtp_module = type("module", (), {"SMTP": ChunkingSMTP})
+        return workload(args)
+    return run
+
 
 EHLO_REPLY = smtplib_drv.EHLO_REPLY
 ENVELOPE_REPLIES = b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n"
@@ -25,7 +49,7 @@ QUEUED_REPLY = b"250 2.0.0 Ok: queued\r\n"
 
 def run_offline(operation, replies):
     """Drive a core operation against canned replies; returns (result, bytes it sent)."""
-    feed = iter(replies)
+    feed = iter(replies) if isinstance(replies, list) else replies
     value = None
     sent = 0
     try:
@@ -41,8 +65,9 @@ def run_offline(operation, replies):
         return done.value, sent
 
 
-def offline_client():
+def offline_client(chunking):
     client = Client(bc.LOCAL_HOSTNAME)
+    client.chunking = chunking
     client.connecting("sink", 25)
     run_offline(client.greeting(), [b"220 fake ESMTP\r\n"])
     run_offline(client.ehlo(), [EHLO_REPLY])
@@ -51,8 +76,10 @@ def offline_client():
 
 def w5(args):
     msgs = [bc.small_message(i, args.msg_size) for i in range(args.n)]
-    client = offline_client()
+    client = offline_client(args.chunking)
     replies = [ENVELOPE_REPLIES, QUEUED_REPLY]
+    if args.chunking:  # every reply is a 250; one per read keeps them in step
+        replies = itertools.repeat(b"250 2.0.0 Ok\r\n")
     c0 = time.process_time()
     t0 = time.perf_counter()
     for m in msgs:
@@ -70,6 +97,6 @@ def w5(args):
 
 if __name__ == "__main__":
     sys.exit(bc.main("smtp-proto", {
-        "W1": smtplib_drv.w1, "W2": smtplib_drv.w2, "W3": smtplib_drv.w3,
-        "W4": smtplib_drv.w4, "W5": w5,
-    }))
+        "W1": with_module(smtplib_drv.w1), "W2": with_module(smtplib_drv.w2),
+        "W3": with_module(smtplib_drv.w3), "W4": with_module(smtplib_drv.w4), "W5": w5,
+    }, add_arguments=add_arguments))

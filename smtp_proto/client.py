@@ -36,10 +36,11 @@ from collections.abc import Generator, Iterable, Sequence
 from typing import Any, Final, TypeVar
 
 from . import sasl
-from .body import CHUNK_SIZE
+from .body import CHUNK_SIZE, BodyEncoder
 from .commands import (
     Auth,
     AuthResponse,
+    Bdat,
     Command,
     Data,
     Ehlo,
@@ -56,7 +57,7 @@ from .commands import (
     StartTLS,
     Vrfy,
 )
-from .connection import _CLOSED, NEED_DATA, ClientConnection, ConnectionClosed, DataEnd
+from .connection import _CLOSED, NEED_DATA, ClientConnection, ConnectionClosed
 from .errors import (
     ProtocolError,
     SMTPAuthenticationError,
@@ -121,6 +122,8 @@ _BARE_LINE_END = re.compile(r"\r\n|\n|\r")
 #: What an LMTP recipient the server never answered gets in the refused dict (``smtplib``
 #: uses -1 for a reply it could not read).
 _UNANSWERED = (-1, b"Connection unexpectedly closed before the server answered")
+#: How many BDAT chunks may await their replies at once while a large message streams.
+BDAT_WINDOW = 16
 
 
 def _fix_line_ends(text: str) -> str:
@@ -152,6 +155,10 @@ class Client:
         self.password: str | None = None
         #: Per-recipient replies to the last LMTP message body (recipient -> (code, text)).
         self.lmtp_replies: dict[str, tuple[int, bytes]] = {}
+        #: Send ``sendmail``'s message with BDAT (RFC 3030) when the server offers CHUNKING and
+        #: PIPELINING: one round trip per message, no dot-stuffing.  Off by default so that the
+        #: ``smtplib`` API keeps ``smtplib``'s DATA exchange (and debug transcript).
+        self.chunking = False
         self._auth_challenge_count = 0
         self._connection: ClientConnection | None = None
 
@@ -441,24 +448,33 @@ class Client:
         connection = self.connection
         if isinstance(msg, str):
             msg = _fix_line_ends(msg).encode("ascii")
-        tracing = self.debuglevel > 0
         if len(msg) <= CHUNK_SIZE:
             out = connection.send_data(msg) + connection.end_data()
         else:
             for chunk in _chunks(msg):
-                out = connection.send_data(chunk)
-                if tracing:
-                    self.print_debug("send:", repr(out))
-                yield from self._exchange(out, 0)
+                yield from self._write_body(connection.send_data(chunk))
             out = connection.end_data()
-        if tracing:
+        if self.debuglevel > 0:
             self.print_debug("send:", repr(out))
+        return (yield from self._finish_body(out))
+
+    def _write_body(self, data: bytes) -> Generator[IORequest, Any, None]:
+        """Send part of a message body, traced at debug level."""
+        if self.debuglevel > 0:
+            self.print_debug("send:", repr(data))
+        yield from self._exchange(data, 0)
+
+    def _finish_body(self, data: bytes) -> Generator[IORequest, Any, tuple[int, bytes]]:
+        """Send the end of a body and read the reply to it: one, or one per LMTP recipient.
+
+        For LMTP the per-recipient replies go to ``lmtp_replies`` and the result is the first
+        refusal, else the last acceptance; a recipient never answered counts as refused.
+        """
         if not self.lmtp:
-            result = (yield from self._exchange(out, 1))[0].as_tuple()
+            result = (yield from self._exchange(data, 1))[0].as_tuple()
         else:
-            expected = [c.recipient for c in connection.pending if isinstance(c, DataEnd)]
-            replies = yield from self._exchange(out, len(expected), partial_at_eof=True)
-            # A recipient the server never answered (it closed first) was not delivered.
+            expected = self.connection.accepted_recipients or (None,)
+            replies = yield from self._exchange(data, len(expected), partial_at_eof=True)
             unanswered = replies[-1].as_tuple() if replies[-1].code == 421 else _UNANSWERED
             answers = [reply.as_tuple() for reply in replies]
             answers += [unanswered] * (len(expected) - len(answers))
@@ -469,7 +485,7 @@ class Client:
             }
             refusals = [answer for answer in answers if not 200 <= answer[0] < 300]
             result = refusals[0] if refusals else answers[-1]
-        if tracing:
+        if self.debuglevel > 0:
             self.print_debug("data:", result)
         return result
 
@@ -534,7 +550,22 @@ class Client:
     def _sendmail_pipelined(
         self, mail: Mail, rcpts: list[Rcpt], msg: bytes
     ) -> Generator[IORequest, Any, dict[str, tuple[int, bytes]]]:
-        replies = yield from self._exchange(self._encode(mail, *rcpts, Data()), len(rcpts) + 2)
+        """MAIL, the RCPTs and DATA in one write (RFC 2920); with CHUNKING (RFC 3030) a
+        message of one chunk goes in that same write as ``BDAT n LAST``.
+
+        Results and exceptions are those of the lock-step exchange.
+        """
+        connection = self.connection
+        chunked = self.chunking and connection.extensions.chunking
+        body_sent = chunked and len(msg) <= CHUNK_SIZE
+        if body_sent:
+            encoder = BodyEncoder(stuff_dots=False)
+            body = encoder.encode(msg) + encoder.finish()
+            first = self._encode(mail, *rcpts, Bdat(len(body), last=True)) + body
+        else:
+            first = self._encode(mail, *rcpts) if chunked else self._encode(mail, *rcpts, Data())
+        expected = len(rcpts) + 1 + (not chunked)
+        replies = yield from self._exchange(first, expected)
         mail_reply = replies[0]
         refused: dict[str, tuple[int, bytes]] = {}
         closed_at_rcpt = False
@@ -542,27 +573,85 @@ class Client:
             if reply.code not in (250, 251):
                 refused[rcpt.recipient] = reply.as_tuple()
             closed_at_rcpt = reply.code == 421
-        data_reply = replies[-1] if len(replies) == len(rcpts) + 2 else None
-        if self.debuglevel > 0 and data_reply is not None:
-            self.print_debug("data:", data_reply.as_tuple())
         proceed = mail_reply.code == 250 and not closed_at_rcpt and len(refused) < len(rcpts)
-        if data_reply is not None and data_reply.code == 354 and not proceed:
-            # The server opened a body we must not send (RFC 2920 3.1): send an empty one.
-            yield from self._send_body(b"")
-        if mail_reply.code != 250:
-            yield from self._sender_refused(mail, mail_reply)
-        if closed_at_rcpt:
-            raise SMTPRecipientsRefused(refused)
-        if len(refused) == len(rcpts):
-            yield from self._rset()
-            raise SMTPRecipientsRefused(refused)
-        assert data_reply is not None
-        if data_reply.code != 354:
-            raise SMTPDataError(data_reply.code, data_reply.text)
-        code, text = yield from self._send_body(msg)
+        if chunked:
+            if not proceed:
+                if body_sent and self.is_connected:
+                    yield from self._finish_body(b"")  # the refused body's own reply
+                yield from self._envelope_failed(mail, mail_reply, refused, closed_at_rcpt)
+            if body_sent:
+                code, text = yield from self._finish_body(b"")
+            else:
+                code, text = yield from self._send_chunks(msg)
+        else:
+            data_reply = replies[-1] if len(replies) == expected else None
+            if self.debuglevel > 0 and data_reply is not None:
+                self.print_debug("data:", data_reply.as_tuple())
+            if not proceed:
+                if data_reply is not None and data_reply.code == 354:
+                    # The server opened a body we must not send (RFC 2920 3.1): send it empty.
+                    yield from self._send_body(b"")
+                yield from self._envelope_failed(mail, mail_reply, refused, closed_at_rcpt)
+            assert data_reply is not None
+            if data_reply.code != 354:
+                raise SMTPDataError(data_reply.code, data_reply.text)
+            code, text = yield from self._send_body(msg)
         if code == 250 and not self.lmtp:
             return refused
         return (yield from self._finish_transaction(code, text, refused, len(rcpts)))
+
+    def _envelope_failed(
+        self,
+        mail: Mail,
+        mail_reply: Reply,
+        refused: dict[str, tuple[int, bytes]],
+        closed_at_rcpt: bool,
+    ) -> Operation[None]:
+        """Raise what lock-step ``sendmail`` raises for a refused envelope (RSET as it does)."""
+        if mail_reply.code != 250:
+            yield from self._sender_refused(mail, mail_reply)
+        if not closed_at_rcpt:
+            yield from self._rset()
+        raise SMTPRecipientsRefused(refused)
+
+    def _send_chunks(self, msg: bytes) -> Generator[IORequest, Any, tuple[int, bytes]]:
+        """Send a large message as BDAT chunks, up to ``BDAT_WINDOW`` of them unanswered."""
+        encoder = BodyEncoder(stuff_dots=False)
+        unanswered = 0
+        failure: Reply | None = None
+        pieces = iter(_chunks(msg))
+        piece = next(pieces)
+        for following in pieces:
+            out = encoder.encode(piece)
+            piece = following
+            if not out:
+                continue
+            data = self._encode(Bdat(len(out))) + out
+            if self.debuglevel > 0:
+                self.print_debug("send:", repr(out))
+            if unanswered < BDAT_WINDOW:
+                unanswered += 1
+                yield from self._exchange(data, 0)
+                continue
+            reply = (yield from self._exchange(data, 1))[0]
+            if reply.code != 250:
+                failure = reply
+                break
+        if failure is None:
+            out = encoder.encode(piece) + encoder.finish()
+            data = self._encode(Bdat(len(out), last=True)) + out
+            if self.debuglevel > 0:
+                self.print_debug("send:", repr(out))
+            chunk_replies = yield from self._exchange(data, unanswered)
+            failure = next((reply for reply in chunk_replies if reply.code != 250), None)
+            result = yield from self._finish_body(b"")
+            if failure is None:
+                return result
+        else:
+            yield from self._exchange(b"", unanswered)
+        if failure.code != 421 and self.is_connected:
+            yield from self._rset()
+        raise SMTPDataError(failure.code, failure.text)
 
     def _finish_transaction(
         self, code: int, text: bytes, refused: dict[str, tuple[int, bytes]], total: int

@@ -138,6 +138,11 @@ class ClientConnection:
         """The commands sent whose replies have not been returned yet, oldest first."""
         return tuple(self._pending)
 
+    @property
+    def accepted_recipients(self) -> tuple[str, ...]:
+        """Recipients accepted (2xx to RCPT) in the transaction under way, in order."""
+        return tuple(self._accepted)
+
     def receive_data(self, data: bytes) -> None:
         """Feed bytes read from the server; ``b""`` means the server closed the connection."""
         if not data:

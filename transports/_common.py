@@ -113,6 +113,7 @@ class ClientAttributes:
     debuglevel = _Delegated()
     ehlo_msg = _Delegated()
     lmtp_replies = _Delegated()
+    chunking = _Delegated()
 
     @property
     def local_hostname(self) -> str:
