@@ -17,6 +17,7 @@ from smtp_proto.commands import quoteaddr
 __all__ = [
     "CRLF",
     "DEFAULT_TIMEOUT",
+    "GLOBAL_DEFAULT_TIMEOUT",
     "LMTP_PORT",
     "SMTP_PORT",
     "SMTP_SSL_PORT",
@@ -36,6 +37,9 @@ LMTP_PORT = 2003
 CRLF = "\r\n"
 bCRLF = b"\r\n"
 
+#: The "no timeout given" default of ``smtplib`` (and ``socket.create_connection``).
+GLOBAL_DEFAULT_TIMEOUT: Any = socket._GLOBAL_DEFAULT_TIMEOUT  # type: ignore[attr-defined]
+
 #: Seconds any one read or write may take when the caller gives no timeout and the socket
 #: module has no default either: RFC 5321 section 4.5.3.2 allows servers up to 5 minutes per
 #: command (10 for the end of data), and a client must not wait forever on a stalled server.
@@ -44,7 +48,7 @@ DEFAULT_TIMEOUT = 600.0
 
 def resolve_timeout(timeout: object) -> float | None:
     """The timeout to use: the caller's, else the socket default, else ``DEFAULT_TIMEOUT``."""
-    if timeout is socket._GLOBAL_DEFAULT_TIMEOUT:  # type: ignore[attr-defined]
+    if timeout is GLOBAL_DEFAULT_TIMEOUT:
         timeout = socket.getdefaulttimeout()
         return DEFAULT_TIMEOUT if timeout is None else timeout
     if timeout is not None and not timeout:

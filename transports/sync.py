@@ -42,6 +42,7 @@ from smtp_proto.errors import (
 from ._common import (
     CRLF,
     DEFAULT_TIMEOUT,
+    GLOBAL_DEFAULT_TIMEOUT,
     LMTP_PORT,
     SMTP_PORT,
     SMTP_SSL_PORT,
@@ -81,7 +82,6 @@ __all__ = [
 
 T = TypeVar("T")
 _RECV_SIZE = 1 << 16
-_DEFAULT = socket._GLOBAL_DEFAULT_TIMEOUT  # type: ignore[attr-defined]
 
 
 class SMTP(ClientAttributes):
@@ -95,7 +95,7 @@ class SMTP(ClientAttributes):
         host: str = "",
         port: int = 0,
         local_hostname: str | None = None,
-        timeout: float | None = _DEFAULT,
+        timeout: float | None = GLOBAL_DEFAULT_TIMEOUT,
         source_address: tuple[str, int] | None = None,
     ) -> None:
         self._host = host
@@ -305,7 +305,7 @@ class SMTP_SSL(SMTP):
         port: int = 0,
         local_hostname: str | None = None,
         *,
-        timeout: float | None = _DEFAULT,
+        timeout: float | None = GLOBAL_DEFAULT_TIMEOUT,
         source_address: tuple[str, int] | None = None,
         context: ssl.SSLContext | None = None,
     ) -> None:
@@ -333,7 +333,7 @@ class LMTP(SMTP):
         port: int = LMTP_PORT,
         local_hostname: str | None = None,
         source_address: tuple[str, int] | None = None,
-        timeout: float | None = _DEFAULT,
+        timeout: float | None = GLOBAL_DEFAULT_TIMEOUT,
     ) -> None:
         super().__init__(host, port, local_hostname, timeout, source_address)
 

@@ -1,0 +1,285 @@
+"""The ``smtplib`` API as coroutines, shared by the asyncio and trio adapters.
+
+A framework adapter subclasses ``AsyncSMTPBase`` and supplies only its I/O: opening a TCP or
+Unix connection (``_open``), performing one I/O request (``_perform``), dropping the
+connection at once (``_abort``) and a lock.  Everything else, protocol and API alike, is here
+or in ``smtp_proto.Client``.
+"""
+
+from __future__ import annotations
+
+import email.message
+import ssl
+import sys
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
+from typing import Any, TypeVar
+
+from smtp_proto.client import Client, Operation
+from smtp_proto.driving import drive_async
+from smtp_proto.errors import SMTPConnectError
+
+from ._common import (
+    GLOBAL_DEFAULT_TIMEOUT,
+    LMTP_PORT,
+    SMTP_PORT,
+    SMTP_SSL_PORT,
+    ClientAttributes,
+    default_tls_context,
+    resolve_timeout,
+    split_host_port,
+)
+
+__all__ = ["AsyncLMTPBase", "AsyncSMTPBase", "AsyncSMTPSSLBase"]
+
+T = TypeVar("T")
+Self = TypeVar("Self", bound="AsyncSMTPBase")
+
+
+class AsyncSMTPBase(ClientAttributes):
+    """An SMTP client connection whose methods are the ``smtplib.SMTP`` methods, awaitable.
+
+    Unlike ``smtplib.SMTP``, the constructor does no I/O: ``async with SMTP(host, port)``
+    connects (and QUITs at the end), or call ``await smtp.connect()``.  Two tasks sharing one
+    object never interleave their commands.  A cancellation while a command is under way
+    closes the connection (it is never reused half-way) and propagates.
+    """
+
+    default_port = SMTP_PORT
+    _lmtp = False
+    _implicit_tls = False
+
+    def __init__(
+        self,
+        host: str = "",
+        port: int = 0,
+        local_hostname: str | None = None,
+        timeout: float | None = GLOBAL_DEFAULT_TIMEOUT,
+        source_address: tuple[str, int] | None = None,
+    ) -> None:
+        self._host = host
+        self._port = port
+        self.timeout = resolve_timeout(timeout)
+        self.source_address = source_address
+        self.context: ssl.SSLContext | None = None
+        self._client = Client(local_hostname, lmtp=self._lmtp)
+        self._tls_context: ssl.SSLContext | None = None
+        self._lock: AbstractAsyncContextManager[Any] = self._make_lock()
+
+    # ------------------------------------------------------------------ the framework's part
+
+    def _make_lock(self) -> AbstractAsyncContextManager[Any]:
+        raise NotImplementedError
+
+    async def _open(self, host: str, port: int, tls: ssl.SSLContext | None) -> None:
+        """Connect to ``host:port`` (a Unix socket when ``port`` is 0), in TLS if asked."""
+        raise NotImplementedError
+
+    async def _perform(self, request: Any) -> Any:
+        """Carry out one I/O request of a core operation."""
+        raise NotImplementedError
+
+    def _abort(self) -> None:
+        """Drop the connection now, without waiting (also from a cancelled task)."""
+        raise NotImplementedError
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether a connection is open."""
+        return self._client.is_connected
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def _run(self, operation: Operation[T]) -> T:
+        async with self._lock:
+            return await drive_async(operation, self._perform, self._abort)
+
+    async def connect(
+        self, host: str = "", port: int = 0, source_address: tuple[str, int] | None = None
+    ) -> tuple[int, bytes]:
+        """Connect (to the constructor's host and port unless given) and read the greeting."""
+        if source_address:
+            self.source_address = source_address
+        host = host or self._host or "localhost"
+        unix = self._lmtp and host.startswith("/")
+        if not unix:
+            host, port = split_host_port(host, port or self._port, self.default_port)
+        self.close()
+        self._host = host
+        self._client.connecting(host, port, self.source_address)
+        sys.audit("smtplib.connect", self, host, port)
+        tls = (self.context or default_tls_context()) if self._implicit_tls else None
+        async with self._lock:
+            try:
+                await self._open(host, 0 if unix else port, tls)
+            except BaseException:
+                self.close()
+                raise
+        return await self._run(self._client.greeting())
+
+    def close(self) -> None:
+        """Close the connection; the object can connect again."""
+        self._client.close()
+        self._abort()
+
+    async def __aenter__(self: Self) -> Self:
+        if not self.is_connected:
+            code, message = await self.connect()
+            if code != 220:
+                self.close()
+                raise SMTPConnectError(code, message)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            if self.is_connected:
+                await self._run(self._client.exit())
+        finally:
+            self.close()
+
+    # ------------------------------------------------------------------ smtplib API
+
+    async def putcmd(self, cmd: str, args: str = "") -> None:
+        """Send a command line without reading the reply."""
+        await self._run(self._client.putcmd(cmd, args))
+
+    async def getreply(self) -> tuple[int, bytes]:
+        """Read one reply."""
+        return await self._run(self._client.getreply())
+
+    async def docmd(self, cmd: str, args: str = "") -> tuple[int, bytes]:
+        """Send a command and return its reply."""
+        return await self._run(self._client.docmd(cmd, args))
+
+    async def helo(self, name: str = "") -> tuple[int, bytes]:
+        """HELO."""
+        return await self._run(self._client.helo(name))
+
+    async def ehlo(self, name: str = "") -> tuple[int, bytes]:
+        """EHLO (LHLO for LMTP)."""
+        return await self._run(self._client.ehlo(name))
+
+    async def ehlo_or_helo_if_needed(self) -> None:
+        """EHLO, or HELO if EHLO fails, unless done already."""
+        await self._run(self._client.ehlo_or_helo_if_needed())
+
+    async def login(
+        self, user: str, password: str, *, initial_response_ok: bool = True
+    ) -> tuple[int, bytes]:
+        """Authenticate with CRAM-MD5, PLAIN or LOGIN, whichever the server offers first."""
+        return await self._run(
+            self._client.login(user, password, initial_response_ok=initial_response_ok)
+        )
+
+    async def auth(
+        self, mechanism: str, authobject: Any, *, initial_response_ok: bool = True
+    ) -> tuple[int, bytes]:
+        """Authenticate with one mechanism and an authobject (or ``smtp_proto.sasl`` mechanism)."""
+        return await self._run(
+            self._client.auth(mechanism, authobject, initial_response_ok=initial_response_ok)
+        )
+
+    async def starttls(self, *, context: ssl.SSLContext | None = None) -> tuple[int, bytes]:
+        """Upgrade to TLS, verifying the server's certificate unless ``context`` says otherwise."""
+        self._tls_context = context
+        return await self._run(self._client.starttls())
+
+    async def sendmail(
+        self,
+        from_addr: str,
+        to_addrs: str | Sequence[str],
+        msg: bytes | str,
+        mail_options: Sequence[str] = (),
+        rcpt_options: Sequence[str] = (),
+    ) -> dict[str, tuple[int, bytes]]:
+        """Send one message; returns the refused recipients."""
+        return await self._run(
+            self._client.sendmail(from_addr, to_addrs, msg, mail_options, rcpt_options)
+        )
+
+    async def send_message(
+        self,
+        msg: email.message.Message,
+        from_addr: str | None = None,
+        to_addrs: str | Sequence[str] | None = None,
+        mail_options: Sequence[str] = (),
+        rcpt_options: Sequence[str] = (),
+    ) -> dict[str, tuple[int, bytes]]:
+        """Send an ``email.message.Message``, envelope taken from its headers."""
+        return await self._run(
+            self._client.send_message(msg, from_addr, to_addrs, mail_options, rcpt_options)
+        )
+
+    async def mail(self, sender: str, options: Sequence[str] = ()) -> tuple[int, bytes]:
+        """MAIL FROM."""
+        return await self._run(self._client.mail(sender, options))
+
+    async def rcpt(self, recip: str, options: Sequence[str] = ()) -> tuple[int, bytes]:
+        """RCPT TO."""
+        return await self._run(self._client.rcpt(recip, options))
+
+    async def data(self, msg: bytes | str) -> tuple[int, bytes]:
+        """DATA and the message."""
+        return await self._run(self._client.data(msg))
+
+    async def rset(self) -> tuple[int, bytes]:
+        """RSET."""
+        return await self._run(self._client.rset())
+
+    async def noop(self) -> tuple[int, bytes]:
+        """NOOP."""
+        return await self._run(self._client.noop())
+
+    async def verify(self, address: str) -> tuple[int, bytes]:
+        """VRFY."""
+        return await self._run(self._client.verify(address))
+
+    vrfy = verify
+
+    async def expn(self, address: str) -> tuple[int, bytes]:
+        """EXPN."""
+        return await self._run(self._client.expn(address))
+
+    async def help(self, args: str = "") -> bytes:
+        """HELP; returns the reply text."""
+        return await self._run(self._client.help(args))
+
+    async def quit(self) -> tuple[int, bytes]:
+        """QUIT and close."""
+        try:
+            return await self._run(self._client.quit())
+        finally:
+            self.close()
+
+
+class AsyncSMTPSSLBase(AsyncSMTPBase):
+    """Implicit TLS (port 465), certificates verified by default: mixed into ``SMTP_SSL``."""
+
+    default_port = SMTP_SSL_PORT
+    _implicit_tls = True
+
+    def __init__(
+        self,
+        host: str = "",
+        port: int = 0,
+        local_hostname: str | None = None,
+        *,
+        timeout: float | None = GLOBAL_DEFAULT_TIMEOUT,
+        source_address: tuple[str, int] | None = None,
+        context: ssl.SSLContext | None = None,
+    ) -> None:
+        super().__init__(host, port, local_hostname, timeout, source_address)
+        self.context = context
+
+
+class AsyncLMTPBase(AsyncSMTPBase):
+    """LMTP: LHLO, a Unix socket when the host is an absolute path: mixed into ``LMTP``."""
+
+    default_port = LMTP_PORT
+    _lmtp = True

@@ -1,0 +1,218 @@
+"""asyncio adapter: the ``smtplib`` API as coroutines, on an asyncio protocol.
+
+::
+
+    from smtp_proto.transports.asyncio import SMTP
+
+    async with SMTP("mail.example.com", 587) as smtp:
+        await smtp.starttls()
+        await smtp.login("me", "secret")
+        await smtp.sendmail("me@example.com", ["you@example.com"], message)
+
+Needs nothing but the standard library.  Every read and write is bounded by ``timeout``
+(``asyncio.timeout``); the caller's own cancellation (``asyncio.timeout``, ``Task.cancel``)
+closes the connection and propagates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from smtp_proto.client import CLOSE, LOCAL_HOSTNAME, RECEIVE, START_TLS
+from smtp_proto.errors import (
+    RemoteProtocolError,
+    SMTPAuthenticationError,
+    SMTPConnectError,
+    SMTPDataError,
+    SMTPException,
+    SMTPHeloError,
+    SMTPNotSupportedError,
+    SMTPRecipientsRefused,
+    SMTPResponseException,
+    SMTPSenderRefused,
+    SMTPServerDisconnected,
+)
+
+from ._async import AsyncLMTPBase, AsyncSMTPBase, AsyncSMTPSSLBase
+from ._common import (
+    CRLF,
+    LMTP_PORT,
+    SMTP_PORT,
+    SMTP_SSL_PORT,
+    bCRLF,
+    default_tls_context,
+    local_hostname,
+    quoteaddr,
+    quotedata,
+)
+
+__all__ = [
+    "CRLF",
+    "LMTP",
+    "LMTP_PORT",
+    "SMTP",
+    "SMTPAuthenticationError",
+    "SMTPConnectError",
+    "SMTPDataError",
+    "SMTPException",
+    "SMTPHeloError",
+    "SMTPNotSupportedError",
+    "SMTPRecipientsRefused",
+    "SMTPResponseException",
+    "SMTPSenderRefused",
+    "SMTPServerDisconnected",
+    "SMTP_PORT",
+    "SMTP_SSL",
+    "SMTP_SSL_PORT",
+    "bCRLF",
+    "quoteaddr",
+    "quotedata",
+]
+
+
+class _Stream(asyncio.Protocol):
+    """Bytes in and out of one connection, with the buffering and flow control we need.
+
+    Received bytes wait in ``_received`` until read; what is read is exactly what arrived,
+    so at STARTTLS the adapter can tell whether the server sent anything it should not have.
+    """
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self._received = bytearray()
+        self._eof = False
+        self._error: BaseException | None = None
+        self._readable: asyncio.Future[None] | None = None
+        self._writable: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self._received += data
+        self._wake_reader()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake_reader()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._eof = True
+        self._error = exc
+        self._wake_reader()
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+        self._writable = None
+
+    def _wake_reader(self) -> None:
+        if self._readable is not None and not self._readable.done():
+            self._readable.set_result(None)
+
+    async def read(self) -> bytes:
+        """What arrived since the last read (waiting for something), ``b""`` at EOF."""
+        while not self._received:
+            if self._error is not None:
+                raise self._error
+            if self._eof:
+                return b""
+            self._readable = asyncio.get_running_loop().create_future()
+            await self._readable
+        data = bytes(self._received)
+        self._received.clear()
+        return data
+
+    async def write(self, data: bytes) -> None:
+        """Send ``data``, waiting while the transport's buffer is full."""
+        if self.transport is None or self.transport.is_closing():
+            raise ConnectionResetError("connection closed")
+        self.transport.write(data)
+        if self._writable is not None:
+            await self._writable
+
+    def unread(self) -> int:
+        """How many received bytes are waiting to be read."""
+        return len(self._received)
+
+
+class SMTP(AsyncSMTPBase):
+    """An SMTP client connection with the ``smtplib.SMTP`` API, awaitable, on asyncio."""
+
+    _stream: _Stream | None = None
+
+    def _make_lock(self) -> AbstractAsyncContextManager[Any]:
+        return asyncio.Lock()
+
+    async def _open(self, host: str, port: int, tls: ssl.SSLContext | None) -> None:
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(self.timeout):
+            if port:
+                _, stream = await loop.create_connection(
+                    _Stream,
+                    host,
+                    port,
+                    ssl=tls,
+                    server_hostname=host if tls else None,
+                    local_addr=self.source_address,
+                )
+            else:
+                _, stream = await loop.create_unix_connection(_Stream, host)
+        self._stream = stream
+
+    async def _perform(self, request: Any) -> Any:
+        stream = self._stream
+        if stream is None:
+            raise SMTPServerDisconnected("please run connect() first")
+        if request.__class__ is bytes:
+            async with asyncio.timeout(self.timeout):
+                await stream.write(request)
+            return None
+        if request is RECEIVE:
+            async with asyncio.timeout(self.timeout):
+                return await stream.read()
+        if request is CLOSE:
+            self._abort()
+            return None
+        if request is START_TLS:
+            await self._start_tls(stream)
+            return None
+        if request is LOCAL_HOSTNAME:
+            return await asyncio.to_thread(local_hostname)
+        raise AssertionError(f"unknown I/O request {request!r}")
+
+    async def _start_tls(self, stream: _Stream) -> None:
+        if stream.unread():
+            raise RemoteProtocolError("server sent data after its 220 to STARTTLS")
+        assert stream.transport is not None
+        context = self._tls_context or default_tls_context()
+        async with asyncio.timeout(self.timeout):
+            transport = await asyncio.get_running_loop().start_tls(
+                stream.transport, stream, context, server_hostname=self._host
+            )
+        if transport is None:
+            raise SMTPServerDisconnected("connection closed during the TLS handshake")
+        stream.transport = transport
+
+    def _abort(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None and stream.transport is not None:
+            stream.transport.abort()
+
+
+class SMTP_SSL(AsyncSMTPSSLBase, SMTP):
+    """SMTP over implicit TLS (port 465) on asyncio, certificates verified by default."""
+
+
+class LMTP(AsyncLMTPBase, SMTP):
+    """LMTP on asyncio; ``host`` may be the absolute path of a Unix socket."""

@@ -1,0 +1,174 @@
+"""trio adapter: the ``smtplib`` API as coroutines, on trio streams (extra ``[trio]``).
+
+::
+
+    from smtp_proto.transports.trio import SMTP
+
+    async with SMTP("mail.example.com", 587) as smtp:
+        await smtp.starttls()
+        await smtp.sendmail("me@example.com", ["you@example.com"], message)
+
+Every read and write is bounded by ``timeout`` (a cancel scope; a timeout raises what
+``smtplib`` raises for one); the caller's own cancel scopes close the connection when they
+cancel a command half-way, and propagate.
+"""
+
+from __future__ import annotations
+
+import ssl
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import trio
+
+from smtp_proto.client import CLOSE, LOCAL_HOSTNAME, RECEIVE, START_TLS
+from smtp_proto.errors import (
+    SMTPAuthenticationError,
+    SMTPConnectError,
+    SMTPDataError,
+    SMTPException,
+    SMTPHeloError,
+    SMTPNotSupportedError,
+    SMTPRecipientsRefused,
+    SMTPResponseException,
+    SMTPSenderRefused,
+    SMTPServerDisconnected,
+)
+
+from ._async import AsyncLMTPBase, AsyncSMTPBase, AsyncSMTPSSLBase
+from ._common import (
+    CRLF,
+    LMTP_PORT,
+    SMTP_PORT,
+    SMTP_SSL_PORT,
+    bCRLF,
+    default_tls_context,
+    local_hostname,
+    quoteaddr,
+    quotedata,
+)
+
+__all__ = [
+    "CRLF",
+    "LMTP",
+    "LMTP_PORT",
+    "SMTP",
+    "SMTPAuthenticationError",
+    "SMTPConnectError",
+    "SMTPDataError",
+    "SMTPException",
+    "SMTPHeloError",
+    "SMTPNotSupportedError",
+    "SMTPRecipientsRefused",
+    "SMTPResponseException",
+    "SMTPSenderRefused",
+    "SMTPServerDisconnected",
+    "SMTP_PORT",
+    "SMTP_SSL",
+    "SMTP_SSL_PORT",
+    "bCRLF",
+    "quoteaddr",
+    "quotedata",
+]
+
+_RECEIVE_SIZE = 1 << 16
+
+
+class SMTP(AsyncSMTPBase):
+    """An SMTP client connection with the ``smtplib.SMTP`` API, awaitable, on trio."""
+
+    _stream: trio.abc.Stream | None = None
+    _socket_stream: trio.SocketStream | None = None
+
+    def _make_lock(self) -> AbstractAsyncContextManager[Any]:
+        return trio.Lock()
+
+    def _deadline(self) -> trio.CancelScope:
+        """A cancel scope for one I/O step: ``timeout`` seconds, or none."""
+        if self.timeout is None:
+            return trio.CancelScope()
+        return trio.move_on_after(self.timeout)
+
+    async def _open(self, host: str, port: int, tls: ssl.SSLContext | None) -> None:
+        stream: trio.SocketStream | None = None
+        with self._deadline():
+            if port:
+                stream = await trio.open_tcp_stream(
+                    host,
+                    port,
+                    local_address=self.source_address[0] if self.source_address else None,
+                )
+            else:
+                stream = await trio.open_unix_socket(host)
+        if stream is None:
+            raise TimeoutError(f"timed out connecting to {host}")
+        self._socket_stream = self._stream = stream
+        if tls is not None:
+            await self._handshake(tls)
+
+    async def _handshake(self, context: ssl.SSLContext) -> None:
+        assert self._stream is not None
+        tls_stream = trio.SSLStream(self._stream, context, server_hostname=self._host)
+        with self._deadline():
+            try:
+                await tls_stream.do_handshake()
+            except trio.BrokenResourceError as exc:
+                # Say what failed (a certificate, say) as ssl does in the other adapters.
+                if isinstance(exc.__cause__, OSError):
+                    raise exc.__cause__ from None
+                raise ConnectionResetError(str(exc) or "TLS handshake failed") from exc
+            self._stream = tls_stream
+            return
+        raise TimeoutError("timed out in the TLS handshake")
+
+    async def _perform(self, request: Any) -> Any:
+        stream = self._stream
+        if stream is None:
+            raise SMTPServerDisconnected("please run connect() first")
+        if request is RECEIVE:
+            with self._deadline():
+                return await _receive(stream)
+            raise TimeoutError("timed out")  # reached only when the deadline cancelled it
+        if request.__class__ is bytes:
+            with self._deadline():
+                await _send(stream, request)
+                return None
+            raise TimeoutError("timed out")
+        if request is CLOSE:
+            self._abort()
+            return None
+        if request is START_TLS:
+            await self._handshake(self._tls_context or default_tls_context())
+            return None
+        if request is LOCAL_HOSTNAME:
+            return await trio.to_thread.run_sync(local_hostname)
+        raise AssertionError(f"unknown I/O request {request!r}")
+
+    def _abort(self) -> None:
+        socket_stream, self._socket_stream, self._stream = self._socket_stream, None, None
+        if socket_stream is not None:
+            socket_stream.socket.close()
+
+
+async def _receive(stream: trio.abc.Stream) -> bytes:
+    """Some bytes from ``stream`` (``b""`` at EOF); trio's stream errors become ``OSError``."""
+    try:
+        return bytes(await stream.receive_some(_RECEIVE_SIZE))
+    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        raise ConnectionResetError(str(exc) or "connection broken") from exc
+
+
+async def _send(stream: trio.abc.Stream, data: bytes) -> None:
+    """Send all of ``data``; trio's stream errors become ``OSError``."""
+    try:
+        await stream.send_all(data)
+    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        raise ConnectionResetError(str(exc) or "connection broken") from exc
+
+
+class SMTP_SSL(AsyncSMTPSSLBase, SMTP):
+    """SMTP over implicit TLS (port 465) on trio, certificates verified by default."""
+
+
+class LMTP(AsyncLMTPBase, SMTP):
+    """LMTP on trio; ``host`` may be the absolute path of a Unix socket."""
