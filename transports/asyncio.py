@@ -22,55 +22,18 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from smtp_proto.client import CLOSE, LOCAL_HOSTNAME, RECEIVE, START_TLS
-from smtp_proto.errors import (
-    RemoteProtocolError,
-    SMTPAuthenticationError,
-    SMTPConnectError,
-    SMTPDataError,
-    SMTPException,
-    SMTPHeloError,
-    SMTPNotSupportedError,
-    SMTPRecipientsRefused,
-    SMTPResponseException,
-    SMTPSenderRefused,
-    SMTPServerDisconnected,
-)
+from smtp_proto.errors import RemoteProtocolError, SMTPServerDisconnected
 
+from . import _smtplib_names
 from ._async import AsyncLMTPBase, AsyncSMTPBase, AsyncSMTPSSLBase
 from ._common import (
-    CRLF,
-    LMTP_PORT,
-    SMTP_PORT,
-    SMTP_SSL_PORT,
-    bCRLF,
     default_tls_context,
     local_hostname,
-    quoteaddr,
-    quotedata,
 )
+from ._smtplib_names import *  # noqa: F403 (the smtplib module surface)
 
-__all__ = [
-    "CRLF",
-    "LMTP",
-    "LMTP_PORT",
-    "SMTP",
-    "SMTPAuthenticationError",
-    "SMTPConnectError",
-    "SMTPDataError",
-    "SMTPException",
-    "SMTPHeloError",
-    "SMTPNotSupportedError",
-    "SMTPRecipientsRefused",
-    "SMTPResponseException",
-    "SMTPSenderRefused",
-    "SMTPServerDisconnected",
-    "SMTP_PORT",
-    "SMTP_SSL",
-    "SMTP_SSL_PORT",
-    "bCRLF",
-    "quoteaddr",
-    "quotedata",
-]
+__all__ = ["LMTP", "SMTP", "SMTP_SSL"]
+__all__ += _smtplib_names.__all__
 
 
 class _Stream(asyncio.Protocol):

@@ -26,59 +26,24 @@ from typing import Any, TypeVar
 
 from smtp_proto.client import CLOSE, LOCAL_HOSTNAME, RECEIVE, START_TLS, Client, Operation
 from smtp_proto.driving import drive
-from smtp_proto.errors import (
-    SMTPAuthenticationError,
-    SMTPConnectError,
-    SMTPDataError,
-    SMTPException,
-    SMTPHeloError,
-    SMTPNotSupportedError,
-    SMTPRecipientsRefused,
-    SMTPResponseException,
-    SMTPSenderRefused,
-    SMTPServerDisconnected,
-)
+from smtp_proto.errors import SMTPConnectError, SMTPServerDisconnected
 
+from . import _smtplib_names
 from ._common import (
-    CRLF,
-    DEFAULT_TIMEOUT,
     GLOBAL_DEFAULT_TIMEOUT,
     LMTP_PORT,
     SMTP_PORT,
     SMTP_SSL_PORT,
     ClientAttributes,
-    bCRLF,
     default_tls_context,
     local_hostname,
-    quoteaddr,
-    quotedata,
     resolve_timeout,
     split_host_port,
 )
+from ._smtplib_names import *  # noqa: F403 (the smtplib module surface)
 
-__all__ = [
-    "CRLF",
-    "DEFAULT_TIMEOUT",
-    "LMTP",
-    "LMTP_PORT",
-    "SMTP",
-    "SMTPAuthenticationError",
-    "SMTPConnectError",
-    "SMTPDataError",
-    "SMTPException",
-    "SMTPHeloError",
-    "SMTPNotSupportedError",
-    "SMTPRecipientsRefused",
-    "SMTPResponseException",
-    "SMTPSenderRefused",
-    "SMTPServerDisconnected",
-    "SMTP_PORT",
-    "SMTP_SSL",
-    "SMTP_SSL_PORT",
-    "bCRLF",
-    "quoteaddr",
-    "quotedata",
-]
+__all__ = ["LMTP", "SMTP", "SMTP_SSL"]
+__all__ += _smtplib_names.__all__
 
 T = TypeVar("T")
 _RECV_SIZE = 1 << 16

@@ -22,54 +22,18 @@ from typing import Any
 import trio
 
 from smtp_proto.client import CLOSE, LOCAL_HOSTNAME, RECEIVE, START_TLS
-from smtp_proto.errors import (
-    SMTPAuthenticationError,
-    SMTPConnectError,
-    SMTPDataError,
-    SMTPException,
-    SMTPHeloError,
-    SMTPNotSupportedError,
-    SMTPRecipientsRefused,
-    SMTPResponseException,
-    SMTPSenderRefused,
-    SMTPServerDisconnected,
-)
+from smtp_proto.errors import SMTPServerDisconnected
 
+from . import _smtplib_names
 from ._async import AsyncLMTPBase, AsyncSMTPBase, AsyncSMTPSSLBase
 from ._common import (
-    CRLF,
-    LMTP_PORT,
-    SMTP_PORT,
-    SMTP_SSL_PORT,
-    bCRLF,
     default_tls_context,
     local_hostname,
-    quoteaddr,
-    quotedata,
 )
+from ._smtplib_names import *  # noqa: F403 (the smtplib module surface)
 
-__all__ = [
-    "CRLF",
-    "LMTP",
-    "LMTP_PORT",
-    "SMTP",
-    "SMTPAuthenticationError",
-    "SMTPConnectError",
-    "SMTPDataError",
-    "SMTPException",
-    "SMTPHeloError",
-    "SMTPNotSupportedError",
-    "SMTPRecipientsRefused",
-    "SMTPResponseException",
-    "SMTPSenderRefused",
-    "SMTPServerDisconnected",
-    "SMTP_PORT",
-    "SMTP_SSL",
-    "SMTP_SSL_PORT",
-    "bCRLF",
-    "quoteaddr",
-    "quotedata",
-]
+__all__ = ["LMTP", "SMTP", "SMTP_SSL"]
+__all__ += _smtplib_names.__all__
 
 _RECEIVE_SIZE = 1 << 16
 

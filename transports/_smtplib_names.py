@@ -1,0 +1,40 @@
+"""The module-level names of ``smtplib`` (constants, exceptions, helpers) every adapter re-exports.
+
+Each adapter module is a drop-in for the ``smtplib`` module, so besides its ``SMTP``,
+``SMTP_SSL`` and ``LMTP`` classes it offers these, defined once here.
+"""
+
+from smtp_proto.errors import (
+    SMTPAuthenticationError,
+    SMTPConnectError,
+    SMTPDataError,
+    SMTPException,
+    SMTPHeloError,
+    SMTPNotSupportedError,
+    SMTPRecipientsRefused,
+    SMTPResponseException,
+    SMTPSenderRefused,
+    SMTPServerDisconnected,
+)
+
+from ._common import CRLF, LMTP_PORT, SMTP_PORT, SMTP_SSL_PORT, bCRLF, quoteaddr, quotedata
+
+__all__ = [
+    "CRLF",
+    "LMTP_PORT",
+    "SMTPAuthenticationError",
+    "SMTPConnectError",
+    "SMTPDataError",
+    "SMTPException",
+    "SMTPHeloError",
+    "SMTPNotSupportedError",
+    "SMTPRecipientsRefused",
+    "SMTPResponseException",
+    "SMTPSenderRefused",
+    "SMTPServerDisconnected",
+    "SMTP_PORT",
+    "SMTP_SSL_PORT",
+    "bCRLF",
+    "quoteaddr",
+    "quotedata",
+]
