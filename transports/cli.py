@@ -80,7 +80,10 @@ def send(args: argparse.Namespace) -> int:
         return _report(refused, args.to)
     args.tls = "none" if args.tls == "starttls" else args.tls
     with CaptureServer() as server:
-        print(f"No --server given: sending to a capture server on {server.host}:{server.port}")
+        print(
+            f"No --server given: sending to a capture server on {server.host}:{server.port}",
+            flush=True,
+        )
         refused = _send(args, server.host, server.port)
         status = _report(refused, args.to)
         for captured in server.messages:
