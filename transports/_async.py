@@ -93,7 +93,7 @@ class AsyncSMTPBase(ClientAttributes):
 
     async def _run(self, operation: Operation[T]) -> T:
         async with self._lock:
-            return await drive_async(operation, self._perform, self._abort)
+            return await drive_async(operation, self._perform, self.close)
 
     async def connect(
         self, host: str = "", port: int = 0, source_address: tuple[str, int] | None = None
