@@ -101,10 +101,11 @@ class AsyncSMTPBase(ClientAttributes):
         """Connect (to the constructor's host and port unless given) and read the greeting."""
         if source_address:
             self.source_address = source_address
-        host = host or self._host or "localhost"
+        if not host:
+            host, port = self._host or "localhost", port or self._port
         unix = self._lmtp and host.startswith("/")
         if not unix:
-            host, port = split_host_port(host, port or self._port, self.default_port)
+            host, port = split_host_port(host, port, self.default_port)
         self.close()
         self._host = host
         self._client.connecting(host, port, self.source_address)

@@ -56,14 +56,15 @@ class SMTP(AsyncSMTPBase):
     async def _open(self, host: str, port: int, tls: ssl.SSLContext | None) -> None:
         stream: trio.SocketStream | None = None
         with self._deadline():
-            if port:
-                stream = await trio.open_tcp_stream(
-                    host,
-                    port,
-                    local_address=self.source_address[0] if self.source_address else None,
-                )
-            else:
+            if not port:
                 stream = await trio.open_unix_socket(host)
+            elif self.source_address:
+                stream = await _connect_from(self.source_address, host, port)
+            else:
+                try:
+                    stream = await trio.open_tcp_stream(host, port)
+                except OSError as exc:
+                    raise _first_attempt_error(exc) from None
         if stream is None:
             raise TimeoutError(f"timed out connecting to {host}")
         self._socket_stream = self._stream = stream
@@ -112,6 +113,36 @@ class SMTP(AsyncSMTPBase):
         socket_stream, self._socket_stream, self._stream = self._socket_stream, None, None
         if socket_stream is not None:
             socket_stream.socket.close()
+
+
+async def _connect_from(source_address: tuple[str, int], host: str, port: int) -> trio.SocketStream:
+    """A TCP connection from ``source_address`` (host and port, as ``smtplib`` binds it)."""
+    error: OSError = OSError(f"no address found for {host}")
+    for family, kind, proto, _, address in await trio.socket.getaddrinfo(
+        host, port, type=trio.socket.SOCK_STREAM
+    ):
+        sock = trio.socket.socket(family, kind, proto)
+        try:
+            await sock.bind(source_address)
+            await sock.connect(address)
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        return trio.SocketStream(sock)
+    raise error
+
+
+def _first_attempt_error(exc: OSError) -> OSError:
+    """The error of the first connection attempt (e.g. ``ConnectionRefusedError``).
+
+    ``trio.open_tcp_stream`` raises a summary ``OSError`` with every attempt's error grouped
+    in its cause; ``smtplib`` users catch the specific one.
+    """
+    cause = exc.__cause__
+    if isinstance(cause, BaseExceptionGroup) and isinstance(cause.exceptions[0], OSError):
+        return cause.exceptions[0]
+    return exc
 
 
 async def _receive(stream: trio.abc.Stream) -> bytes:
