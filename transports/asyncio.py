@@ -10,8 +10,8 @@
         await smtp.sendmail("me@example.com", ["you@example.com"], message)
 
 Needs nothing but the standard library.  Every read and write is bounded by ``timeout``
-(``asyncio.timeout``); the caller's own cancellation (``asyncio.timeout``, ``Task.cancel``)
-closes the connection and propagates.
+(a ``TimeoutError``, which the core turns into what ``smtplib`` raises); the caller's own
+cancellation (``asyncio.timeout``, ``Task.cancel``) closes the connection and propagates.
 """
 
 from __future__ import annotations
@@ -37,10 +37,14 @@ __all__ += _smtplib_names.__all__
 
 
 class _Stream(asyncio.Protocol):
-    """Bytes in and out of one connection, with the buffering and flow control we need.
+    """Bytes in and out of one connection, with the buffering, flow control and timeouts we need.
 
     Received bytes wait in ``_received`` until read; what is read is exactly what arrived,
     so at STARTTLS the adapter can tell whether the server sent anything it should not have.
+
+    Each wait is bounded by a timeout.  Rather than a timer per wait (``asyncio.timeout``
+    costs a timer and a heap insertion on every read), one timer per connection checks the
+    deadline of the wait under way and re-arms itself while it lies ahead.
     """
 
     def __init__(self) -> None:
@@ -48,8 +52,10 @@ class _Stream(asyncio.Protocol):
         self._received = bytearray()
         self._eof = False
         self._error: BaseException | None = None
-        self._readable: asyncio.Future[None] | None = None
-        self._writable: asyncio.Future[None] | None = None
+        self._waiter: asyncio.Future[None] | None = None  # the read or write waiting
+        self._paused = False
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -57,52 +63,76 @@ class _Stream(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._received += data
-        self._wake_reader()
+        self._wake()
 
     def eof_received(self) -> bool:
         self._eof = True
-        self._wake_reader()
+        self._wake()
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._eof = True
         self._error = exc
-        self._wake_reader()
-        if self._writable is not None and not self._writable.done():
-            self._writable.set_result(None)
+        self._paused = False
+        self._wake()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def pause_writing(self) -> None:
-        self._writable = asyncio.get_running_loop().create_future()
+        self._paused = True
 
     def resume_writing(self) -> None:
-        if self._writable is not None and not self._writable.done():
-            self._writable.set_result(None)
-        self._writable = None
+        self._paused = False
+        self._wake()
 
-    def _wake_reader(self) -> None:
-        if self._readable is not None and not self._readable.done():
-            self._readable.set_result(None)
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
-    async def read(self) -> bytes:
-        """What arrived since the last read (waiting for something), ``b""`` at EOF."""
+    async def _wait(self, timeout: float | None) -> None:
+        """Wait for the next event on the connection, at most ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        self._waiter = waiter = loop.create_future()
+        if timeout is not None:
+            self._deadline = loop.time() + timeout
+            if self._timer is None:
+                self._timer = loop.call_at(self._deadline, self._check_deadline)
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+
+    def _check_deadline(self) -> None:
+        self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return  # nothing waits now; the next wait arms a new timer
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._deadline:
+            waiter.set_exception(TimeoutError("timed out"))
+        else:
+            self._timer = loop.call_at(self._deadline, self._check_deadline)
+
+    async def read(self, timeout: float | None) -> bytes:
+        """What arrived since the last read (waiting up to ``timeout`` s), ``b""`` at EOF."""
         while not self._received:
             if self._error is not None:
                 raise self._error
             if self._eof:
                 return b""
-            self._readable = asyncio.get_running_loop().create_future()
-            await self._readable
+            await self._wait(timeout)
         data = bytes(self._received)
         self._received.clear()
         return data
 
-    async def write(self, data: bytes) -> None:
-        """Send ``data``, waiting while the transport's buffer is full."""
+    async def write(self, data: bytes, timeout: float | None) -> None:
+        """Send ``data``, waiting (up to ``timeout`` s) while the transport's buffer is full."""
         if self.transport is None or self.transport.is_closing():
             raise ConnectionResetError("connection closed")
         self.transport.write(data)
-        if self._writable is not None:
-            await self._writable
+        while self._paused:
+            await self._wait(timeout)
 
     def unread(self) -> int:
         """How many received bytes are waiting to be read."""
@@ -138,12 +168,10 @@ class SMTP(AsyncSMTPBase):
         if stream is None:
             raise SMTPServerDisconnected("please run connect() first")
         if request.__class__ is bytes:
-            async with asyncio.timeout(self.timeout):
-                await stream.write(request)
+            await stream.write(request, self.timeout)
             return None
         if request is RECEIVE:
-            async with asyncio.timeout(self.timeout):
-                return await stream.read()
+            return await stream.read(self.timeout)
         if request is CLOSE:
             self._abort()
             return None
