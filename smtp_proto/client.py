@@ -335,7 +335,8 @@ class Client:
         """EHLO (LHLO for LMTP); on 250 fills ``esmtp_features`` and sets ``does_esmtp``."""
         self.esmtp_features = {}
         name = name or (yield from self._hostname())
-        reply = yield from self._command(Lhlo(name) if self.lmtp else Ehlo(name))
+        greeting = Lhlo(name) if self.ehlo_msg.lower() == "lhlo" else Ehlo(name)
+        reply = yield from self._command(greeting)
         self.ehlo_resp = reply.text
         if reply.code == 250:
             self.does_esmtp = True
