@@ -15,7 +15,7 @@ import argparse
 import time
 from collections.abc import Callable
 
-from smtp_proto import RECEIVE, Client
+from smtp_proto import RECEIVE, Client, ClientConnection, Data, Ehlo, Mail, Rcpt
 from smtp_proto.body import CHUNK_SIZE, BodyEncoder
 
 EHLO = (
@@ -82,8 +82,6 @@ def transaction_rate(count: int, pipelining: bool) -> float:
 
 def connection_rate(count: int) -> float:
     """Pipelined transactions per second through ``ClientConnection`` alone (no Client layer)."""
-    from smtp_proto import ClientConnection, Data, Ehlo, Mail, Rcpt
-
     connection = ClientConnection()
     connection.receive_data(b"220 bench ESMTP\r\n")
     connection.next_event()
@@ -120,10 +118,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     message = big_message(args.mb)
-    print(f"body encoder, {len(message) / 2**20:.0f} MB, DATA path: "
-          f"{best(args.repeat, lambda: encode_rate(message)):.0f} MB/s")
+    print(
+        f"body encoder, {len(message) / 2**20:.0f} MB, DATA path: "
+        f"{best(args.repeat, lambda: encode_rate(message)):.0f} MB/s"
+    )
     for pipelining in (True, False):
-        rate = best(args.repeat, lambda: transaction_rate(args.transactions, pipelining))
+        rate = best(args.repeat, lambda p=pipelining: transaction_rate(args.transactions, p))
         label = "pipelined" if pipelining else "lock-step"
         print(f"sendmail transactions through the core ({label}): {rate:,.0f} /s")
     rate = best(args.repeat, lambda: connection_rate(args.transactions))
@@ -132,4 +132,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-

@@ -106,15 +106,26 @@ async def concurrent_round(args, smtp_class):
 
 def w4(args):
     dt = statistics.median(run(args, concurrent_round) for _ in range(args.rounds))
-    return {"msgs_per_s": args.total / dt, "seconds": dt, "rounds": args.rounds,
-            "conns": args.conns, "total": args.total}
+    return {
+        "msgs_per_s": args.total / dt,
+        "seconds": dt,
+        "rounds": args.rounds,
+        "conns": args.conns,
+        "total": args.total,
+    }
 
 
 if __name__ == "__main__":
-    sys.exit(bc.main("smtp-proto-async", {
-        "W1": lambda args: run(args, many_small),
-        "W2": lambda args: run(args, fan_out),
-        "W3": lambda args: run(args, big),
-        "W4": w4,
-        "W5": "the core's own (no network): see bench/smtp_proto_drv.py",
-    }, add_arguments=add_arguments))
+    sys.exit(
+        bc.main(
+            "smtp-proto-async",
+            {
+                "W1": lambda args: run(args, many_small),
+                "W2": lambda args: run(args, fan_out),
+                "W3": lambda args: run(args, big),
+                "W4": w4,
+                "W5": "the core's own (no network): see bench/smtp_proto_drv.py",
+            },
+            add_arguments=add_arguments,
+        )
+    )

@@ -19,7 +19,6 @@ from smtp_proto import RECEIVE, Client
 from smtp_proto.transports import sync
 
 
-
 class ChunkingSMTP(sync.SMTP):
     """The blocking adapter with BDAT turned on (when the server offers CHUNKING)."""
 
@@ -34,11 +33,13 @@ def add_arguments(parser):
 
 def with_module(workload):
     """Point the stdlib driver's workload at this adapter (BDAT on with --chunking)."""
+
     def run(args):
         smtplib_drv.smtp_module = sync
         if args.chunking:
             smtplib_drv.smtp_module = type("module", (), {"SMTP": ChunkingSMTP})
         return workload(args)
+
     return run
 
 
@@ -90,13 +91,28 @@ def w5(args):
     t1 = time.perf_counter()
     _, sent = run_offline(client.sendmail(bc.SENDER, [bc.RCPT], big), replies)
     bdt = time.perf_counter() - t1
-    return {"msgs_per_s": args.n / dt, "seconds": dt, "cpu_s": cpu, "n": args.n,
-            "big_mb_per_s": len(big) / 2**20 / bdt, "big_bytes_out": sent,
-            "layer": "smtp_proto.Client operations, canned replies, no socket"}
+    return {
+        "msgs_per_s": args.n / dt,
+        "seconds": dt,
+        "cpu_s": cpu,
+        "n": args.n,
+        "big_mb_per_s": len(big) / 2**20 / bdt,
+        "big_bytes_out": sent,
+        "layer": "smtp_proto.Client operations, canned replies, no socket",
+    }
 
 
 if __name__ == "__main__":
-    sys.exit(bc.main("smtp-proto", {
-        "W1": with_module(smtplib_drv.w1), "W2": with_module(smtplib_drv.w2),
-        "W3": with_module(smtplib_drv.w3), "W4": with_module(smtplib_drv.w4), "W5": w5,
-    }, add_arguments=add_arguments))
+    sys.exit(
+        bc.main(
+            "smtp-proto",
+            {
+                "W1": with_module(smtplib_drv.w1),
+                "W2": with_module(smtplib_drv.w2),
+                "W3": with_module(smtplib_drv.w3),
+                "W4": with_module(smtplib_drv.w4),
+                "W5": w5,
+            },
+            add_arguments=add_arguments,
+        )
+    )
