@@ -1,13 +1,14 @@
 """smtp-proto's asyncio and trio adapters as rows of the team's benchmark harness.
 
-    path/to/bench/run.sh --driver smtp-proto-asyncio=bench/smtp_proto_async_drv.py,--flavor,asyncio \\
-                         --driver smtp-proto-trio=bench/smtp_proto_async_drv.py,--flavor,trio
+    run.sh --driver smtp-proto-asyncio=bench/smtp_proto_async_drv.py,--flavor,asyncio \\
+           --driver smtp-proto-trio=bench/smtp_proto_async_drv.py,--flavor,trio
 
 Each workload is written once as a coroutine function over the adapter's ``SMTP`` class and
 run on the chosen framework; ``--chunking`` turns on BDAT.  W5 (no network) is the core's,
 measured by ``bench/smtp_proto_drv.py``.
 """
 
+import asyncio
 import importlib
 import statistics
 import sys
@@ -27,11 +28,9 @@ def run(args, workload):
     """Run ``workload(args, SMTP)`` on the framework ``--flavor`` names."""
     adapter = importlib.import_module(FLAVORS[args.flavor])
     if args.flavor == "trio":
-        import trio
+        import trio  # noqa: PLC0415 - optional: only the trio rows need it
 
         return trio.run(workload, args, adapter.SMTP)
-    import asyncio
-
     return asyncio.run(workload(args, adapter.SMTP))
 
 
@@ -92,14 +91,12 @@ async def concurrent_round(args, smtp_class):
 
     t0 = time.perf_counter()
     if args.flavor == "trio":
-        import trio
+        import trio  # noqa: PLC0415 - optional: only the trio rows need it
 
         async with trio.open_nursery() as nursery:
             for count in per:
                 nursery.start_soon(worker, count)
     else:
-        import asyncio
-
         await asyncio.gather(*(worker(count) for count in per))
     return time.perf_counter() - t0
 

@@ -4,8 +4,9 @@
 
 W1-W4 run the harness's own smtplib workloads against ``smtp_proto.transports.sync`` (the
 smtplib API, unchanged; ``--chunking`` turns on BDAT for a second row:
-``--driver smtp-proto-bdat=bench/smtp_proto_drv.py,--chunking``); W5 drives the sans-I/O ``smtp_proto.Client`` with canned replies and
-no socket, through the same operations the adapters run.  Needs ``pip install -e .``.
+``--driver smtp-proto-bdat=bench/smtp_proto_drv.py,--chunking``); W5 drives the sans-I/O
+``smtp_proto.Client`` with canned replies and no socket, through the same operations the
+adapters run.  Needs ``pip install -e .``.
 """
 
 import itertools
@@ -14,9 +15,9 @@ import time
 
 import bench_common as bc  # the harness puts its clients folder on PYTHONPATH
 import smtplib_drv
+from smtp_proto.transports import sync
 
 from smtp_proto import RECEIVE, Client
-from smtp_proto.transports import sync
 
 
 class ChunkingSMTP(sync.SMTP):
