@@ -29,11 +29,14 @@ import contextlib
 import datetime
 import email.message
 import hmac
+import inspect
 import logging
+import os
 import re
 import sys
-from collections.abc import Generator, Iterable, Sequence
-from typing import Any, Final, TypeVar
+from collections.abc import Generator, Iterable, Iterator, Sequence
+from functools import partial
+from typing import Any, Final, Protocol, TypeVar, runtime_checkable
 
 from . import sasl
 from .body import CHUNK_SIZE, BodyEncoder
@@ -64,6 +67,7 @@ from .errors import (
     SMTPDataError,
     SMTPException,
     SMTPHeloError,
+    SMTPMessageTooLarge,
     SMTPNotSupportedError,
     SMTPRecipientsRefused,
     SMTPResponseException,
@@ -80,7 +84,9 @@ __all__ = [
     "START_TLS",
     "Client",
     "IORequest",
+    "Message",
     "Operation",
+    "Readable",
     "Request",
 ]
 
@@ -116,7 +122,19 @@ T = TypeVar("T")
 #: What every server-facing method of ``Client`` returns; see the module docstring.
 Operation = Generator[IORequest, Any, T]
 Recipients = str | Sequence[str]
-Message = bytes | str
+
+
+@runtime_checkable
+class Readable(Protocol):
+    """A binary file object: ``read(n)`` returns at most ``n`` bytes, ``b""`` at the end."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+
+#: A message body: ``str`` (ASCII), ``bytes``, a binary file object (read from its position
+#: on) or an iterable of ``bytes`` chunks; the last two are streamed a chunk at a time.
+Message = bytes | str | Readable | Iterable[bytes]
+_Source = bytes | Readable | Iterable[bytes]
 
 _BARE_LINE_END = re.compile(r"\r\n|\n|\r")
 #: What an LMTP recipient the server never answered gets in the refused dict (``smtplib``
@@ -433,31 +451,50 @@ class Client:
     def data(self, msg: Message) -> Operation[tuple[int, bytes]]:
         """DATA, then the message with line endings fixed and dots stuffed.
 
+        ``msg`` may be a binary file object (read from its position on) or an iterable of
+        ``bytes`` chunks too: it is then streamed, ``CHUNK_SIZE`` bytes at a time, and must not
+        be used meanwhile.  Its first chunk is read before DATA, so a source that cannot be
+        read leaves the connection usable; one that fails later closes it (a truncated message
+        is never ended).  The operation reads the source itself, synchronously (with the
+        asyncio and trio adapters, on the event loop): async iterables and async file objects
+        are not supported yet.
+
         Raises ``SMTPDataError`` unless DATA gets 354; returns the reply to the body.  For LMTP
         that is the first refusal among the per-recipient replies (all are kept in
         ``lmtp_replies``), or the last acceptance.
         """
+        pieces = _Pieces(_source(msg))
+        return (yield from self._data(pieces))
+
+    def _data(self, pieces: _Pieces) -> Generator[IORequest, Any, tuple[int, bytes]]:
+        """DATA, then the body if the server says 354."""
         reply = yield from self._command(Data())
         if self.debuglevel > 0:
             self.print_debug("data:", reply.as_tuple())
         if reply.code != 354:
             raise SMTPDataError(reply.code, reply.text)
-        return (yield from self._send_body(msg))
+        return (yield from self._send_body(pieces))
 
-    def _send_body(self, msg: Message) -> Generator[IORequest, Any, tuple[int, bytes]]:
+    def _send_body(self, pieces: _Pieces) -> Generator[IORequest, Any, tuple[int, bytes]]:
         """Send the body after a 354 and read its reply (one per recipient for LMTP)."""
         connection = self.connection
-        if isinstance(msg, str):
-            msg = _fix_line_ends(msg).encode("ascii")
-        if len(msg) <= CHUNK_SIZE:
-            out = connection.send_data(msg) + connection.end_data()
-        else:
-            for chunk in _chunks(msg):
-                yield from self._write_body(connection.send_data(chunk))
-            out = connection.end_data()
+        try:
+            for piece, last in pieces:
+                out = connection.send_data(piece)
+                if not last:
+                    yield from self._write_body(out)
+        except Exception:
+            yield from self._drop_unfinished_body()
+            raise
+        out += connection.end_data()  # the last piece goes out with the end of data
         if self.debuglevel > 0:
             self.print_debug("send:", repr(out))
         return (yield from self._finish_body(out))
+
+    def _drop_unfinished_body(self) -> Generator[IORequest, Any, None]:
+        """Close the connection in the middle of a body: ending it would deliver it truncated."""
+        if self.is_connected:
+            yield from self._abort()
 
     def _write_body(self, data: bytes) -> Generator[IORequest, Any, None]:
         """Send part of a message body, traced at debug level."""
@@ -505,23 +542,34 @@ class Client:
         ``SMTPDataError`` exactly as ``smtplib`` does.  When the server advertises PIPELINING,
         MAIL, the RCPTs and DATA go out in one write (RFC 2920) with the same results.
         For LMTP, recipients refused after the body are reported too.
+
+        ``msg`` may be streamed from a binary file object or an iterable of chunks, as for
+        ``data``.  MAIL carries ``SIZE=`` when the size is known up front: always for ``str``
+        and ``bytes``, for a file object that can seek (the bytes from its position on), never
+        for an iterable.  A message known to be larger than the server's SIZE limit raises
+        ``SMTPMessageTooLarge`` (an ``SMTPSenderRefused`` with code 552, what the server would
+        answer) before anything is sent.
         """
         if self.helo_resp is None and self.ehlo_resp is None:
             yield from self.ehlo_or_helo_if_needed()
-        if isinstance(msg, str):
-            msg = _fix_line_ends(msg).encode("ascii")
+        source = _source(msg)
+        size = _size(source)
+        limit = self.connection.extensions.size
+        if limit and size is not None and size > limit:
+            raise SMTPMessageTooLarge(size, limit, from_addr)
         if not self.does_esmtp:
             options: Sequence[str] = ()
-        elif "size" in self.esmtp_features:
-            options = (f"size={len(msg)}", *mail_options)
+        elif "size" in self.esmtp_features and size is not None:
+            options = (f"size={size}", *mail_options)
         else:
             options = mail_options
         mail = self._mail_command(from_addr, options)
         recipients = [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)
         rcpts = [self._rcpt_command(recipient, rcpt_options) for recipient in recipients]
+        pieces = _Pieces(source)
         if self.connection.extensions.pipelining and recipients:
-            return (yield from self._sendmail_pipelined(mail, rcpts, msg))
-        return (yield from self._sendmail_lockstep(mail, rcpts, msg))
+            return (yield from self._sendmail_pipelined(mail, rcpts, pieces))
+        return (yield from self._sendmail_lockstep(mail, rcpts, pieces))
 
     def _sender_refused(self, mail: Mail, reply: Reply) -> Operation[None]:
         """After a refused MAIL: close on 421, RSET otherwise, then raise."""
@@ -530,7 +578,7 @@ class Client:
         raise SMTPSenderRefused(reply.code, reply.text, mail.sender)
 
     def _sendmail_lockstep(
-        self, mail: Mail, rcpts: list[Rcpt], msg: bytes
+        self, mail: Mail, rcpts: list[Rcpt], pieces: _Pieces
     ) -> Generator[IORequest, Any, dict[str, tuple[int, bytes]]]:
         reply = yield from self._command(mail)
         if reply.code != 250:
@@ -545,11 +593,11 @@ class Client:
         if len(refused) == len(rcpts):
             yield from self._rset()
             raise SMTPRecipientsRefused(refused)
-        code, text = yield from self.data(msg)
+        code, text = yield from self._data(pieces)
         return (yield from self._finish_transaction(code, text, refused, len(rcpts)))
 
     def _sendmail_pipelined(
-        self, mail: Mail, rcpts: list[Rcpt], msg: bytes
+        self, mail: Mail, rcpts: list[Rcpt], pieces: _Pieces
     ) -> Generator[IORequest, Any, dict[str, tuple[int, bytes]]]:
         """MAIL, the RCPTs and DATA in one write (RFC 2920); with CHUNKING (RFC 3030) a
         message of one chunk goes in that same write as ``BDAT n LAST``.
@@ -558,10 +606,11 @@ class Client:
         """
         connection = self.connection
         chunked = self.chunking and connection.extensions.chunking
-        body_sent = chunked and len(msg) <= CHUNK_SIZE
+        piece, single = pieces.first
+        body_sent = chunked and single
         if body_sent:
             encoder = BodyEncoder(stuff_dots=False)
-            body = encoder.encode(msg) + encoder.finish()
+            body = encoder.encode(piece) + encoder.finish()
             first = self._encode(mail, *rcpts, Bdat(len(body), last=True)) + body
         else:
             first = self._encode(mail, *rcpts) if chunked else self._encode(mail, *rcpts, Data())
@@ -583,7 +632,7 @@ class Client:
             if body_sent:
                 code, text = yield from self._finish_body(b"")
             else:
-                code, text = yield from self._send_chunks(msg)
+                code, text = yield from self._send_chunks(pieces)
         else:
             data_reply = replies[-1] if len(replies) == expected else None
             if self.debuglevel > 0 and data_reply is not None:
@@ -591,12 +640,12 @@ class Client:
             if not proceed:
                 if data_reply is not None and data_reply.code == 354:
                     # The server opened a body we must not send (RFC 2920 3.1): send it empty.
-                    yield from self._send_body(b"")
+                    yield from self._send_body(_Pieces(b""))
                 yield from self._envelope_failed(mail, mail_reply, refused, closed_at_rcpt)
             assert data_reply is not None
             if data_reply.code != 354:
                 raise SMTPDataError(data_reply.code, data_reply.text)
-            code, text = yield from self._send_body(msg)
+            code, text = yield from self._send_body(pieces)
         if code == 250 and not self.lmtp:
             return refused
         return (yield from self._finish_transaction(code, text, refused, len(rcpts)))
@@ -615,31 +664,32 @@ class Client:
             yield from self._rset()
         raise SMTPRecipientsRefused(refused)
 
-    def _send_chunks(self, msg: bytes) -> Generator[IORequest, Any, tuple[int, bytes]]:
+    def _send_chunks(self, pieces: _Pieces) -> Generator[IORequest, Any, tuple[int, bytes]]:
         """Send a large message as BDAT chunks, up to ``BDAT_WINDOW`` of them unanswered."""
         encoder = BodyEncoder(stuff_dots=False)
         unanswered = 0
         failure: Reply | None = None
-        pieces = iter(_chunks(msg))
-        piece = next(pieces)
-        for following in pieces:
-            out = encoder.encode(piece)
-            piece = following
-            if not out:
-                continue
-            data = self._encode(Bdat(len(out))) + out
-            if self.debuglevel > 0:
-                self.print_debug("send:", repr(out))
-            if unanswered < BDAT_WINDOW:
-                unanswered += 1
-                yield from self._exchange(data, 0)
-                continue
-            reply = (yield from self._exchange(data, 1))[0]
-            if reply.code != 250:
-                failure = reply
-                break
+        try:
+            for piece, last in pieces:
+                out = encoder.encode(piece)
+                if last or not out:
+                    continue  # the last piece goes out with BDAT LAST
+                data = self._encode(Bdat(len(out))) + out
+                if self.debuglevel > 0:
+                    self.print_debug("send:", repr(out))
+                if unanswered < BDAT_WINDOW:
+                    unanswered += 1
+                    yield from self._exchange(data, 0)
+                    continue
+                reply = (yield from self._exchange(data, 1))[0]
+                if reply.code != 250:
+                    failure = reply
+                    break
+        except Exception:
+            yield from self._drop_unfinished_body()
+            raise
         if failure is None:
-            out = encoder.encode(piece) + encoder.finish()
+            out += encoder.finish()
             data = self._encode(Bdat(len(out), last=True)) + out
             if self.debuglevel > 0:
                 self.print_debug("send:", repr(out))
@@ -825,8 +875,105 @@ def _redacted_line(command: Command) -> str:
     return command.line()
 
 
-def _chunks(data: bytes) -> Iterable[bytes]:
-    """``data`` in ``CHUNK_SIZE`` slices."""
-    view = memoryview(data)
-    for start in range(0, len(data), CHUNK_SIZE):
-        yield bytes(view[start : start + CHUNK_SIZE])
+def _source(msg: Message) -> _Source:
+    """``msg`` to send: a ``str`` encoded as ``smtplib`` does, other bytes-like objects as
+    bytes, file objects and iterables as they are (async ones are refused)."""
+    if isinstance(msg, bytes):
+        return msg
+    if isinstance(msg, str):
+        return _fix_line_ends(msg).encode("ascii")
+    if isinstance(msg, bytearray | memoryview):
+        return bytes(msg)
+    if hasattr(msg, "__aiter__") or (
+        isinstance(msg, Readable) and inspect.iscoroutinefunction(msg.read)
+    ):
+        raise TypeError("async iterables and async file objects are not supported yet")
+    return msg
+
+
+def _size(source: _Source) -> int | None:
+    """The size of a message in bytes, if known before reading it."""
+    if isinstance(source, bytes):
+        return len(source)
+    if not isinstance(source, Readable):
+        return None
+    file: Any = source
+    if not (hasattr(file, "seek") and hasattr(file, "tell")):
+        return None
+    try:
+        if hasattr(file, "seekable") and not file.seekable():
+            return None
+        position = file.tell()
+    except (OSError, ValueError):
+        return None
+    try:
+        file.seek(0, os.SEEK_END)
+        end: int | None = file.tell()
+    except (OSError, ValueError):
+        end = None
+    file.seek(position)  # errors propagate: the message must be read from where it starts
+    return None if end is None else max(end - position, 0)
+
+
+def _chunks(source: Readable | Iterable[bytes]) -> Iterator[bytes]:
+    """What a file object reads or an iterable yields, checked to be bytes."""
+    chunks: Iterable[object] = (
+        iter(partial(source.read, CHUNK_SIZE), b"") if isinstance(source, Readable) else source
+    )
+    for chunk in chunks:
+        if not isinstance(chunk, bytes | bytearray | memoryview):
+            raise TypeError(f"message chunks must be bytes, not {type(chunk).__name__}")
+        yield bytes(chunk)
+
+
+def _slices(source: _Source) -> Iterator[bytes]:
+    """The message in ``CHUNK_SIZE`` slices, the last one shorter (none if it is empty).
+
+    The slices depend on the bytes only, not on how a file or an iterable hands them over.
+    """
+    if isinstance(source, bytes):
+        for start in range(0, len(source), CHUNK_SIZE):
+            yield source[start : start + CHUNK_SIZE]
+        return
+    pending = bytearray()
+    for chunk in _chunks(source):
+        if not pending and len(chunk) == CHUNK_SIZE:
+            yield chunk
+            continue
+        pending += chunk
+        while len(pending) >= CHUNK_SIZE:
+            yield bytes(pending[:CHUNK_SIZE])
+            del pending[:CHUNK_SIZE]
+    if pending:
+        yield bytes(pending)
+
+
+def _marked(slices: Iterator[bytes]) -> Iterator[tuple[bytes, bool]]:
+    """Each slice with whether it is the last; an empty message is one empty slice."""
+    piece = next(slices, b"")
+    for following in slices:
+        yield piece, False
+        piece = following
+    yield piece, True
+
+
+class _Pieces:
+    """A message in ``CHUNK_SIZE`` pieces, each with whether it is the last one.
+
+    The first piece is read on creation, before the caller sends anything, so that a source
+    that cannot be read fails while the connection is still usable.
+    """
+
+    __slots__ = ("_rest", "first")
+
+    def __init__(self, source: _Source) -> None:
+        self._rest: Iterator[tuple[bytes, bool]]
+        if isinstance(source, bytes) and len(source) <= CHUNK_SIZE:
+            self.first, self._rest = (source, True), iter(())  # the common case, made quick
+        else:
+            self._rest = _marked(_slices(source))
+            self.first = next(self._rest)
+
+    def __iter__(self) -> Iterator[tuple[bytes, bool]]:
+        yield self.first
+        yield from self._rest

@@ -18,6 +18,7 @@ __all__ = [
     "SMTPDataError",
     "SMTPException",
     "SMTPHeloError",
+    "SMTPMessageTooLarge",
     "SMTPNotSupportedError",
     "SMTPRecipientsRefused",
     "SMTPResponseException",
@@ -63,6 +64,25 @@ class SMTPSenderRefused(SMTPResponseException):
         self.smtp_error = msg
         self.sender = sender
         self.args = (code, msg, sender)
+
+
+class SMTPMessageTooLarge(SMTPSenderRefused):
+    """The message is larger than the server's SIZE limit (RFC 1870); nothing was sent.
+
+    A server refuses such a message at MAIL with 552, which ``smtplib`` raises as
+    ``SMTPSenderRefused``; this is that exception (code 552, the sender), raised before any
+    byte of the transaction goes out, so the connection stays usable.  ``size`` and
+    ``limit`` are in bytes.
+    """
+
+    def __init__(self, size: int, limit: int, sender: str) -> None:
+        text = f"5.3.4 Message of {size} bytes exceeds the server's SIZE limit of {limit} bytes"
+        super().__init__(552, text.encode("ascii"), sender)
+        self.size = size
+        self.limit = limit
+
+    def __reduce__(self) -> tuple[type[SMTPMessageTooLarge], tuple[int, int, str]]:
+        return type(self), (self.size, self.limit, self.sender)
 
 
 class SMTPRecipientsRefused(SMTPException):

@@ -53,12 +53,14 @@ class Extensions:
         """Build the typed view from an ``esmtp_features`` dict.
 
         ``size`` is the advertised limit in bytes (0 means no limit), or ``None`` when SIZE is
-        not advertised or its parameter is not a number.
+        not advertised or its parameter is not a number (of at most 20 digits).
         """
         size: int | None = None
         if "size" in features:
             limit = features["size"].strip()
-            size = int(limit) if limit.isascii() and limit.isdigit() else (0 if not limit else None)
+            # At most 20 digits (any real limit fits): int() refuses very long digit strings.
+            parseable = limit.isascii() and limit.isdigit() and len(limit) <= 20
+            size = int(limit) if parseable else (0 if not limit else None)
         return cls(
             size=size,
             auth=frozenset(features.get("auth", "").upper().split()),

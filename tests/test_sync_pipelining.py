@@ -199,12 +199,14 @@ def test_pipelined_sender_refused_sends_no_body() -> None:
     srv = StandardESMTP(features=["PIPELINING", "SIZE 10"])
     with ScriptedServer(srv) as server, connect(server) as smtp:
         with pytest.raises(smtplib.SMTPSenderRefused) as info:
-            smtp.sendmail("big@example.test", ["a@example.test"], b"more than ten bytes\r\n")
+            # Streamed with a declared size, so that the server (not the client) refuses it.
+            body = iter([b"more than ten bytes\r\n"])
+            smtp.sendmail("big@example.test", ["a@example.test"], body, ["SIZE=21"])
         assert info.value.smtp_code == 552
         assert smtp.noop()[0] == 250
     assert srv.envelopes == []
     assert srv.commands[1:] == [
-        b"mail FROM:<big@example.test> size=21",
+        b"mail FROM:<big@example.test> SIZE=21",
         b"rcpt TO:<a@example.test>",
         b"data",
         b"rset",
