@@ -16,7 +16,7 @@ from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, TypeVar
 
-from smtp_proto.client import Client, Operation
+from smtp_proto.client import Client, Message, Operation
 from smtp_proto.driving import drive_async
 from smtp_proto.errors import SMTPConnectError
 
@@ -195,7 +195,7 @@ class AsyncSMTPBase(ClientAttributes):
         self,
         from_addr: str,
         to_addrs: str | Sequence[str],
-        msg: bytes | str,
+        msg: Message,
         mail_options: Sequence[str] = (),
         rcpt_options: Sequence[str] = (),
     ) -> dict[str, tuple[int, bytes]]:
@@ -225,7 +225,7 @@ class AsyncSMTPBase(ClientAttributes):
         """RCPT TO."""
         return await self._run(self._client.rcpt(recip, options))
 
-    async def data(self, msg: bytes | str) -> tuple[int, bytes]:
+    async def data(self, msg: Message) -> tuple[int, bytes]:
         """DATA and the message."""
         return await self._run(self._client.data(msg))
 

@@ -1,4 +1,4 @@
-"""The module-level names of ``smtplib`` (constants, exceptions, helpers) every adapter re-exports.
+"""The module-level names every adapter exports: smtplib's constants, exceptions, helpers, and ours.
 
 Each adapter module is a drop-in for the ``smtplib`` module, so besides its ``SMTP``,
 ``SMTP_SSL`` and ``LMTP`` classes it offers these, defined once here.

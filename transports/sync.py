@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
-from smtp_proto.client import CLOSE, LOCAL_HOSTNAME, RECEIVE, START_TLS, Client, Operation
+from smtp_proto.client import CLOSE, LOCAL_HOSTNAME, RECEIVE, START_TLS, Client, Message, Operation
 from smtp_proto.driving import drive
 from smtp_proto.errors import SMTPConnectError, SMTPServerDisconnected
 
@@ -195,7 +195,7 @@ class SMTP(ClientAttributes):
         self,
         from_addr: str,
         to_addrs: str | Sequence[str],
-        msg: bytes | str,
+        msg: Message,
         mail_options: Sequence[str] = (),
         rcpt_options: Sequence[str] = (),
     ) -> dict[str, tuple[int, bytes]]:
@@ -225,7 +225,7 @@ class SMTP(ClientAttributes):
         """RCPT TO."""
         return self._run(self._client.rcpt(recip, options))
 
-    def data(self, msg: bytes | str) -> tuple[int, bytes]:
+    def data(self, msg: Message) -> tuple[int, bytes]:
         """DATA and the message."""
         return self._run(self._client.data(msg))
 
