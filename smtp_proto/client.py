@@ -258,7 +258,7 @@ class Client:
         if len(commands) == 1:
             data = connection.send(commands[0])
         else:
-            data = b"".join([connection.send(command) for command in commands])
+            data = connection.send_many(commands)
         if self.debuglevel > 0 or logger.isEnabledFor(logging.DEBUG):
             for command in commands:
                 line = _redacted_line(command)

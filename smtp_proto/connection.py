@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Final, NoReturn
 
@@ -274,6 +275,20 @@ class ClientConnection:
             self.state = _SASL  # nothing but a SASL response may follow a 334
         pending.append(command)
         return data
+
+    def send_many(self, commands: Sequence[Command]) -> bytes:
+        """The bytes for a pipelined group of commands, queued all or none.
+
+        If any command is refused (``LocalProtocolError``), none of the group is queued, so
+        the caller can raise having sent nothing and the replies stay matched to commands.
+        """
+        queued = len(self._pending)
+        try:
+            return b"".join([self.send(command) for command in commands])
+        except LocalProtocolError:
+            while len(self._pending) > queued:
+                self._pending.pop()
+            raise
 
     def send_data(self, chunk: bytes) -> bytes:
         """Encode part of a message body (after DATA's 354): line endings fixed, dots stuffed."""

@@ -725,3 +725,13 @@ def test_utf8_commands_after_switch() -> None:
     assert conn.send(Mail("j\u00f6rg@x", ["SMTPUTF8"])) == (
         "mail FROM:<j\u00f6rg@x> SMTPUTF8\r\n".encode()
     )
+
+
+def test_send_many_queues_all_or_none() -> None:
+    conn = ready(EHLO_PIPELINING)
+    with pytest.raises(LocalProtocolError):
+        conn.send_many([Mail("s@x"), Rcpt("a@x"), Rcpt("b@x\r\nRSET")])
+    assert conn.pending == ()  # nothing queued: the replies stay matched to what was sent
+    data = conn.send_many([Mail("s@x"), Rcpt("a@x")])
+    assert data == b"mail FROM:<s@x>\r\nrcpt TO:<a@x>\r\n"
+    assert conn.pending == (Mail("s@x"), Rcpt("a@x"))
