@@ -114,7 +114,8 @@ class ClientConnection:
     """The protocol state of one client connection to an SMTP (or LMTP) server.
 
     Several commands may be in flight when the server advertised PIPELINING (RFC 2920); their
-    replies come back in order.  After any ``ProtocolError`` the connection is ``CLOSED``.
+    replies come back in order.  After a ``RemoteProtocolError`` the connection is
+    ``CLOSED``; a ``LocalProtocolError`` (a refused command) leaves it unchanged.
     """
 
     def __init__(self, *, lmtp: bool = False, max_buffer: int = 1 << 20) -> None:
@@ -279,15 +280,18 @@ class ClientConnection:
     def send_many(self, commands: Sequence[Command]) -> bytes:
         """The bytes for a pipelined group of commands, queued all or none.
 
-        If any command is refused (``LocalProtocolError``), none of the group is queued, so
-        the caller can raise having sent nothing and the replies stay matched to commands.
+        If any command is refused (``LocalProtocolError``), the connection is left exactly as
+        before (nothing queued, state and extensions unchanged), so the caller can raise
+        having sent nothing and the replies stay matched to commands.
         """
         queued = len(self._pending)
+        before = (self.state, self.features, self.extensions)
         try:
             return b"".join([self.send(command) for command in commands])
         except LocalProtocolError:
             while len(self._pending) > queued:
                 self._pending.pop()
+            self.state, self.features, self.extensions = before
             raise
 
     def send_data(self, chunk: bytes) -> bytes:
