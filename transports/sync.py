@@ -103,7 +103,10 @@ class SMTP(ClientAttributes):
         """Connect and read the greeting; returns its ``(code, text)``."""
         if source_address:
             self.source_address = source_address
-        host, port = split_host_port(host, port, self.default_port)
+        if self._lmtp and host.startswith("/"):
+            port = 0  # a Unix socket
+        else:
+            host, port = split_host_port(host, port, self.default_port)
         self.close()
         self._host = host
         self._client.connecting(host, port, self.source_address)
@@ -302,16 +305,10 @@ class LMTP(SMTP):
     ) -> None:
         super().__init__(host, port, local_hostname, timeout, source_address)
 
-    def connect(
-        self, host: str = "localhost", port: int = 0, source_address: tuple[str, int] | None = None
-    ) -> tuple[int, bytes]:
-        """Connect over TCP, or to the Unix socket ``host`` when it is an absolute path."""
-        if not host.startswith("/"):
-            return super().connect(host, port, source_address)
-        self.close()
-        self._host = host
-        self._client.connecting(host, 0, None)
-        sys.audit("smtplib.connect", self, host, 0)
+    def _open_socket(self, host: str, port: int) -> socket.socket:
+        """A TCP connection, or one to the Unix socket ``host`` when it is a path (port 0)."""
+        if port:
+            return super()._open_socket(host, port)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.settimeout(self.timeout)
@@ -319,5 +316,4 @@ class LMTP(SMTP):
         except BaseException:
             sock.close()
             raise
-        self.sock = sock
-        return self._run(self._client.greeting())
+        return sock
