@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import anyio
 import pytest
-from smtp_proto.transports.capture import CaptureServer
+from smtp_proto.transports.testing import CaptureServer
 
 from smtp_proto.errors import SMTPServerDisconnected
 from tests.adapters import LOCAL_NAME, MESSAGE, Adapter, FaultyThenHealthy, sends_after_reconnect

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from smtp_proto.errors import SMTPException
 
-from .capture import CaptureServer
+from .testing import CaptureServer
 from .sync import SMTP, SMTP_SSL
 
 __all__ = ["main"]
