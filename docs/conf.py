@@ -12,7 +12,7 @@ sys.path.insert(0, str(HERE.parent))
 
 project = "smtp-proto"
 author = "the smtp-proto authors"
-copyright = "2026, the smtp-proto authors"  # noqa: A001 - Sphinx's name for it
+copyright = "2026, the smtp-proto authors"
 release = "0.1.0"
 
 extensions = [

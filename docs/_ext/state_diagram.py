@@ -147,7 +147,7 @@ def triggers() -> Iterator[Trigger]:
 
 
 def explore(*, lmtp: bool = False) -> list[Transition]:
-    """Every trigger tried in every reachable state; raises ``ExplorationError`` on a broken rule."""
+    """Every trigger tried in every reachable state; ``ExplorationError`` if a rule is broken."""
     paths: dict[State, list[Step]] = {State.GREETING: []}
     queue = [State.GREETING]
     found: list[Transition] = []
@@ -158,7 +158,9 @@ def explore(*, lmtp: bool = False) -> list[Transition]:
             for step in paths[source]:
                 step(connection)
             if connection.state is not source:
-                raise ExplorationError(f"replaying the path to {source} ended in {connection.state}")
+                raise ExplorationError(
+                    f"replaying the path to {source} ended in {connection.state}"
+                )
             before = (connection.pending, connection.features, connection.accepted_recipients)
             error = False
             try:
