@@ -34,7 +34,8 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Generator, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final, Protocol, TypeVar, runtime_checkable
 
@@ -79,12 +80,14 @@ from .replies import Reply
 
 __all__ = [
     "CLOSE",
+    "END_OF_BODY",
     "LOCAL_HOSTNAME",
     "RECEIVE",
     "START_TLS",
     "Client",
     "IORequest",
     "Message",
+    "NextChunk",
     "Operation",
     "Readable",
     "Request",
@@ -117,6 +120,26 @@ CLOSE: Final = Request("CLOSE")
 #: Send the local host's name (``socket.getfqdn()``, off the event loop) into the operation.
 LOCAL_HOSTNAME: Final = Request("LOCAL_HOSTNAME")
 
+#: What a driver sends into the operation when an async body has no more chunks.
+END_OF_BODY: Final = Request("END_OF_BODY")
+
+
+class NextChunk(Request):
+    """Await the next chunk of an async message body and send it into the operation.
+
+    The core cannot await, so a body given as an async iterable is pulled by the driver:
+    ``await anext(request.source, END_OF_BODY)``.  An exception the source raises is thrown
+    into the operation (as the iterable's own exception, not an I/O error).  Bodies from
+    ``bytes``, files and plain iterables are read by the operation itself.
+    """
+
+    __slots__ = ("source",)
+
+    def __init__(self, source: AsyncIterator[Any]) -> None:
+        super().__init__("NEXT_CHUNK")
+        self.source = source
+
+
 IORequest = bytes | Request
 T = TypeVar("T")
 #: What every server-facing method of ``Client`` returns; see the module docstring.
@@ -132,9 +155,10 @@ class Readable(Protocol):
 
 
 #: A message body: ``str`` (ASCII), ``bytes``, a binary file object (read from its position
-#: on) or an iterable of ``bytes`` chunks; the last two are streamed a chunk at a time.
-Message = bytes | str | Readable | Iterable[bytes]
-_Source = bytes | Readable | Iterable[bytes]
+#: on) or an iterable of ``bytes`` chunks, sync or async (async ones with the async adapters);
+#: the streamed ones are read a chunk at a time.
+Message = bytes | str | Readable | Iterable[bytes] | AsyncIterable[bytes]
+_Source = bytes | Readable | Iterable[bytes] | AsyncIterable[bytes]
 
 _BARE_LINE_END = re.compile(r"\r\n|\n|\r")
 #: What an LMTP recipient the server never answered gets in the refused dict (``smtplib``
@@ -142,6 +166,33 @@ _BARE_LINE_END = re.compile(r"\r\n|\n|\r")
 _UNANSWERED = (-1, b"Connection unexpectedly closed before the server answered")
 #: How many BDAT chunks may await their replies at once while a large message streams.
 BDAT_WINDOW = 16
+
+
+def _binary_body(options: Sequence[str]) -> bool:
+    """Whether MAIL declares ``BODY=BINARYMIME`` (RFC 3030): the body then goes by BDAT only,
+    byte for byte."""
+    return any(option.upper() == "BODY=BINARYMIME" for option in options)
+
+
+class _Verbatim:
+    """The BINARYMIME "encoder": the body is sent exactly as given."""
+
+    __slots__ = ()
+
+    def encode(self, chunk: bytes) -> bytes:
+        return chunk
+
+    def finish(self) -> bytes:
+        return b""
+
+
+@dataclass(frozen=True)
+class _Replies:
+    """The replies of one transaction: to each RCPT (by recipient) and to the body (one under
+    the key ``""``, or one per recipient for LMTP)."""
+
+    rcpt: dict[str, Reply]
+    body: dict[str, Reply]
 
 
 def _fix_line_ends(text: str) -> str:
@@ -173,6 +224,8 @@ class Client:
         self.password: str | None = None
         #: Per-recipient replies to the last LMTP message body (recipient -> (code, text)).
         self.lmtp_replies: dict[str, tuple[int, bytes]] = {}
+        #: The replies of the last ``sendmail``/``transaction``, as ``Reply`` objects.
+        self.last_replies = _Replies({}, {})
         #: Send ``sendmail``'s message with BDAT (RFC 3030) when the server offers CHUNKING and
         #: PIPELINING: one round trip per message, no dot-stuffing.  Off by default so that the
         #: ``smtplib`` API keeps ``smtplib``'s DATA exchange (and debug transcript).
@@ -464,6 +517,7 @@ class Client:
         ``lmtp_replies``), or the last acceptance.
         """
         pieces = _Pieces(_source(msg))
+        yield from pieces.start()
         return (yield from self._data(pieces))
 
     def _data(self, pieces: _Pieces) -> Generator[IORequest, Any, tuple[int, bytes]]:
@@ -479,7 +533,9 @@ class Client:
         """Send the body after a 354 and read its reply (one per recipient for LMTP)."""
         connection = self.connection
         try:
-            for piece, last in pieces:
+            last = False
+            while not last:
+                piece, last = yield from pieces.next()
                 out = connection.send_data(piece)
                 if not last:
                     yield from self._write_body(out)
@@ -509,7 +565,9 @@ class Client:
         refusal, else the last acceptance; a recipient never answered counts as refused.
         """
         if not self.lmtp:
-            result = (yield from self._exchange(data, 1))[0].as_tuple()
+            reply = (yield from self._exchange(data, 1))[0]
+            self.last_replies = _Replies(self.last_replies.rcpt, {"": reply})
+            result = reply.as_tuple()
         else:
             expected = self.connection.accepted_recipients or (None,)
             replies = yield from self._exchange(data, len(expected), partial_at_eof=True)
@@ -521,6 +579,13 @@ class Client:
                 for recipient, answer in zip(expected, answers, strict=True)
                 if recipient is not None
             }
+            final = {
+                recipient or "": Reply(code, (text,)) if index >= len(replies) else replies[index]
+                for index, (recipient, (code, text)) in enumerate(
+                    zip(expected, answers, strict=True)
+                )
+            }
+            self.last_replies = _Replies(self.last_replies.rcpt, final)
             refusals = [answer for answer in answers if not 200 <= answer[0] < 300]
             result = refusals[0] if refusals else answers[-1]
         if self.debuglevel > 0:
@@ -549,14 +614,45 @@ class Client:
         for an iterable.  A message known to be larger than the server's SIZE limit raises
         ``SMTPMessageTooLarge`` (an ``SMTPSenderRefused`` with code 552, what the server would
         answer) before anything is sent.
+
+        ``BODY=BINARYMIME`` in ``mail_options`` sends the body with BDAT (DATA cannot carry
+        it), byte for byte: no line ending is changed.  ``SMTPNotSupportedError`` before
+        anything is sent when the server does not advertise CHUNKING.
+        """
+        recipients = [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)
+        return (
+            yield from self.transaction(
+                from_addr,
+                [(recipient, rcpt_options) for recipient in recipients],
+                msg,
+                mail_options,
+            )
+        )
+
+    def transaction(
+        self,
+        from_addr: str,
+        recipients: Sequence[tuple[str, Sequence[str]]],
+        msg: Message,
+        mail_options: Sequence[str] = (),
+    ) -> Operation[dict[str, tuple[int, bytes]]]:
+        """``sendmail`` with RCPT options per recipient (``(address, options)`` pairs).
+
+        The replies of the transaction are kept in ``last_replies`` (RCPT replies by
+        recipient, and the final reply to the body, one per recipient for LMTP).
         """
         if self.helo_resp is None and self.ehlo_resp is None:
             yield from self.ehlo_or_helo_if_needed()
         source = _source(msg)
         size = _size(source)
-        limit = self.connection.extensions.size
-        if limit and size is not None and size > limit:
-            raise SMTPMessageTooLarge(size, limit, from_addr)
+        extensions = self.connection.extensions
+        if extensions.size and size is not None and size > extensions.size:
+            raise SMTPMessageTooLarge(size, extensions.size, from_addr)
+        binary = _binary_body(mail_options)
+        if binary and not extensions.chunking:
+            raise SMTPNotSupportedError(
+                "BODY=BINARYMIME needs BDAT, but the server does not advertise CHUNKING"
+            )
         if not self.does_esmtp:
             options: Sequence[str] = ()
         elif "size" in self.esmtp_features and size is not None:
@@ -564,12 +660,13 @@ class Client:
         else:
             options = mail_options
         mail = self._mail_command(from_addr, options)
-        recipients = [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)
-        rcpts = [self._rcpt_command(recipient, rcpt_options) for recipient in recipients]
+        rcpts = [self._rcpt_command(recipient, rcpt_opts) for recipient, rcpt_opts in recipients]
         pieces = _Pieces(source)
-        if self.connection.extensions.pipelining and recipients:
-            return (yield from self._sendmail_pipelined(mail, rcpts, pieces))
-        return (yield from self._sendmail_lockstep(mail, rcpts, pieces))
+        yield from pieces.start()
+        self.last_replies = _Replies({}, {})
+        if extensions.pipelining and recipients:
+            return (yield from self._sendmail_pipelined(mail, rcpts, pieces, binary))
+        return (yield from self._sendmail_lockstep(mail, rcpts, pieces, binary))
 
     def _sender_refused(self, mail: Mail, reply: Reply) -> Operation[None]:
         """After a refused MAIL: close on 421, RSET otherwise, then raise."""
@@ -578,7 +675,7 @@ class Client:
         raise SMTPSenderRefused(reply.code, reply.text, mail.sender)
 
     def _sendmail_lockstep(
-        self, mail: Mail, rcpts: list[Rcpt], pieces: _Pieces
+        self, mail: Mail, rcpts: list[Rcpt], pieces: _Pieces, binary: bool
     ) -> Generator[IORequest, Any, dict[str, tuple[int, bytes]]]:
         reply = yield from self._command(mail)
         if reply.code != 250:
@@ -586,6 +683,7 @@ class Client:
         refused: dict[str, tuple[int, bytes]] = {}
         for rcpt in rcpts:
             reply = yield from self._command(rcpt)
+            self.last_replies.rcpt[rcpt.recipient] = reply
             if reply.code not in (250, 251):
                 refused[rcpt.recipient] = reply.as_tuple()
             if reply.code == 421:
@@ -593,11 +691,14 @@ class Client:
         if len(refused) == len(rcpts):
             yield from self._rset()
             raise SMTPRecipientsRefused(refused)
-        code, text = yield from self._data(pieces)
+        if binary:
+            code, text = yield from self._send_chunks(pieces, binary)
+        else:
+            code, text = yield from self._data(pieces)
         return (yield from self._finish_transaction(code, text, refused, len(rcpts)))
 
     def _sendmail_pipelined(
-        self, mail: Mail, rcpts: list[Rcpt], pieces: _Pieces
+        self, mail: Mail, rcpts: list[Rcpt], pieces: _Pieces, binary: bool
     ) -> Generator[IORequest, Any, dict[str, tuple[int, bytes]]]:
         """MAIL, the RCPTs and DATA in one write (RFC 2920); with CHUNKING (RFC 3030) a
         message of one chunk goes in that same write as ``BDAT n LAST``.
@@ -605,11 +706,11 @@ class Client:
         Results and exceptions are those of the lock-step exchange.
         """
         connection = self.connection
-        chunked = self.chunking and connection.extensions.chunking
+        chunked = binary or (self.chunking and connection.extensions.chunking)
         piece, single = pieces.first
         body_sent = chunked and single
         if body_sent:
-            encoder = BodyEncoder(stuff_dots=False)
+            encoder = _Verbatim() if binary else BodyEncoder(stuff_dots=False)
             body = encoder.encode(piece) + encoder.finish()
             first = self._encode(mail, *rcpts, Bdat(len(body), last=True)) + body
         else:
@@ -620,6 +721,7 @@ class Client:
         refused: dict[str, tuple[int, bytes]] = {}
         closed_at_rcpt = False
         for rcpt, reply in zip(rcpts, replies[1:], strict=False):
+            self.last_replies.rcpt[rcpt.recipient] = reply
             if reply.code not in (250, 251):
                 refused[rcpt.recipient] = reply.as_tuple()
             closed_at_rcpt = reply.code == 421
@@ -632,7 +734,7 @@ class Client:
             if body_sent:
                 code, text = yield from self._finish_body(b"")
             else:
-                code, text = yield from self._send_chunks(pieces)
+                code, text = yield from self._send_chunks(pieces, binary)
         else:
             data_reply = replies[-1] if len(replies) == expected else None
             if self.debuglevel > 0 and data_reply is not None:
@@ -664,20 +766,26 @@ class Client:
             yield from self._rset()
         raise SMTPRecipientsRefused(refused)
 
-    def _send_chunks(self, pieces: _Pieces) -> Generator[IORequest, Any, tuple[int, bytes]]:
-        """Send a large message as BDAT chunks, up to ``BDAT_WINDOW`` of them unanswered."""
-        encoder = BodyEncoder(stuff_dots=False)
+    def _send_chunks(
+        self, pieces: _Pieces, binary: bool
+    ) -> Generator[IORequest, Any, tuple[int, bytes]]:
+        """Send a message as BDAT chunks, up to ``BDAT_WINDOW`` of them unanswered when the
+        server pipelines (one at a time otherwise); unchanged for BINARYMIME."""
+        encoder = _Verbatim() if binary else BodyEncoder(stuff_dots=False)
+        window = BDAT_WINDOW if self.connection.extensions.pipelining else 0
         unanswered = 0
         failure: Reply | None = None
         try:
-            for piece, last in pieces:
+            last = False
+            while not last:
+                piece, last = yield from pieces.next()
                 out = encoder.encode(piece)
                 if last or not out:
                     continue  # the last piece goes out with BDAT LAST
                 data = self._encode(Bdat(len(out))) + out
                 if self.debuglevel > 0:
                     self.print_debug("send:", repr(out))
-                if unanswered < BDAT_WINDOW:
+                if unanswered < window:
                     unanswered += 1
                     yield from self._exchange(data, 0)
                     continue
@@ -877,18 +985,23 @@ def _redacted_line(command: Command) -> str:
 
 def _source(msg: Message) -> _Source:
     """``msg`` to send: a ``str`` encoded as ``smtplib`` does, other bytes-like objects as
-    bytes, file objects and iterables as they are (async ones are refused)."""
+    bytes, file objects and iterables as they are (an async file object as an async
+    iterable of its reads)."""
     if isinstance(msg, bytes):
         return msg
     if isinstance(msg, str):
         return _fix_line_ends(msg).encode("ascii")
     if isinstance(msg, bytearray | memoryview):
         return bytes(msg)
-    if hasattr(msg, "__aiter__") or (
-        isinstance(msg, Readable) and inspect.iscoroutinefunction(msg.read)
-    ):
-        raise TypeError("async iterables and async file objects are not supported yet")
+    if isinstance(msg, Readable) and inspect.iscoroutinefunction(msg.read):
+        return _async_reads(msg)
     return msg
+
+
+async def _async_reads(file: Any) -> AsyncIterator[bytes]:
+    """The reads of an async file object, ``CHUNK_SIZE`` bytes at a time."""
+    while chunk := await file.read(CHUNK_SIZE):
+        yield chunk
 
 
 def _size(source: _Source) -> int | None:
@@ -915,65 +1028,100 @@ def _size(source: _Source) -> int | None:
     return None if end is None else max(end - position, 0)
 
 
-def _chunks(source: Readable | Iterable[bytes]) -> Iterator[bytes]:
-    """What a file object reads or an iterable yields, checked to be bytes."""
-    chunks: Iterable[object] = (
-        iter(partial(source.read, CHUNK_SIZE), b"") if isinstance(source, Readable) else source
-    )
-    for chunk in chunks:
-        if not isinstance(chunk, bytes | bytearray | memoryview):
-            raise TypeError(f"message chunks must be bytes, not {type(chunk).__name__}")
-        yield bytes(chunk)
-
-
-def _slices(source: _Source) -> Iterator[bytes]:
-    """The message in ``CHUNK_SIZE`` slices, the last one shorter (none if it is empty).
-
-    The slices depend on the bytes only, not on how a file or an iterable hands them over.
-    """
-    if isinstance(source, bytes):
-        for start in range(0, len(source), CHUNK_SIZE):
-            yield source[start : start + CHUNK_SIZE]
-        return
-    pending = bytearray()
-    for chunk in _chunks(source):
-        if not pending and len(chunk) == CHUNK_SIZE:
-            yield chunk
-            continue
-        pending += chunk
-        while len(pending) >= CHUNK_SIZE:
-            yield bytes(pending[:CHUNK_SIZE])
-            del pending[:CHUNK_SIZE]
-    if pending:
-        yield bytes(pending)
-
-
-def _marked(slices: Iterator[bytes]) -> Iterator[tuple[bytes, bool]]:
-    """Each slice with whether it is the last; an empty message is one empty slice."""
-    piece = next(slices, b"")
-    for following in slices:
-        yield piece, False
-        piece = following
-    yield piece, True
+def _chunks(source: Readable | Iterable[bytes]) -> Iterator[object]:
+    """What a file object reads or an iterable yields."""
+    if isinstance(source, Readable):
+        return iter(partial(source.read, CHUNK_SIZE), b"")
+    return iter(source)
 
 
 class _Pieces:
     """A message in ``CHUNK_SIZE`` pieces, each with whether it is the last one.
 
-    The first piece is read on creation, before the caller sends anything, so that a source
-    that cannot be read fails while the connection is still usable.
+    The pieces depend on the bytes only, not on how a file or an iterable hands them over.
+    ``start()`` reads the first piece (and the next, to know whether it is the last) before
+    the caller sends anything, so that a source that cannot be read fails while the
+    connection is still usable.  Sync sources are read directly; an async iterable is pulled
+    through the driver with ``NextChunk`` requests.  At most two pieces are held at a time.
     """
 
-    __slots__ = ("_rest", "first")
+    __slots__ = (
+        "_ahead",
+        "_async",
+        "_buffer",
+        "_data",
+        "_ended",
+        "_iterator",
+        "_offset",
+        "_taken",
+        "first",
+    )
 
     def __init__(self, source: _Source) -> None:
-        self._rest: Iterator[tuple[bytes, bool]]
-        if isinstance(source, bytes) and len(source) <= CHUNK_SIZE:
-            self.first, self._rest = (source, True), iter(())  # the common case, made quick
+        self.first: tuple[bytes, bool] = (b"", True)
+        self._data: bytes | None = None
+        self._iterator: Any = None
+        self._async = False
+        self._buffer = bytearray()
+        self._ended = False
+        self._ahead: bytes | None = None
+        self._offset = 0
+        self._taken = False
+        if isinstance(source, bytes):
+            self._data = source
+            if len(source) <= CHUNK_SIZE:
+                self.first, self._ended = (source, True), True  # the common case, made quick
+        elif isinstance(source, AsyncIterable):
+            self._iterator, self._async = aiter(source), True
         else:
-            self._rest = _marked(_slices(source))
-            self.first = next(self._rest)
+            self._iterator = _chunks(source)
 
-    def __iter__(self) -> Iterator[tuple[bytes, bool]]:
-        yield self.first
-        yield from self._rest
+    def start(self) -> Generator[IORequest, Any, None]:
+        """Read the first piece (and look one ahead)."""
+        if self._data is not None and self._ended:
+            return
+        piece = yield from self._slice()
+        self._ahead = yield from self._slice()
+        self.first = (piece or b"", self._ahead is None)
+
+    def next(self) -> Generator[IORequest, Any, tuple[bytes, bool]]:
+        """The next piece (the first one first) and whether it is the last."""
+        if not self._taken:
+            self._taken = True
+            return self.first
+        piece = self._ahead
+        assert piece is not None, "read past the last piece"
+        self._ahead = yield from self._slice()
+        return piece, self._ahead is None
+
+    def _slice(self) -> Generator[IORequest, Any, bytes | None]:
+        """The next ``CHUNK_SIZE`` bytes (fewer at the end), ``None`` when there are none."""
+        data = self._data
+        if data is not None:
+            start = self._offset
+            if start >= len(data):
+                return None
+            self._offset = start + CHUNK_SIZE
+            return data[start : start + CHUNK_SIZE]
+        buffer = self._buffer
+        while len(buffer) < CHUNK_SIZE and not self._ended:
+            if self._async:
+                chunk = yield NextChunk(self._iterator)
+                if chunk is END_OF_BODY:
+                    self._ended = True
+                    break
+            else:
+                chunk = next(self._iterator, END_OF_BODY)
+                if chunk is END_OF_BODY:
+                    self._ended = True
+                    break
+            if not isinstance(chunk, bytes | bytearray | memoryview):
+                raise TypeError(f"message chunks must be bytes, not {type(chunk).__name__}")
+            if not buffer and len(chunk) == CHUNK_SIZE:
+                return bytes(chunk)
+            buffer += chunk
+        if not buffer:
+            return None
+        piece = bytes(buffer[:CHUNK_SIZE])
+        del buffer[:CHUNK_SIZE]
+        return piece

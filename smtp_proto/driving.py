@@ -7,12 +7,19 @@ which maps it to what ``smtplib`` raises and closes the connection.  Any other e
 while I/O is under way (a cancellation, ``KeyboardInterrupt``, a timeout the framework raises
 as something else) leaves the byte stream in an unknown state, so ``abort()`` runs and the
 exception propagates: the connection is never reused half-way through a command.
+
+One request is the driver's own business, not the transport's: ``NextChunk``, the next chunk
+of an async message body.  ``drive_async`` awaits it (whatever the source raises is thrown
+into the operation, which decides what that means for the connection); ``drive`` cannot
+await, so it throws a ``TypeError`` into the operation instead.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, TypeVar
+
+from .client import END_OF_BODY, NextChunk
 
 __all__ = ["drive", "drive_async"]
 
@@ -26,7 +33,7 @@ def drive(
 ) -> T:
     """Run ``operation`` to its end with blocking I/O."""
     value: Any = None
-    error: OSError | None = None
+    error: Exception | None = None
     try:
         while True:
             try:
@@ -35,6 +42,9 @@ def drive(
                 result: T = done.value
                 return result
             error = None
+            if request.__class__ is NextChunk:
+                error = TypeError("an async iterable message body needs an async adapter")
+                continue
             try:
                 value = perform(request)
             except OSError as exc:
@@ -53,7 +63,7 @@ async def drive_async(
 ) -> T:
     """Run ``operation`` to its end with async I/O (asyncio, trio, anyio alike)."""
     value: Any = None
-    error: OSError | None = None
+    error: BaseException | None = None
     try:
         while True:
             try:
@@ -62,6 +72,15 @@ async def drive_async(
                 result: T = done.value
                 return result
             error = None
+            if request.__class__ is NextChunk:
+                try:
+                    value = await anext(request.source, END_OF_BODY)
+                except Exception as exc:  # the caller's source failed: the operation decides
+                    error = exc
+                except BaseException:
+                    abort()
+                    raise
+                continue
             try:
                 value = await perform(request)
             except OSError as exc:

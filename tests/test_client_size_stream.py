@@ -26,6 +26,7 @@ from smtp_proto import (
     SMTPSenderRefused,
 )
 from smtp_proto.body import CHUNK_SIZE, BodyEncoder
+from smtp_proto.driving import drive
 from tests.offline import C, Peer, S, Step
 from tests.test_client_offline import EHLO_LINE, connected
 
@@ -370,21 +371,21 @@ def test_unreadable_source_fails_before_anything_is_sent(
     features, chunking, _ = PATHS[path]
     client = client_after_ehlo(*features, chunking=chunking)
     peer = Peer([])
-    with pytest.raises(error):
-        peer.run(client.sendmail(SENDER, [RECIPIENT], source()))
+    with pytest.raises(error):  # the blocking driver: an async iterable needs an async one
+        drive(client.sendmail(SENDER, [RECIPIENT], source()), peer.answer, client.close)
     assert peer.writes == []
     assert client.is_connected
     run([C(b"noop\r\n"), OK], client.noop())
 
 
-def test_async_file_object_is_refused() -> None:
+def test_async_file_object_is_refused_by_the_blocking_driver() -> None:
     class AsyncFile:
         async def read(self, size: int) -> bytes:
             return b""
 
     client = client_after_ehlo(*LOCKSTEP)
     with pytest.raises(TypeError, match="async"):
-        Peer([]).run(client.sendmail(SENDER, [RECIPIENT], AsyncFile()))
+        drive(client.sendmail(SENDER, [RECIPIENT], AsyncFile()), Peer([]).answer, client.close)
 
 
 def test_source_failing_mid_body_closes_without_ending_data() -> None:
