@@ -1,133 +1,778 @@
-"""The ``smtp-proto`` command (also ``python -m smtp_proto``).
+"""The ``smtp-proto`` command (also ``python -m smtp_proto``): ``send`` and ``probe``.
 
-``smtp-proto send`` sends one message.  With no ``--server`` it starts a local capture server
-on 127.0.0.1, sends to it, and prints what the server received, so the first run needs no
-mail server at all.
+``smtp-proto send`` sends one message, composed from options or read from a file, over the
+blocking, asyncio or trio adapter.  With no ``--server`` it starts a local capture server on
+127.0.0.1, sends to it, and prints what the server received, so the first run needs no mail
+server at all.  ``smtp-proto probe`` shows what a server offers: greeting, extensions before
+and after TLS, the TLS session and certificate, and the round-trip time.
+
+Exit codes (``send``; ``probe`` uses 0, 2, 3 and 64):
+
+==  ===========================================================================
+0   every recipient accepted
+1   some recipients refused, the others accepted
+2   failed: nothing delivered (server unreachable, sender or every recipient
+    refused, message refused, connection lost)
+3   TLS problem: STARTTLS not offered when required, handshake failed, or the
+    certificate not verified
+4   authentication failed (or AUTH not offered)
+64  usage error: bad options or arguments, unreadable input file
+==  ===========================================================================
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import email.message
+import email.parser
+import email.policy
 import email.utils
 import getpass
+import hashlib
+import importlib
+import io
+import json
+import mimetypes
 import os
 import ssl
+import statistics
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any, NoReturn, TextIO, TypeVar
 
-from smtp_proto.errors import SMTPException
+from smtp_proto.errors import (
+    SMTPAuthenticationError,
+    SMTPException,
+    SMTPNotSupportedError,
+    SMTPRecipientsRefused,
+    SMTPResponseException,
+    SMTPSenderRefused,
+)
 
+from . import sync
 from .testing import CaptureServer
-from .sync import SMTP, SMTP_SSL
 
-__all__ = ["main"]
+__all__ = ["main", "parse_server", "without_bcc"]
 
-#: Exit codes a script can act on.
 EXIT_OK = 0
 EXIT_SOME_REFUSED = 1
 EXIT_FAILED = 2
+EXIT_TLS = 3
+EXIT_AUTH = 4
 EXIT_USAGE = 64
 
+#: Messages at least this large get a progress bar when stderr is a terminal.
+PROGRESS_THRESHOLD = 1 << 20
+#: The IANA port of LMTP over TCP (RFC 2033).
+LMTP_TCP_PORT = 24
+_DEFAULT_PORTS = {"implicit": 465, "starttls": 587, "none": 25}
+_NOOP_SAMPLES = 5
 
-def _build_message(args: argparse.Namespace) -> email.message.EmailMessage:
+T = TypeVar("T")
+
+
+class Failure(Exception):
+    """The command cannot go on: the exit code and what to tell the user."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class UsageError(Failure):
+    """Bad options or input files (exit code 64)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(EXIT_USAGE, message)
+
+
+# ---------------------------------------------------------------------- pure helpers
+
+
+def parse_server(text: str, default_port: int) -> tuple[str, int]:
+    """``HOST``, ``HOST:PORT``, ``[IPv6]``, ``[IPv6]:PORT``, a bare IPv6 address, or the
+    absolute path of a Unix socket (port 0).  Raises ``ValueError`` for anything else."""
+    if text.startswith("/"):
+        return text, 0
+    if text.startswith("["):
+        host, closed, rest = text[1:].partition("]")
+        if not closed or (rest and not rest.startswith(":")):
+            raise ValueError(f"bad server {text!r}: expected [IPv6]:PORT")
+        port_text = rest[1:] if rest else ""
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    else:
+        host, port_text = text, ""  # a name, an IPv4 address or a bare IPv6 address
+    if not host or any(c.isspace() for c in host):
+        raise ValueError(f"bad server {text!r}: no host name")
+    if not port_text:
+        return host, default_port
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
+        raise ValueError(f"bad server {text!r}: the port must be a number from 1 to 65535")
+    return host, int(port_text)
+
+
+def without_bcc(data: bytes) -> bytes:
+    """``data`` with its ``Bcc`` and ``Resent-Bcc`` header fields removed, every other byte
+    kept: the blind recipients belong in the envelope only."""
+    out = io.BytesIO()
+    lines = iter(data.splitlines(keepends=True))
+    dropping = False
+    for line in lines:
+        if line in (b"\r\n", b"\n"):
+            out.write(line)
+            break  # the end of the header section
+        if line[:1] in (b" ", b"\t"):
+            if not dropping:
+                out.write(line)
+            continue
+        name = line.partition(b":")[0].strip().lower()
+        dropping = name in (b"bcc", b"resent-bcc")
+        if not dropping:
+            out.write(line)
+    for line in lines:
+        out.write(line)
+    return out.getvalue()
+
+
+def _unique(addresses: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(address for address in addresses if address))
+
+
+# ---------------------------------------------------------------------- the message
+
+
+@dataclass
+class Envelope:
+    """What ``send`` sends: envelope and the message's bytes."""
+
+    sender: str
+    recipients: list[str]
+    data: bytes
+    mail_options: list[str] = field(default_factory=list)
+
+
+def _read(path: str) -> bytes:
+    try:
+        if path == "-":
+            return sys.stdin.buffer.read()
+        with open(path, "rb") as file:
+            return file.read()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _compose(args: argparse.Namespace, sender: str) -> email.message.EmailMessage:
+    """The message the options describe (Bcc recipients left out of the headers)."""
     message = email.message.EmailMessage()
-    message["From"] = args.sender
-    message["To"] = ", ".join(args.to)
+    message["From"] = sender
+    if args.to:
+        message["To"] = ", ".join(args.to)
+    if args.cc:
+        message["Cc"] = ", ".join(args.cc)
     message["Subject"] = args.subject
     message["Date"] = email.utils.formatdate(localtime=True)
     message["Message-ID"] = email.utils.make_msgid(domain="smtp-proto.local")
-    message.set_content(args.body)
+    if args.body_file is not None:
+        try:
+            body = _read(args.body_file).decode("utf-8")
+        except UnicodeDecodeError:
+            raise UsageError(f"{args.body_file} is not UTF-8 text") from None
+    else:
+        body = args.body
+    message.set_content(body)
+    for path in args.attach:
+        content_type, encoding = mimetypes.guess_type(path)
+        if content_type is None or encoding is not None:
+            content_type = "application/octet-stream"  # unknown, or compressed
+        maintype, _, subtype = content_type.partition("/")
+        message.add_attachment(
+            _read(path), maintype=maintype, subtype=subtype, filename=os.path.basename(path)
+        )
     return message
 
 
-def _send(args: argparse.Namespace, host: str, port: int) -> dict[str, tuple[int, bytes]]:
-    """Connect, secure and authenticate as asked, and send the message."""
-    context = ssl.create_default_context(cafile=args.cafile)
-    smtp: SMTP
-    if args.tls == "implicit":
-        smtp = SMTP_SSL(host, port, args.helo, timeout=args.timeout, context=context)
+def _header_addresses(headers: email.message.Message, *names: str) -> list[str]:
+    values = [str(value) for name in names for value in headers.get_all(name, [])]
+    return [address for _, address in email.utils.getaddresses(values) if address]
+
+
+def build_envelope(args: argparse.Namespace, default_sender: str | None) -> Envelope:
+    """The envelope and bytes to send, from the options or the ``--eml`` file."""
+    recipients = _unique([*args.to, *args.cc, *args.bcc])
+    if args.eml is not None:
+        raw = _read(args.eml)
+        headers = email.parser.BytesParser(policy=email.policy.default).parsebytes(
+            raw, headersonly=True
+        )
+        found = _header_addresses(headers, "Sender") or _header_addresses(headers, "From")
+        sender = args.sender or (found[0] if found else None)
+        recipients = recipients or _unique(_header_addresses(headers, "To", "Cc", "Bcc"))
+        data = without_bcc(raw)
     else:
-        smtp = SMTP(host, port, args.helo, timeout=args.timeout)
-    with smtp:
-        smtp.set_debuglevel(1 if args.verbose else 0)
-        if args.tls == "starttls":
-            smtp.starttls(context=context)
-        if args.user:
-            password = os.environ.get(args.password_env) or getpass.getpass(
-                f"Password for {args.user}: "
+        sender = args.sender or default_sender
+        if sender is None:
+            raise UsageError("--from is required with --server")
+        data = b""
+    if sender is None:
+        raise UsageError("no sender: give --from, or a From header in the --eml file")
+    if not recipients:
+        raise UsageError("no recipients: give --to, --cc or --bcc")
+    international = not all(address.isascii() for address in (sender, *recipients))
+    if args.eml is None:
+        policy = email.policy.SMTPUTF8 if international else email.policy.SMTP
+        data = _compose(args, sender).as_bytes(policy=policy)
+    options = ["SMTPUTF8"] if international else []
+    if not data.isascii():
+        options.append("BODY=8BITMIME")
+    return Envelope(sender, recipients, data, options)
+
+
+class _Progress(io.BytesIO):
+    """The message as a file the client streams from, drawing a progress bar as it is read.
+
+    A file (unlike an iterable of chunks) has a known size, so MAIL still carries SIZE=.
+    """
+
+    def __init__(self, data: bytes, out: TextIO) -> None:
+        super().__init__(data)
+        self._total = len(data)
+        self._out = out
+        self._shown = -1
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        chunk = super().read(size)
+        done = self.tell()
+        percent = done * 100 // self._total if self._total else 100
+        if percent != self._shown:
+            self._shown = percent
+            bar = "#" * (percent * 30 // 100)
+            self._out.write(
+                f"\r[{bar:.<30}] {percent:3d}% {done / 2**20:.1f}/{self._total / 2**20:.1f} MiB"
+                + ("\n" if done >= self._total else "")
             )
-            smtp.login(args.user, password)
-        return smtp.send_message(_build_message(args))
+            self._out.flush()
+        return chunk
 
 
-def _report(refused: dict[str, tuple[int, bytes]], recipients: Sequence[str]) -> int:
+# ---------------------------------------------------------------------- one send, any adapter
+
+_IO_METHODS = frozenset({"connect", "ehlo_or_helo_if_needed", "starttls", "login", "sendmail"})
+
+
+class _Awaitable:
+    """A blocking client whose I/O methods can be awaited, so that one coroutine drives the
+    blocking, asyncio and trio adapters alike."""
+
+    def __init__(self, smtp: sync.SMTP) -> None:
+        self._smtp = smtp
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._smtp, name)
+        if name not in _IO_METHODS and name != "quit":
+            return attribute
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            return attribute(*args, **kwargs)
+
+        return call
+
+
+def _complete(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends (one driving the blocking adapter)."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+    coroutine.close()
+    raise RuntimeError("the blocking send suspended")
+
+
+@dataclass
+class Plan:
+    """Where and how to send: everything ``deliver`` needs, resolved from the options."""
+
+    host: str
+    port: int
+    lmtp: bool
+    tls: str
+    context: ssl.SSLContext
+    helo: str
+    timeout: float
+    verbose: bool
+    user: str | None
+    password: str | None
+    envelope: Envelope
+    progress: TextIO | None
+
+
+@dataclass
+class Outcome:
+    """What the server said about each recipient."""
+
+    refused: dict[str, tuple[int, bytes]]
+    lmtp_replies: dict[str, tuple[int, bytes]]
+    every_recipient_refused: bool
+
+
+def _tls_cause(exc: BaseException) -> ssl.SSLError | None:
+    """The ``ssl`` error behind ``exc``, if TLS is what failed."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate not verified: {exc.verify_message}"
+    if isinstance(exc, SMTPResponseException):
+        text = exc.smtp_error
+        text = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+        return f"{exc.smtp_code} {text}"
+    return str(exc) or type(exc).__name__
+
+
+async def deliver(plan: Plan, module: ModuleType, blocking: bool) -> Outcome:
+    """Connect, secure, authenticate and send as planned, over the adapter ``module``."""
+    context = plan.context
+    if plan.lmtp:
+        smtp = module.LMTP(local_hostname=plan.helo, timeout=plan.timeout)
+    elif plan.tls == "implicit":
+        smtp = module.SMTP_SSL(local_hostname=plan.helo, timeout=plan.timeout, context=context)
+    else:
+        smtp = module.SMTP(local_hostname=plan.helo, timeout=plan.timeout)
+    client = _Awaitable(smtp) if blocking else smtp
+    client.set_debuglevel(1 if plan.verbose else 0)
+    try:
+        try:
+            code, text = await client.connect(plan.host, plan.port)
+            if code != 220:
+                raise Failure(EXIT_FAILED, f"greeting: {code} {text.decode('utf-8', 'replace')}")
+            await client.ehlo_or_helo_if_needed()
+            if plan.tls == "starttls":
+                if not client.has_extn("starttls"):
+                    raise Failure(EXIT_TLS, "the server does not offer STARTTLS (see --tls)")
+                await client.starttls(context=context)
+                await client.ehlo_or_helo_if_needed()
+        except (OSError, SMTPException) as exc:
+            if _tls_cause(exc) is not None:
+                raise Failure(EXIT_TLS, f"TLS failed: {_describe(exc)}") from exc
+            raise
+        if plan.user is not None:
+            try:
+                await client.login(plan.user, plan.password or "")
+            except (SMTPAuthenticationError, SMTPNotSupportedError) as exc:
+                raise Failure(EXIT_AUTH, f"authentication failed: {_describe(exc)}") from exc
+        envelope = plan.envelope
+        body: Any = envelope.data
+        if plan.progress is not None:
+            body = _Progress(envelope.data, plan.progress)
+        try:
+            refused = await client.sendmail(
+                envelope.sender, envelope.recipients, body, envelope.mail_options
+            )
+            outcome = Outcome(refused, dict(client.lmtp_replies), False)
+        except SMTPRecipientsRefused as exc:
+            outcome = Outcome(exc.recipients, dict(client.lmtp_replies), True)
+        with contextlib.suppress(OSError, SMTPException):
+            await client.quit()  # the message is sent: a failed goodbye changes nothing
+        return outcome
+    finally:
+        client.close()
+
+
+def _adapter(name: str) -> ModuleType:
+    module = "sync" if name == "blocking" else name
+    try:
+        return importlib.import_module(f"smtp_proto.transports.{module}")
+    except ImportError as exc:
+        raise UsageError(
+            f"--transport {name} needs {exc.name} (pip install smtp-proto[trio])"
+        ) from None
+
+
+def run_plan(plan: Plan, transport: str) -> Outcome:
+    """``deliver`` through the chosen adapter, its event loop started as it needs."""
+    module = _adapter(transport)
+    if transport == "asyncio":
+        return asyncio.run(deliver(plan, module, blocking=False))
+    if transport == "trio":
+        trio = importlib.import_module("trio")
+        outcome: Outcome = trio.run(deliver, plan, module, False)
+        return outcome
+    return _complete(deliver(plan, module, blocking=True))
+
+
+# ---------------------------------------------------------------------- send
+
+
+def _context(args: argparse.Namespace) -> ssl.SSLContext:
+    """Verifying TLS (system CAs, or ``--cafile``) unless ``--insecure`` says otherwise."""
+    if args.insecure:
+        print("smtp-proto: --insecure: the server's certificate is NOT checked", file=sys.stderr)
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    try:
+        return ssl.create_default_context(cafile=args.cafile)
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"cannot load --cafile {args.cafile}: {exc}") from None
+
+
+def _password(args: argparse.Namespace) -> str | None:
+    if args.user is None:
+        return None
+    from_environment = os.environ.get(args.password_env)
+    if from_environment is not None:
+        return from_environment
+    return getpass.getpass(f"Password for {args.user}: ")
+
+
+def _show_results(outcome: Outcome, recipients: Sequence[str]) -> int:
+    """Print each recipient's fate; returns the exit code it means."""
+    delivered = 0
     for recipient in recipients:
-        if recipient in refused:
-            code, text = refused[recipient]
-            print(f"refused  {recipient}: {code} {text.decode('utf-8', 'replace')}")
+        if recipient in outcome.lmtp_replies:
+            code, text = outcome.lmtp_replies[recipient]
+            label = "delivered" if 200 <= code < 300 else "failed"
+        elif recipient in outcome.refused:
+            code, text = outcome.refused[recipient]
+            label = "refused"
         else:
-            print(f"accepted {recipient}")
-    return EXIT_SOME_REFUSED if refused else EXIT_OK
+            code, text, label = 0, b"", "accepted"
+        delivered += label in ("delivered", "accepted")
+        reply = f"  {code} {text.decode('utf-8', 'replace')}" if code else ""
+        print(f"{label:<9} {recipient}{reply}")
+    print(f"{delivered} of {len(recipients)} recipients accepted")
+    if delivered == len(recipients):
+        return EXIT_OK
+    return EXIT_FAILED if delivered == 0 else EXIT_SOME_REFUSED
+
+
+def _progress_stream(args: argparse.Namespace, size: int) -> TextIO | None:
+    if args.progress or (size >= PROGRESS_THRESHOLD and sys.stderr.isatty()):
+        return sys.stderr
+    return None
 
 
 def send(args: argparse.Namespace) -> int:
     """The ``send`` command."""
-    if args.server:
-        host, _, port = args.server.rpartition(":") if ":" in args.server else (args.server, "", "")
-        default_port = {"implicit": 465, "starttls": 587, "none": 25}[args.tls]
-        refused = _send(args, host, int(port) if port else default_port)
-        return _report(refused, args.to)
-    args.tls = "none" if args.tls == "starttls" else args.tls
-    with CaptureServer() as server:
-        print(
-            f"No --server given: sending to a capture server on {server.host}:{server.port}",
-            flush=True,
-        )
-        refused = _send(args, server.host, server.port)
-        status = _report(refused, args.to)
+    if args.eml is not None and (args.attach or args.body_file or args.body is not None):
+        raise UsageError("--eml sends a ready message: no --body, --body-file or --attach")
+    if args.eml is not None and args.subject is not None:
+        raise UsageError("--eml sends a ready message: no --subject")
+    args.subject = "Hello from smtp-proto" if args.subject is None else args.subject
+    args.body = "This message was sent by smtp-proto.\n" if args.body is None else args.body
+    if args.server is None:
+        return _send_to_capture_server(args)
+    lmtp = args.lmtp or args.server.startswith("/")
+    tls = args.tls or ("none" if args.server.startswith("/") else "starttls")
+    try:
+        host, port = parse_server(args.server, LMTP_TCP_PORT if lmtp else _DEFAULT_PORTS[tls])
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    envelope = build_envelope(args, default_sender=None)
+    plan = Plan(
+        host, port, lmtp, tls, _context(args), args.helo, args.timeout, args.verbose,
+        args.user, _password(args), envelope, _progress_stream(args, len(envelope.data)),
+    )  # fmt: skip
+    return _show_results(run_plan(plan, args.transport), envelope.recipients)
+
+
+def _send_to_capture_server(args: argparse.Namespace) -> int:
+    """No server named: send to a capture server started here, then show what it received."""
+    if args.tls not in (None, "none") or args.user is not None:
+        raise UsageError("the capture server (no --server) has no TLS and no AUTH")
+    if not (args.to or args.cc or args.bcc or args.eml):
+        args.to = ["recipient@example.com"]
+    envelope = build_envelope(args, default_sender="sender@example.com")
+    with CaptureServer(lmtp=args.lmtp) as server:
+        print(f"No --server given: sending to a capture server on {server.host}:{server.port}")
+        sys.stdout.flush()
+        plan = Plan(
+            server.host, server.port, args.lmtp, "none", _context(args), args.helo,
+            args.timeout, args.verbose, None, None, envelope,
+            _progress_stream(args, len(envelope.data)),
+        )  # fmt: skip
+        status = _show_results(run_plan(plan, args.transport), envelope.recipients)
         for captured in server.messages:
-            recipients = ", ".join(captured.rcpt_tos)
-            print(f"\nThe server received, from {captured.mail_from} for {recipients}:")
+            print(
+                f"\nThe capture server received, from <{captured.mail_from}> "
+                f"for {', '.join(f'<{r}>' for r in captured.rcpt_tos)}:"
+            )
             print(captured.data.decode("utf-8", "replace"))
     return status
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="smtp-proto", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    sending = commands.add_parser("send", help="send one message")
-    sending.add_argument("--server", help="HOST[:PORT]; none: a local capture server")
-    sending.add_argument(
+# ---------------------------------------------------------------------- probe
+
+
+def _name(parts: Any) -> str:
+    """An ``ssl`` certificate name (tuple of RDNs) as ``CN=..., O=...``."""
+    return ", ".join(f"{key}={value}" for rdn in parts for key, value in rdn)
+
+
+def _iso(cert_time: str) -> str:
+    moment = time.gmtime(ssl.cert_time_to_seconds(cert_time))
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", moment)
+
+
+def _certificate(sock: ssl.SSLSocket, verified: bool) -> dict[str, Any]:
+    """The peer certificate: names and dates when verified (what ``ssl`` decodes), and
+    always its SHA-256 fingerprint."""
+    der = sock.getpeercert(binary_form=True) or b""
+    details: dict[str, Any] = {"sha256": hashlib.sha256(der).hexdigest()}
+    decoded = sock.getpeercert() if verified else None
+    if decoded:
+        details["subject"] = _name(decoded.get("subject", ()))
+        details["issuer"] = _name(decoded.get("issuer", ()))
+        sans: Any = decoded.get("subjectAltName", ())
+        details["sans"] = [f"{kind}:{value}" for kind, value in sans]
+        details["not_before"] = _iso(str(decoded["notBefore"]))
+        details["not_after"] = _iso(str(decoded["notAfter"]))
+    return details
+
+
+def _features(smtp: sync.SMTP) -> list[str]:
+    return [f"{name.upper()} {value}".strip() for name, value in smtp.esmtp_features.items()]
+
+
+def _ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 3)
+
+
+def _tls_session(smtp: sync.SMTP, verified: bool) -> dict[str, Any]:
+    sock = smtp.sock
+    assert isinstance(sock, ssl.SSLSocket)
+    cipher = sock.cipher()
+    return {
+        "version": sock.version(),
+        "cipher": cipher[0] if cipher else None,
+        "bits": cipher[2] if cipher else None,
+        "certificate": _certificate(sock, verified),
+    }
+
+
+def _probe_connect(
+    args: argparse.Namespace, host: str, port: int, lmtp: bool, context: ssl.SSLContext
+) -> tuple[sync.SMTP, dict[str, Any]]:
+    """Connect, read the greeting and EHLO (LHLO); implicit TLS first if asked."""
+    smtp: sync.SMTP
+    if lmtp:
+        smtp = sync.LMTP(local_hostname=args.helo, timeout=args.timeout)
+    elif args.tls == "implicit":
+        smtp = sync.SMTP_SSL(local_hostname=args.helo, timeout=args.timeout, context=context)
+    else:
+        smtp = sync.SMTP(local_hostname=args.helo, timeout=args.timeout)
+    smtp.set_debuglevel(1 if args.verbose else 0)
+    start = time.perf_counter()
+    code, text = smtp.connect(host, port)
+    report: dict[str, Any] = {
+        "greeting": {"code": code, "text": text.decode("utf-8", "replace")},
+        "connect_ms": _ms(start),
+    }
+    smtp.ehlo_or_helo_if_needed()
+    return smtp, report
+
+
+def _probe(args: argparse.Namespace, report: dict[str, Any]) -> int:
+    """Fill ``report`` with what the server offers; returns the exit code."""
+    lmtp = args.lmtp or args.server.startswith("/")
+    args.tls = args.tls or ("none" if args.server.startswith("/") else "starttls")
+    default_port = LMTP_TCP_PORT if lmtp else _DEFAULT_PORTS[args.tls]
+    try:
+        host, port = parse_server(args.server, default_port)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    report.update(server=f"{host}:{port}" if port else host, protocol="LMTP" if lmtp else "SMTP")
+    context = _context(args)
+    status = EXIT_OK
+    try:
+        smtp, connected = _probe_connect(args, host, port, lmtp, context)
+    except ssl.SSLCertVerificationError as exc:
+        # Implicit TLS with a certificate we cannot verify: look again without checking.
+        report["tls_error"] = _describe(exc)
+        args.insecure = True
+        smtp, connected = _probe_connect(args, host, port, lmtp, _context(args))
+        status = EXIT_TLS
+    report.update(connected)
+    with smtp:
+        report["extensions"] = _features(smtp)
+        if args.tls == "implicit":
+            report["tls"] = _tls_session(smtp, verified=status == EXIT_OK)
+        elif args.tls == "starttls":
+            report["starttls_offered"] = smtp.has_extn("starttls")
+            if smtp.has_extn("starttls"):
+                start = time.perf_counter()
+                try:
+                    smtp.starttls(context=context)
+                    verified = not args.insecure
+                except ssl.SSLCertVerificationError as exc:
+                    report["tls_error"] = _describe(exc)
+                    args.insecure, verified, status = True, False, EXIT_TLS
+                    smtp.connect(host, port)  # look again without checking
+                    smtp.ehlo_or_helo_if_needed()
+                    start = time.perf_counter()
+                    smtp.starttls(context=_context(args))
+                report["tls_handshake_ms"] = _ms(start)
+                report["tls"] = _tls_session(smtp, verified)
+                smtp.ehlo_or_helo_if_needed()
+                report["extensions_after_tls"] = _features(smtp)
+        if "tls" in report:
+            report["tls"]["verified"] = status == EXIT_OK and not args.insecure
+        samples = []
+        for _ in range(_NOOP_SAMPLES):
+            start = time.perf_counter()
+            smtp.noop()
+            samples.append(_ms(start))
+        report["noop_ms"] = {"min": min(samples), "median": statistics.median(samples)}
+    return status
+
+
+def _print_probe(report: dict[str, Any]) -> None:
+    greeting = report.get("greeting")
+    print(f"server      {report['server']} ({report['protocol']})")
+    if greeting:
+        print(f"greeting    {greeting['code']} {greeting['text']}  ({report['connect_ms']} ms)")
+    if "extensions" in report:
+        print("extensions  " + "\n            ".join(report["extensions"] or ["(none)"]))
+    if "starttls_offered" in report and not report["starttls_offered"]:
+        print("STARTTLS    not offered: the session stays in clear text")
+    tls = report.get("tls")
+    if tls:
+        handshake = report.get("tls_handshake_ms")
+        print(f"TLS         {tls['version']}, {tls['cipher']} ({tls['bits']} bits)", end="")
+        print(f", handshake {handshake} ms" if handshake is not None else "")
+        cert = tls["certificate"]
+        for key in ("subject", "issuer"):
+            if key in cert:
+                print(f"  {key:<9} {cert[key]}")
+        if "sans" in cert:
+            print(f"  SANs      {', '.join(cert['sans'])}")
+            print(f"  valid     {cert['not_before']} to {cert['not_after']}")
+        print(f"  sha256    {cert['sha256']}")
+        verdict = "yes" if tls["verified"] else f"NO: {report.get('tls_error', '--insecure')}"
+        print(f"  verified  {verdict}")
+    if "extensions_after_tls" in report:
+        print("after TLS   " + "\n            ".join(report["extensions_after_tls"] or ["(none)"]))
+    if "noop_ms" in report:
+        noop = report["noop_ms"]
+        print(f"NOOP        {noop['min']} ms round trip (median {noop['median']} ms)")
+    if "error" in report:
+        print(f"error       {report['error']}")
+
+
+def probe(args: argparse.Namespace) -> int:
+    """The ``probe`` command."""
+    report: dict[str, Any] = {}
+    try:
+        status = _probe(args, report)
+    except UsageError:
+        raise
+    except (OSError, SMTPException) as exc:
+        report["error"] = _describe(exc)
+        status = EXIT_TLS if _tls_cause(exc) is not None else EXIT_FAILED
+    report["exit_code"] = status
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print_probe(report)
+    return status
+
+
+# ---------------------------------------------------------------------- command line
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors exiting 64 (EX_USAGE) instead of 2 (which means failed)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _connection_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--server",
+        help="HOST[:PORT], [IPv6]:PORT, or the absolute path of an LMTP Unix socket",
+    )
+    parser.add_argument("--lmtp", action="store_true", help="speak LMTP over TCP (port 24)")
+    parser.add_argument(
         "--tls",
         choices=("starttls", "implicit", "none"),
-        default="starttls",
-        help="STARTTLS (default, required), implicit TLS, or none",
+        help="starttls (the default with --server; required by send), implicit TLS (port "
+        "465), or none (the default for a Unix socket and the capture server)",
     )
-    sending.add_argument("--cafile", help="CA certificates to trust instead of the system's")
+    parser.add_argument("--cafile", help="PEM file of CA certificates to trust instead")
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="do NOT verify the server's certificate (testing only)",
+    )
+    parser.add_argument("--helo", default="smtp-proto.local", help="name sent with EHLO/LHLO")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per read or write")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print the transcript")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="smtp-proto", description=(__doc__ or "").split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sending = commands.add_parser("send", help="send one message")
+    _connection_options(sending)
+    sending.add_argument("--transport", choices=("blocking", "asyncio", "trio"), default="blocking")
     sending.add_argument("--user", help="log in as this user")
     sending.add_argument(
         "--password-env",
         default="SMTP_PASSWORD",
-        help="environment variable with the password (else a prompt)",
+        help="environment variable holding the password (default SMTP_PASSWORD; else a prompt)",
     )
-    sending.add_argument("--from", dest="sender", default="sender@example.com")
-    sending.add_argument("--to", action="append", help="recipient (repeatable)")
-    sending.add_argument("--subject", default="Hello from smtp-proto")
-    sending.add_argument("--body", default="This message was sent by smtp-proto.\n")
-    sending.add_argument("--helo", default="smtp-proto.local", help="name sent with EHLO")
-    sending.add_argument("--timeout", type=float, default=30.0)
-    sending.add_argument("-v", "--verbose", action="store_true", help="print the transcript")
+    sending.add_argument("--from", dest="sender", help="envelope sender and From header")
+    for option, what in (("to", "To"), ("cc", "Cc"), ("bcc", "envelope-only")):
+        sending.add_argument(f"--{option}", action="append", default=[], help=f"{what} recipient")
+    sending.add_argument("--subject")
+    body = sending.add_mutually_exclusive_group()
+    body.add_argument("--body", help="the text of the message")
+    body.add_argument("--body-file", help="a UTF-8 file with the text ('-': standard input)")
+    sending.add_argument("--attach", action="append", default=[], help="attach a file")
+    sending.add_argument("--eml", help="send this ready message file as is (Bcc removed)")
+    sending.add_argument("--progress", action="store_true", help="progress bar on stderr")
     sending.set_defaults(handler=send)
+    probing = commands.add_parser("probe", help="show what a server offers")
+    _connection_options(probing)
+    probing.add_argument("--json", action="store_true", help="machine-readable output")
+    probing.set_defaults(handler=probe)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
-    args = build_parser().parse_args(argv)
-    args.to = args.to or ["recipient@example.com"]
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    if args.command == "probe" and args.server is None:
+        print("smtp-proto probe: --server is required", file=sys.stderr)
+        return EXIT_USAGE
     try:
         return int(args.handler(args))
-    except (SMTPException, OSError) as exc:
-        print(f"smtp-proto: {type(exc).__name__}: {exc}", file=sys.stderr)
+    except Failure as failure:
+        print(f"smtp-proto: {failure}", file=sys.stderr)
+        return failure.code
+    except SMTPSenderRefused as exc:
+        print(f"smtp-proto: sender <{exc.sender}> refused: {_describe(exc)}", file=sys.stderr)
         return EXIT_FAILED
+    except (SMTPException, OSError) as exc:
+        print(f"smtp-proto: {type(exc).__name__}: {_describe(exc)}", file=sys.stderr)
+        return EXIT_TLS if _tls_cause(exc) is not None else EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
