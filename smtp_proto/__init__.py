@@ -6,7 +6,17 @@
 """
 
 from .body import BodyEncoder
-from .client import CLOSE, LOCAL_HOSTNAME, RECEIVE, START_TLS, Client, IORequest, Operation
+from .client import (
+    CLOSE,
+    END_OF_BODY,
+    LOCAL_HOSTNAME,
+    RECEIVE,
+    START_TLS,
+    Client,
+    IORequest,
+    NextChunk,
+    Operation,
+)
 from .commands import (
     Auth,
     AuthResponse,
@@ -29,6 +39,7 @@ from .commands import (
     quoteaddr,
 )
 from .connection import NEED_DATA, ClientConnection, ConnectionClosed, DataEnd, Greeting, State
+from .dsn import DSN, RecipientDSN
 from .errors import (
     LocalProtocolError,
     ProtocolError,
@@ -47,11 +58,14 @@ from .errors import (
 )
 from .extensions import Extensions, parse_ehlo
 from .replies import EnhancedStatus, Reply, ReplyParser
+from .send import SendResult, SMTPSecurityError
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CLOSE",
+    "DSN",
+    "END_OF_BODY",
     "LOCAL_HOSTNAME",
     "NEED_DATA",
     "RECEIVE",
@@ -77,12 +91,14 @@ __all__ = [
     "Lhlo",
     "LocalProtocolError",
     "Mail",
+    "NextChunk",
     "Noop",
     "Operation",
     "ProtocolError",
     "Quit",
     "Raw",
     "Rcpt",
+    "RecipientDSN",
     "RemoteProtocolError",
     "Reply",
     "ReplyParser",
@@ -96,8 +112,10 @@ __all__ = [
     "SMTPNotSupportedError",
     "SMTPRecipientsRefused",
     "SMTPResponseException",
+    "SMTPSecurityError",
     "SMTPSenderRefused",
     "SMTPServerDisconnected",
+    "SendResult",
     "StartTLS",
     "State",
     "Vrfy",

@@ -19,10 +19,11 @@ from __future__ import annotations
 import asyncio
 import ssl
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, Unpack
 
 from smtp_proto.client import CLOSE, LOCAL_HOSTNAME, RECEIVE, START_TLS
 from smtp_proto.errors import RemoteProtocolError, SMTPServerDisconnected
+from smtp_proto.send import SendResult
 
 from . import _smtplib_names
 from ._async import AsyncLMTPBase, AsyncSMTPBase, AsyncSMTPSSLBase
@@ -30,9 +31,10 @@ from ._common import (
     default_tls_context,
     local_hostname,
 )
+from ._send import SendMessage, SendOptions, send_async
 from ._smtplib_names import *  # noqa: F403 (the smtplib module surface)
 
-__all__ = ["LMTP", "SMTP", "SMTP_SSL"]
+__all__ = ["LMTP", "SMTP", "SMTP_SSL", "send"]
 __all__ += _smtplib_names.__all__
 
 
@@ -207,3 +209,10 @@ class SMTP_SSL(AsyncSMTPSSLBase, SMTP):
 
 class LMTP(AsyncLMTPBase, SMTP):
     """LMTP on asyncio; ``host`` may be the absolute path of a Unix socket."""
+
+
+async def send(
+    message: SendMessage, host: str, port: int | None = None, **options: Unpack[SendOptions]
+) -> SendResult:
+    """Connect, secure, authenticate, send one message and QUIT; see ``SendOptions``."""
+    return await send_async((SMTP, SMTP_SSL, LMTP), message, host, port, options)

@@ -22,11 +22,12 @@ import ssl
 import sys
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 from smtp_proto.client import CLOSE, LOCAL_HOSTNAME, RECEIVE, START_TLS, Client, Message, Operation
 from smtp_proto.driving import drive
 from smtp_proto.errors import SMTPConnectError, SMTPServerDisconnected
+from smtp_proto.send import SendResult
 
 from . import _smtplib_names
 from ._common import (
@@ -40,9 +41,10 @@ from ._common import (
     resolve_timeout,
     split_host_port,
 )
+from ._send import SendMessage, SendOptions, send_blocking
 from ._smtplib_names import *  # noqa: F403 (the smtplib module surface)
 
-__all__ = ["LMTP", "SMTP", "SMTP_SSL"]
+__all__ = ["LMTP", "SMTP", "SMTP_SSL", "send"]
 __all__ += _smtplib_names.__all__
 
 T = TypeVar("T")
@@ -317,3 +319,10 @@ class LMTP(SMTP):
             sock.close()
             raise
         return sock
+
+
+def send(
+    message: SendMessage, host: str, port: int | None = None, **options: Unpack[SendOptions]
+) -> SendResult:
+    """Connect, secure, authenticate, send one message and QUIT; see ``SendOptions``."""
+    return send_blocking((SMTP, SMTP_SSL, LMTP), message, host, port, options)

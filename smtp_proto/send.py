@@ -1,0 +1,355 @@
+"""The high-level send: one operation from EHLO to QUIT, with secure defaults.
+
+``Submission`` checks what the caller asked for before any connection is made (the
+envelope, the body, how TLS is to be used, the credentials, DSN); its ``operation(client)``
+is then the whole session on a connected ``Client`` whose greeting was read: EHLO, STARTTLS
+(required unless relaxed), EHLO again, AUTH (only over TLS unless relaxed), the
+transaction with the parameters the message needs (SMTPUTF8, 8BITMIME, BINARYMIME, DSN,
+SIZE; BDAT when offered), and QUIT.  It returns a ``SendResult``.  The transports only open
+the connection the ``Submission`` describes and drive the operation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.message
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from . import sasl
+from .client import Client, Message, Operation, _fix_line_ends
+from .dsn import DSN
+from .errors import (
+    SMTPHeloError,
+    SMTPNotSupportedError,
+    SMTPServerDisconnected,
+)
+from .message import prepare_message
+from .replies import Reply
+
+__all__ = [
+    "SMTPSecurityError",
+    "SendResult",
+    "Submission",
+    "TLSMode",
+    "body_kind",
+]
+
+#: How TLS is used: ``auto`` is implicit TLS on port 465 and required STARTTLS elsewhere
+#: (no TLS on an LMTP Unix socket); ``implicit`` and ``starttls`` say which one explicitly;
+#: ``opportunistic`` uses STARTTLS when offered and goes on in clear text otherwise;
+#: ``none`` never encrypts.  The last two are the explicit relaxations.
+TLSMode = Literal["auto", "implicit", "starttls", "opportunistic", "none"]
+TLS_MODES: tuple[str, ...] = ("auto", "implicit", "starttls", "opportunistic", "none")
+SUBMISSION_PORT = 587
+SMTPS_PORT = 465
+LMTP_PORT = 2003
+#: RFC 5321 section 4.5.3.1.6: a line is at most 998 octets before its CRLF.
+MAX_LINE = 998
+
+BodyKind = Literal["7bit", "8bit", "binary", "stream"]
+_QUEUE_ID = re.compile(rb"(?:queued as|\bid=)\s*([A-Za-z0-9][A-Za-z0-9._-]*)", re.IGNORECASE)
+
+
+class SMTPSecurityError(SMTPNotSupportedError):
+    """The session cannot be as secure as asked: the server offers no STARTTLS where TLS is
+    required, or credentials would travel in clear text.  Nothing but EHLO was sent."""
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What the server said about one message.
+
+    ``accepted`` and ``refused`` map each recipient to its reply: the reply to RCPT, or for
+    LMTP the reply after the body.  ``data_reply`` is the final reply to the body (DATA or
+    BDAT; its text often names the queue id), ``None`` for LMTP, whose per-recipient final
+    replies are in ``lmtp_replies``.
+    """
+
+    accepted: dict[str, Reply]
+    refused: dict[str, Reply]
+    data_reply: Reply | None
+    lmtp_replies: dict[str, Reply] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """Whether every recipient was accepted."""
+        return not self.refused
+
+    @property
+    def queue_id(self) -> str | None:
+        """The queue id in the final reply (``queued as X``, ``id=X``), if the server says."""
+        if self.data_reply is None:
+            return None
+        match = _QUEUE_ID.search(self.data_reply.text)
+        return None if match is None else match[1].decode("ascii")
+
+
+def body_kind(data: bytes) -> BodyKind:
+    """What a body needs: ``7bit`` (ASCII lines), ``8bit`` (8BITMIME) or ``binary``
+    (BINARYMIME: NUL bytes, a bare CR or LF, or a line over 998 octets, none of which DATA
+    can carry unchanged)."""
+    if b"\0" in data:
+        return "binary"
+    crlf = data.count(b"\r\n")
+    if data.count(b"\r") != crlf or data.count(b"\n") != crlf:
+        return "binary"
+    if len(data) > MAX_LINE and max(map(len, data.split(b"\r\n"))) > MAX_LINE:
+        return "binary"
+    return "7bit" if data.isascii() else "8bit"
+
+
+def _header_block(data: bytes) -> bytes:
+    end = data.find(b"\r\n\r\n")
+    return data if end < 0 else data[:end]
+
+
+@dataclass(frozen=True)
+class _Credentials:
+    username: str
+    password: str | None
+    oauth2_token: str | Callable[[], str] | None
+    mechanism: str | None
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One message to send and how, checked before connecting (``create``)."""
+
+    sender: str
+    recipients: tuple[str, ...]
+    body: Message
+    kind: BodyKind
+    international: bool
+    port: int
+    implicit_tls: bool
+    starttls: Literal["require", "try", "never"]
+    credentials: _Credentials | None
+    plaintext_auth: bool
+    dsn: DSN | None
+    chunking: bool
+    lmtp: bool
+
+    @classmethod
+    def create(
+        cls,
+        message: email.message.Message | Message,
+        host: str,
+        port: int | None = None,
+        *,
+        sender: str | None = None,
+        recipients: str | Sequence[str] | None = None,
+        tls: TLSMode = "auto",
+        username: str | None = None,
+        password: str | None = None,
+        oauth2_token: str | Callable[[], str] | None = None,
+        mechanism: str | None = None,
+        plaintext_auth: bool = False,
+        dsn: DSN | None = None,
+        chunking: bool = True,
+        binary: bool | None = None,
+        lmtp: bool = False,
+    ) -> Submission:
+        """Check the arguments of ``send`` (see the transports) and work out the envelope,
+        the body and the connection; ``ValueError`` / ``TypeError`` for bad ones."""
+        if tls not in TLS_MODES:
+            raise ValueError(f"tls must be one of {', '.join(TLS_MODES)}, not {tls!r}")
+        unix = lmtp and host.startswith("/")
+        implicit = tls == "implicit" or (tls == "auto" and port == SMTPS_PORT and not unix)
+        if implicit and lmtp:
+            raise ValueError("LMTP over implicit TLS is not supported: use tls='starttls'")
+        if unix and tls == "auto":
+            starttls: Literal["require", "try", "never"] = "never"
+        elif tls in ("auto", "starttls"):
+            starttls = "never" if implicit else "require"
+        else:
+            starttls = "try" if tls == "opportunistic" else "never"
+        if port is None:
+            port = 0 if unix else SMTPS_PORT if implicit else LMTP_PORT if lmtp else SUBMISSION_PORT
+        credentials = None
+        if password is not None or oauth2_token is not None:
+            if not username:
+                raise ValueError("a password or an OAuth 2 token needs a username")
+            if password is not None and oauth2_token is not None:
+                raise ValueError("give a password or an OAuth 2 token, not both")
+            credentials = _Credentials(username, password, oauth2_token, mechanism)
+        elif username is not None:
+            raise ValueError("a username needs a password or an OAuth 2 token")
+        if isinstance(message, email.message.Message):
+            prepared = prepare_message(message, sender, recipients)
+            sender, targets = prepared.from_addr, prepared.to_addrs
+            body: Message = prepared.data
+            international = prepared.international
+        else:
+            if sender is None or recipients is None:
+                raise TypeError(
+                    "a message given as bytes or a stream needs sender= and recipients="
+                )
+            targets = [recipients] if isinstance(recipients, str) else list(recipients)
+            if isinstance(message, str):
+                message = _fix_line_ends(message).encode("utf-8")
+            elif isinstance(message, bytearray | memoryview):
+                message = bytes(message)
+            body = message
+            international = not all(address.isascii() for address in (sender, *targets))
+        if not targets:
+            raise ValueError("no recipients")
+        if isinstance(body, bytes):
+            kind = body_kind(body)
+            if binary is False and kind == "binary":
+                kind = "7bit" if body.isascii() else "8bit"  # line ends fixed on the way
+            international = international or not _header_block(body).isascii()
+        else:
+            kind = "stream"
+        if binary:
+            kind = "binary"
+        return cls(
+            sender=sender,
+            recipients=tuple(targets),
+            body=body,
+            kind=kind,
+            international=international,
+            port=port,
+            implicit_tls=implicit,
+            starttls=starttls,
+            credentials=credentials,
+            plaintext_auth=plaintext_auth,
+            dsn=dsn,
+            chunking=chunking,
+            lmtp=lmtp,
+        )
+
+    # ------------------------------------------------------------------ the session
+
+    def operation(self, client: Client) -> Operation[SendResult]:
+        """The session after the greeting, to QUIT; ``client`` must be connected."""
+        encrypted = self.implicit_tls
+        yield from self._hello(client, encrypted)
+        if self.starttls != "never" and not encrypted:
+            if client.has_extn("starttls"):
+                yield from client.starttls()
+                encrypted = True
+                yield from self._hello(client, encrypted)
+            elif self.starttls == "require":
+                raise SMTPSecurityError(
+                    "the server does not offer STARTTLS; nothing was sent (pass "
+                    "tls='opportunistic' or tls='none' to send without TLS)"
+                )
+        if self.credentials is not None:
+            if not encrypted and not self.plaintext_auth:
+                raise SMTPSecurityError(
+                    "refusing to send credentials without TLS (pass plaintext_auth=True to "
+                    "allow it)"
+                )
+            yield from _authenticate(client, self.credentials)
+        options = self._mail_options(client)
+        dsn = self.dsn
+        rcpts = [(r, dsn.rcpt_options(r) if dsn else []) for r in self.recipients]
+        client.chunking = self.chunking
+        yield from client.transaction(self.sender, rcpts, self.body, options)
+        result = _result(client)
+        # The message is accepted: a server hanging up at QUIT changes nothing.
+        with contextlib.suppress(SMTPServerDisconnected):
+            yield from client.quit()
+        return result
+
+    def _hello(self, client: Client, encrypted: bool) -> Operation[None]:
+        """EHLO (LHLO); HELO only where no extension is needed."""
+        code, text = yield from client.ehlo()
+        if 200 <= code < 300:
+            return
+        if self.starttls == "require" and not encrypted:
+            raise SMTPSecurityError(
+                f"EHLO refused ({code}), so STARTTLS is not available; nothing was sent"
+            )
+        if client.lmtp:
+            raise SMTPHeloError(code, text)
+        code, text = yield from client.helo()
+        if not 200 <= code < 300:
+            raise SMTPHeloError(code, text)
+
+    def _mail_options(self, client: Client) -> list[str]:
+        """MAIL parameters for this message on this server; refuses what it cannot take."""
+        features = client.connection.extensions
+        options: list[str] = []
+        if self.kind == "binary":
+            if not (features.binarymime and features.chunking):
+                raise SMTPNotSupportedError(
+                    "the message is binary (NUL bytes, bare CR or LF, or lines over 998 "
+                    "octets) and the server does not advertise BINARYMIME and CHUNKING"
+                )
+            options.append("BODY=BINARYMIME")
+        elif self.kind == "8bit" or (self.kind == "stream" and features.eightbitmime):
+            if not features.eightbitmime:
+                raise SMTPNotSupportedError(
+                    "the message has 8-bit content and the server does not advertise 8BITMIME"
+                )
+            options.append("BODY=8BITMIME")
+        if self.international:
+            if not features.smtputf8:
+                raise SMTPNotSupportedError(
+                    "the envelope or header has non-ASCII text and the server does not "
+                    "advertise SMTPUTF8"
+                )
+            options.append("SMTPUTF8")
+        if self.dsn is not None:
+            dsn_options = self.dsn.mail_options()
+            wanted = dsn_options or any(self.dsn.rcpt_options(r) for r in self.recipients)
+            if wanted and not features.dsn:
+                raise SMTPNotSupportedError(
+                    "delivery status notifications were asked for and the server does not "
+                    "advertise DSN"
+                )
+            options += dsn_options
+        return options
+
+
+def _authenticate(client: Client, credentials: _Credentials) -> Operation[None]:
+    """AUTH with a password (the named mechanism, or ``login``'s choice) or an OAuth 2 token
+    (OAUTHBEARER or XOAUTH2, whichever is offered, or the named one)."""
+    advertised = client.esmtp_features.get("auth", "").upper().split()
+    if not advertised:
+        raise SMTPNotSupportedError("SMTP AUTH extension not supported by server.")
+    name = credentials.mechanism.upper() if credentials.mechanism else None
+    mechanism: sasl.Mechanism
+    if credentials.oauth2_token is not None:
+        if name is None:
+            name = next((n for n in ("OAUTHBEARER", "XOAUTH2") if n in advertised), None)
+            if name is None:
+                raise SMTPNotSupportedError("the server offers neither OAUTHBEARER nor XOAUTH2")
+        if name == "OAUTHBEARER":
+            mechanism = sasl.OAuthBearer(credentials.username, credentials.oauth2_token)
+        elif name == "XOAUTH2":
+            mechanism = sasl.XOAuth2(credentials.username, credentials.oauth2_token)
+        else:
+            raise ValueError(f"an OAuth 2 token goes with OAUTHBEARER or XOAUTH2, not {name}")
+    else:
+        assert credentials.password is not None
+        if name is None:
+            yield from client.login(credentials.username, credentials.password)
+            return
+        try:
+            mechanism = sasl.mechanism_for(name, credentials.username, credentials.password)
+        except KeyError:
+            raise ValueError(f"unknown password mechanism {name}") from None
+    if name not in advertised:
+        raise SMTPNotSupportedError(f"the server does not offer AUTH {name}")
+    yield from client.auth(name, mechanism)
+
+
+def _result(client: Client) -> SendResult:
+    """The ``SendResult`` of the transaction ``client`` just completed."""
+    replies = client.last_replies
+    accepted: dict[str, Reply] = {}
+    refused: dict[str, Reply] = {}
+    for recipient, reply in replies.rcpt.items():
+        (accepted if reply.code in (250, 251) else refused)[recipient] = reply
+    if not client.lmtp:
+        return SendResult(accepted, refused, replies.body.get(""))
+    lmtp_replies = {recipient: reply for recipient, reply in replies.body.items() if recipient}
+    for recipient, reply in lmtp_replies.items():
+        accepted.pop(recipient, None)
+        (accepted if 200 <= reply.code < 300 else refused)[recipient] = reply
+    return SendResult(accepted, refused, None, lmtp_replies)
