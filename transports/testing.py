@@ -69,9 +69,10 @@ class CapturedMessage:
 
     @cached_property
     def message(self) -> email.message.EmailMessage:
-        """``data`` parsed as an ``email.message.EmailMessage`` (headers, parts, content)."""
+        """``data`` parsed as an ``email.message.EmailMessage`` (headers, parts, content),
+        with Python's ``\n`` line endings instead of the wire's CRLF."""
         parser = email.parser.BytesParser(policy=email.policy.default)
-        parsed = parser.parsebytes(self.data)
+        parsed = parser.parsebytes(self.data.replace(b"\r\n", b"\n"))
         assert isinstance(parsed, email.message.EmailMessage)
         return parsed
 
@@ -535,8 +536,8 @@ class CaptureServer:
             self._server = _TCPServer(("127.0.0.1", port), _Handler)
         self._server.capture = self
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="capture-server", daemon=True
-        )
+            target=self._server.serve_forever, args=(0.05,), name="capture-server", daemon=True
+        )  # a short poll interval: stop() returns quickly
 
     @property
     def host(self) -> str:
