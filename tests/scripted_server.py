@@ -38,6 +38,7 @@ __all__ = [
     "Envelope",
     "FAULT_ACTIONS",
     "FAULT_STEPS",
+    "LENIENT_DATA_ENDS",
     "Handler",
     "MAX_BLOCK",
     "MAX_LINE",
@@ -247,6 +248,35 @@ class Session:
                     f"session #{self.index}: EOF after {len(self._buf)} of {n} bytes"
                 )
         return self._take(n)
+
+    def read_until_any(
+        self, terminators: Sequence[bytes], *, prefix: bytes = b"", limit: int = MAX_BLOCK
+    ) -> tuple[bytes, bytes]:
+        """Read up to and including the earliest of several terminators.
+
+        Returns the bytes read and the terminator found.  The search runs over ``prefix`` +
+        the input, so with ``prefix=b"\\r\\n"`` a terminator starting with a line end also
+        matches at the very start of the input (only its part in the input is read).  Of two
+        terminators starting at the same place the longer wins.  Raises `UnexpectedEOF` if
+        the client closes first.
+        """
+        if not terminators or not all(terminators):
+            raise ValueError("terminators must be non-empty")
+        deadline = self._deadline()
+        while True:
+            view = prefix + bytes(self._buf)
+            found = [(view.find(t), -len(t), t) for t in terminators]
+            hits = sorted(hit for hit in found if hit[0] >= 0)
+            if hits:
+                start, _, terminator = hits[0]
+                return self._take(start + len(terminator) - len(prefix)), terminator
+            if len(self._buf) >= limit:
+                raise AssertionError(f"session #{self.index}: no terminator within {limit} bytes")
+            if not self._fill(deadline):
+                raise UnexpectedEOF(
+                    f"session #{self.index}: EOF before any of {list(terminators)!r}; "
+                    f"buffered: {_tail(self._buf)!r}"
+                )
 
     def read_until_eof(self) -> bytes:
         """Read everything the client sends until it closes its side (at most `MAX_BLOCK`)."""
@@ -546,6 +576,16 @@ FAULT_ACTIONS = frozenset({"fin", "rst", "421", "stall"})
 """fin: orderly close; rst: abortive close; 421: send a 421 reply then close; stall: go
 silent until the server stops."""
 
+LENIENT_DATA_ENDS: tuple[bytes, ...] = (
+    b"\r\n.\r\n",
+    b"\n.\n",
+    b"\r.\r",
+    b"\r\n.\n",
+    b"\n.\r\n",
+    b"\r.\n",
+)
+"""The end-of-data sequences some server accepts besides CRLF.CRLF (SMTP smuggling)."""
+
 DEFAULT_FEATURES: tuple[str, ...] = ("PIPELINING", "8BITMIME", "SIZE 1000000")
 
 
@@ -607,6 +647,10 @@ class StandardESMTP:
         chunking: bool = False,
         fail_at: Mapping[str, str] | None = None,
         hostname: str = "test.local",
+        tls_features: Sequence[str] | None = None,
+        starttls_injection: bytes = b"",
+        starttls_injection_separately: bool = False,
+        lenient_data_end: bool = False,
     ) -> None:
         """Configure the behaviour.
 
@@ -615,6 +659,14 @@ class StandardESMTP:
         data_replies(accepted_rcpts) -> reply lines after the message: with lmtp, one line
         per recipient; otherwise the lines of the single final reply.  fail_at maps a step
         in `FAULT_STEPS` to an action in `FAULT_ACTIONS`.
+
+        Hostile behaviours, for the attack tests: tls_features, when given, is the EHLO
+        reply's whole list of keywords once TLS is active (nothing added).
+        starttls_injection is plaintext sent right after the 220 to STARTTLS (in the same
+        write, or in a write of its own with starttls_injection_separately), as a man in
+        the middle would inject it; the TLS handshake is attempted all the same.
+        lenient_data_end ends DATA at the first `LENIENT_DATA_ENDS` sequence and reads what
+        follows as commands, as servers open to SMTP smuggling do.
         """
         fail_at = dict(fail_at or {})
         for step, action in fail_at.items():
@@ -632,6 +684,10 @@ class StandardESMTP:
         self.chunking = chunking
         self.fail_at = fail_at
         self.hostname = hostname
+        self.tls_features = None if tls_features is None else list(tls_features)
+        self.starttls_injection = starttls_injection
+        self.starttls_injection_separately = starttls_injection_separately
+        self.lenient_data_end = lenient_data_end
         self.envelopes: list[Envelope] = []
         self.commands: list[bytes] = []
         self.authenticated: list[str] = []  # user names that logged in successfully
@@ -644,6 +700,9 @@ class StandardESMTP:
 
     def ehlo_lines(self, tls_active: bool) -> list[str]:
         """The EHLO/LHLO reply: configured features plus AUTH/STARTTLS/CHUNKING as enabled."""
+        if tls_active and self.tls_features is not None:
+            lines = [self.hostname, *self.tls_features]  # exactly as configured
+            return [f"250-{line}" for line in lines[:-1]] + [f"250 {lines[-1]}"]
         keywords = list(self.features)
         names = {k.split()[0].upper() for k in keywords if k.strip()}
         if self.auth is not None and "AUTH" not in names:
@@ -883,6 +942,13 @@ class _Conversation:
             return True
         self.s.reply("354 End data with <CR><LF>.<CR><LF>")
         self.fault("body")
+        if self.srv.lenient_data_end:
+            raw, end = self.s.read_until_any(LENIENT_DATA_ENDS, prefix=b"\r\n")
+            # Keep the line end that starts the end sequence, drop its dot and what follows;
+            # then undo dot-stuffing at every CRLF line start.
+            text = (b"\r\n" + raw)[: len(raw) + 2 - len(end) + end.index(b".")]
+            self.complete(text.replace(b"\r\n.", b"\r\n")[2:], "DATA")
+            return True
         content = bytearray()
         while True:
             line = self.s.read_line(limit=MAX_BLOCK)
@@ -973,7 +1039,12 @@ class _Conversation:
         if arg.strip():
             self.s.reply("501 5.5.4 Syntax: STARTTLS")
             return True
-        self.s.reply("220 2.0.0 Ready to start TLS")
+        ready = b"220 2.0.0 Ready to start TLS\r\n"
+        if self.srv.starttls_injection_separately:
+            self.s.send(ready)
+            self.s.send(self.srv.starttls_injection)
+        else:
+            self.s.send(ready + self.srv.starttls_injection)
         try:
             self.s.start_tls(context)
         except TimeoutError:
