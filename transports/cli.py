@@ -415,18 +415,38 @@ def run_plan(plan: Plan, transport: str) -> Outcome:
 # ---------------------------------------------------------------------- send
 
 
+def _unverified_context() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 def _context(args: argparse.Namespace) -> ssl.SSLContext:
     """Verifying TLS (system CAs, or ``--cafile``) unless ``--insecure`` says otherwise."""
     if args.insecure:
         print("smtp-proto: --insecure: the server's certificate is NOT checked", file=sys.stderr)
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
+        return _unverified_context()
     try:
         return ssl.create_default_context(cafile=args.cafile)
     except (OSError, ssl.SSLError) as exc:
         raise UsageError(f"cannot load --cafile {args.cafile}: {exc}") from None
+
+
+def _target(args: argparse.Namespace) -> tuple[bool, str, str, int]:
+    """LMTP or not, the TLS mode, host (or socket path) and port the options name."""
+    unix = args.server.startswith("/")
+    lmtp = args.lmtp or unix
+    tls = args.tls or ("none" if unix else "starttls")
+    if unix and tls != "none":
+        raise UsageError("a Unix socket is local: no --tls with it")
+    if lmtp and tls == "implicit":
+        raise UsageError("LMTP with implicit TLS is not supported (use --tls starttls)")
+    try:
+        host, port = parse_server(args.server, LMTP_TCP_PORT if lmtp else _DEFAULT_PORTS[tls])
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return lmtp, tls, host, port
 
 
 def _password(args: argparse.Namespace) -> str | None:
@@ -475,12 +495,7 @@ def send(args: argparse.Namespace) -> int:
     args.body = "This message was sent by smtp-proto.\n" if args.body is None else args.body
     if args.server is None:
         return _send_to_capture_server(args)
-    lmtp = args.lmtp or args.server.startswith("/")
-    tls = args.tls or ("none" if args.server.startswith("/") else "starttls")
-    try:
-        host, port = parse_server(args.server, LMTP_TCP_PORT if lmtp else _DEFAULT_PORTS[tls])
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    lmtp, tls, host, port = _target(args)
     envelope = build_envelope(args, default_sender=None)
     plan = Plan(
         host, port, lmtp, tls, _context(args), args.helo, args.timeout, args.verbose,
@@ -516,10 +531,19 @@ def _send_to_capture_server(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------- probe
 
+_SHORT_NAMES = {
+    "commonName": "CN",
+    "organizationName": "O",
+    "organizationalUnitName": "OU",
+    "countryName": "C",
+    "stateOrProvinceName": "ST",
+    "localityName": "L",
+}
+
 
 def _name(parts: Any) -> str:
-    """An ``ssl`` certificate name (tuple of RDNs) as ``CN=..., O=...``."""
-    return ", ".join(f"{key}={value}" for rdn in parts for key, value in rdn)
+    """A name as ``ssl`` decodes it (a tuple of RDNs) written ``CN=..., O=...``."""
+    return ", ".join(f"{_SHORT_NAMES.get(key, key)}={value}" for rdn in parts for key, value in rdn)
 
 
 def _iso(cert_time: str) -> str:
@@ -527,109 +551,123 @@ def _iso(cert_time: str) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", moment)
 
 
-def _certificate(sock: ssl.SSLSocket, verified: bool) -> dict[str, Any]:
-    """The peer certificate: names and dates when verified (what ``ssl`` decodes), and
-    always its SHA-256 fingerprint."""
+def _decode_der(der: bytes) -> dict[str, Any]:
+    """Names and dates of a certificate ``ssl`` does not decode (one it did not verify), with
+    the ``cryptography`` package when it is installed; nothing without it."""
+    try:
+        x509: Any = importlib.import_module("cryptography.x509")  # optional, not a dependency
+    except ImportError:
+        return {}
+    cert = x509.load_der_x509_certificate(der)
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        sans = [f"DNS:{name}" for name in names.get_values_for_type(x509.DNSName)]
+        sans += [f"IP Address:{ip}" for ip in names.get_values_for_type(x509.IPAddress)]
+    except x509.ExtensionNotFound:
+        sans = []
+    return {
+        "subject": ", ".join(f"{a.rfc4514_attribute_name}={a.value!s}" for a in cert.subject),
+        "issuer": ", ".join(f"{a.rfc4514_attribute_name}={a.value!s}" for a in cert.issuer),
+        "sans": sans,
+        "not_before": cert.not_valid_before_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "not_after": cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def _tls_session(sock: ssl.SSLSocket, verified: bool) -> dict[str, Any]:
+    """Protocol version, cipher and the peer certificate of a TLS connection."""
+    cipher = sock.cipher()
     der = sock.getpeercert(binary_form=True) or b""
-    details: dict[str, Any] = {"sha256": hashlib.sha256(der).hexdigest()}
+    certificate: dict[str, Any] = {"sha256": hashlib.sha256(der).hexdigest()}
     decoded = sock.getpeercert() if verified else None
     if decoded:
-        details["subject"] = _name(decoded.get("subject", ()))
-        details["issuer"] = _name(decoded.get("issuer", ()))
         sans: Any = decoded.get("subjectAltName", ())
-        details["sans"] = [f"{kind}:{value}" for kind, value in sans]
-        details["not_before"] = _iso(str(decoded["notBefore"]))
-        details["not_after"] = _iso(str(decoded["notAfter"]))
-    return details
+        certificate.update(
+            subject=_name(decoded.get("subject", ())),
+            issuer=_name(decoded.get("issuer", ())),
+            sans=[f"{kind}:{value}" for kind, value in sans],
+            not_before=_iso(str(decoded["notBefore"])),
+            not_after=_iso(str(decoded["notAfter"])),
+        )
+    elif der:
+        certificate.update(_decode_der(der))
+    return {
+        "version": sock.version(),
+        "cipher": cipher[0] if cipher else None,
+        "bits": cipher[2] if cipher else None,
+        "certificate": certificate,
+    }
 
 
 def _features(smtp: sync.SMTP) -> list[str]:
-    return [f"{name.upper()} {value}".strip() for name, value in smtp.esmtp_features.items()]
+    """The extensions of the last EHLO/LHLO, as the server wrote them."""
+    return [
+        f"{name.upper()} {value.strip()}".strip() for name, value in smtp.esmtp_features.items()
+    ]
 
 
 def _ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 3)
 
 
-def _tls_session(smtp: sync.SMTP, verified: bool) -> dict[str, Any]:
-    sock = smtp.sock
-    assert isinstance(sock, ssl.SSLSocket)
-    cipher = sock.cipher()
-    return {
-        "version": sock.version(),
-        "cipher": cipher[0] if cipher else None,
-        "bits": cipher[2] if cipher else None,
-        "certificate": _certificate(sock, verified),
-    }
+def _greet(smtp: sync.SMTP, host: str, port: int, report: dict[str, Any]) -> None:
+    """Connect, read the greeting and say EHLO (LHLO), timing the connection."""
+    start = time.perf_counter()
+    code, text = smtp.connect(host, port)
+    report["connect_ms"] = _ms(start)
+    report["greeting"] = {"code": code, "text": text.decode("utf-8", "replace")}
+    smtp.ehlo_or_helo_if_needed()
 
 
-def _probe_connect(
-    args: argparse.Namespace, host: str, port: int, lmtp: bool, context: ssl.SSLContext
-) -> tuple[sync.SMTP, dict[str, Any]]:
-    """Connect, read the greeting and EHLO (LHLO); implicit TLS first if asked."""
+def _probe(args: argparse.Namespace, report: dict[str, Any]) -> int:
+    """Fill ``report`` with what the server offers; returns the exit code.
+
+    A certificate that fails verification is reported (exit code 3), and the probe goes on
+    without checking it, to show the rest: it sends nothing that needs protecting.
+    """
+    lmtp, tls, host, port = _target(args)
+    report.update(server=f"{host}:{port}" if port else host, protocol="LMTP" if lmtp else "SMTP")
+    context = _context(args)
+    status = EXIT_OK
+    verification = "not checked (--insecure)" if args.insecure else "yes"
     smtp: sync.SMTP
     if lmtp:
         smtp = sync.LMTP(local_hostname=args.helo, timeout=args.timeout)
-    elif args.tls == "implicit":
+    elif tls == "implicit":
         smtp = sync.SMTP_SSL(local_hostname=args.helo, timeout=args.timeout, context=context)
     else:
         smtp = sync.SMTP(local_hostname=args.helo, timeout=args.timeout)
     smtp.set_debuglevel(1 if args.verbose else 0)
-    start = time.perf_counter()
-    code, text = smtp.connect(host, port)
-    report: dict[str, Any] = {
-        "greeting": {"code": code, "text": text.decode("utf-8", "replace")},
-        "connect_ms": _ms(start),
-    }
-    smtp.ehlo_or_helo_if_needed()
-    return smtp, report
-
-
-def _probe(args: argparse.Namespace, report: dict[str, Any]) -> int:
-    """Fill ``report`` with what the server offers; returns the exit code."""
-    lmtp = args.lmtp or args.server.startswith("/")
-    args.tls = args.tls or ("none" if args.server.startswith("/") else "starttls")
-    default_port = LMTP_TCP_PORT if lmtp else _DEFAULT_PORTS[args.tls]
-    try:
-        host, port = parse_server(args.server, default_port)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    report.update(server=f"{host}:{port}" if port else host, protocol="LMTP" if lmtp else "SMTP")
-    context = _context(args)
-    status = EXIT_OK
-    try:
-        smtp, connected = _probe_connect(args, host, port, lmtp, context)
-    except ssl.SSLCertVerificationError as exc:
-        # Implicit TLS with a certificate we cannot verify: look again without checking.
-        report["tls_error"] = _describe(exc)
-        args.insecure = True
-        smtp, connected = _probe_connect(args, host, port, lmtp, _context(args))
-        status = EXIT_TLS
-    report.update(connected)
     with smtp:
+        try:
+            _greet(smtp, host, port, report)
+        except ssl.SSLCertVerificationError as exc:
+            assert isinstance(smtp, sync.SMTP_SSL)
+            verification, status = f"NO: {_describe(exc)}", EXIT_TLS
+            smtp.context = _unverified_context()
+            _greet(smtp, host, port, report)
         report["extensions"] = _features(smtp)
-        if args.tls == "implicit":
-            report["tls"] = _tls_session(smtp, verified=status == EXIT_OK)
-        elif args.tls == "starttls":
+        if tls == "starttls":
             report["starttls_offered"] = smtp.has_extn("starttls")
-            if smtp.has_extn("starttls"):
+        if report.get("starttls_offered"):
+            start = time.perf_counter()
+            try:
+                smtp.starttls(context=context)
+            except ssl.SSLCertVerificationError as exc:
+                verification, status = f"NO: {_describe(exc)}", EXIT_TLS
+                _greet(smtp, host, port, {})
                 start = time.perf_counter()
-                try:
-                    smtp.starttls(context=context)
-                    verified = not args.insecure
-                except ssl.SSLCertVerificationError as exc:
-                    report["tls_error"] = _describe(exc)
-                    args.insecure, verified, status = True, False, EXIT_TLS
-                    smtp.connect(host, port)  # look again without checking
-                    smtp.ehlo_or_helo_if_needed()
-                    start = time.perf_counter()
-                    smtp.starttls(context=_context(args))
-                report["tls_handshake_ms"] = _ms(start)
-                report["tls"] = _tls_session(smtp, verified)
-                smtp.ehlo_or_helo_if_needed()
-                report["extensions_after_tls"] = _features(smtp)
-        if "tls" in report:
-            report["tls"]["verified"] = status == EXIT_OK and not args.insecure
+                smtp.starttls(context=_unverified_context())
+            report["tls_handshake_ms"] = _ms(start)
+            smtp.ehlo_or_helo_if_needed()
+            report["extensions_after_tls"] = _features(smtp)
+        if isinstance(smtp.sock, ssl.SSLSocket):
+            report["tls"] = _tls_session(smtp.sock, verified=verification == "yes")
+            report["tls"]["verified"] = verification == "yes"
+            if verification == "yes":
+                trusted = args.cafile or "the system's CA store"
+                verification = f"yes: signed by a CA in {trusted}, and issued for {host}"
+            report["tls"]["verification"] = verification
         samples = []
         for _ in range(_NOOP_SAMPLES):
             start = time.perf_counter()
@@ -640,34 +678,41 @@ def _probe(args: argparse.Namespace, report: dict[str, Any]) -> int:
 
 
 def _print_probe(report: dict[str, Any]) -> None:
-    greeting = report.get("greeting")
+    def listing(title: str, lines: list[str]) -> None:
+        print(f"{title:<12}" + "\n            ".join(lines or ["(none)"]))
+
     print(f"server      {report['server']} ({report['protocol']})")
-    if greeting:
-        print(f"greeting    {greeting['code']} {greeting['text']}  ({report['connect_ms']} ms)")
+    if "greeting" in report:
+        greeting = report["greeting"]
+        print(f"greeting    {greeting['code']} {greeting['text']}")
+        print(f"connected   in {report['connect_ms']} ms")
     if "extensions" in report:
-        print("extensions  " + "\n            ".join(report["extensions"] or ["(none)"]))
-    if "starttls_offered" in report and not report["starttls_offered"]:
+        listing("extensions", report["extensions"])
+    if report.get("starttls_offered") is False:
         print("STARTTLS    not offered: the session stays in clear text")
-    tls = report.get("tls")
-    if tls:
-        handshake = report.get("tls_handshake_ms")
-        print(f"TLS         {tls['version']}, {tls['cipher']} ({tls['bits']} bits)", end="")
-        print(f", handshake {handshake} ms" if handshake is not None else "")
+    if "tls" in report:
+        tls = report["tls"]
+        print(f"TLS         {tls['version']}, {tls['cipher']} ({tls['bits']} bits)")
+        if "tls_handshake_ms" in report:
+            print(f"            STARTTLS handshake in {report['tls_handshake_ms']} ms")
         cert = tls["certificate"]
-        for key in ("subject", "issuer"):
+        print("certificate")
+        for key, label in (("subject", "subject"), ("issuer", "issuer"), ("sans", "SANs")):
             if key in cert:
-                print(f"  {key:<9} {cert[key]}")
-        if "sans" in cert:
-            print(f"  SANs      {', '.join(cert['sans'])}")
+                value = cert[key]
+                print(f"  {label:<10}{', '.join(value) if isinstance(value, list) else value}")
+        if "not_before" in cert:
             print(f"  valid     {cert['not_before']} to {cert['not_after']}")
         print(f"  sha256    {cert['sha256']}")
-        verdict = "yes" if tls["verified"] else f"NO: {report.get('tls_error', '--insecure')}"
-        print(f"  verified  {verdict}")
+        print(f"  verified  {tls['verification']}")
     if "extensions_after_tls" in report:
-        print("after TLS   " + "\n            ".join(report["extensions_after_tls"] or ["(none)"]))
+        listing("after TLS", report["extensions_after_tls"])
     if "noop_ms" in report:
         noop = report["noop_ms"]
-        print(f"NOOP        {noop['min']} ms round trip (median {noop['median']} ms)")
+        print(
+            f"round trip  {noop['min']} ms (NOOP, best of {_NOOP_SAMPLES}; "
+            f"median {noop['median']} ms)"
+        )
     if "error" in report:
         print(f"error       {report['error']}")
 
