@@ -1,0 +1,257 @@
+"""The high-level send's core, offline: body classification, argument checks, the result,
+and mechanism choice for OAuth 2 tokens."""
+
+from __future__ import annotations
+
+import base64
+import email.message
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from smtp_proto import DSN, Client, Reply
+from smtp_proto.body import BodyEncoder
+from smtp_proto.send import MAX_LINE, SendResult, Submission, body_kind
+from tests.offline import C, Peer, S
+
+GREETING = b"220 server.example ESMTP ready\r\n"
+OK = S(b"250 2.0.0 ok\r\n")
+
+line_bytes = st.binary(max_size=60).filter(lambda b: b"\r" not in b and b"\n" not in b)
+
+
+@given(st.lists(line_bytes, max_size=8))
+def test_line_safe_bodies_are_never_changed_by_the_encoder(lines: list[bytes]) -> None:
+    data = b"".join(line + b"\r\n" for line in lines)
+    kind = body_kind(data)
+    assert kind in (("7bit", "8bit", "binary"))
+    assert (kind == "binary") == (b"\0" in data)
+    if kind != "binary":
+        assert BodyEncoder(stuff_dots=False).encode_all(data) == (data or b"\r\n")
+        assert kind == ("7bit" if data.isascii() else "8bit")
+
+
+@given(st.binary(max_size=300))
+def test_what_is_not_binary_goes_through_normalisation_unchanged(data: bytes) -> None:
+    if body_kind(data) == "binary":
+        return
+    tail = b"" if data.endswith(b"\r\n") else b"\r\n"
+    assert BodyEncoder(stuff_dots=False).encode_all(data) == data + tail
+
+
+@given(st.binary(max_size=300))
+def test_classification_matches_its_definition(data: bytes) -> None:
+    bare = data.count(b"\r") != data.count(b"\r\n") or data.count(b"\n") != data.count(b"\r\n")
+    too_long = any(len(line) > MAX_LINE for line in data.split(b"\r\n"))
+    expected = "binary" if b"\0" in data or bare or too_long else None
+    assert body_kind(data) == (expected or ("7bit" if data.isascii() else "8bit"))
+
+
+def test_overlong_line_is_binary() -> None:
+    assert body_kind(b"a" * MAX_LINE + b"\r\n") == "7bit"
+    assert body_kind(b"a" * (MAX_LINE + 1) + b"\r\n") == "binary"
+
+
+# ---------------------------------------------------------------- argument checks
+
+
+def submission(**options: Any) -> Submission:
+    options.setdefault("sender", "s@x")
+    options.setdefault("recipients", "r@x")
+    return Submission.create(b"Subject: s\r\n\r\n", "mail.example", **options)
+
+
+@pytest.mark.parametrize(
+    ("port", "tls", "expected"),
+    [
+        (None, "auto", (587, False, "require")),
+        (465, "auto", (465, True, "never")),
+        (25, "auto", (25, False, "require")),
+        (None, "implicit", (465, True, "never")),
+        (None, "starttls", (587, False, "require")),
+        (2525, "opportunistic", (2525, False, "try")),
+        (25, "none", (25, False, "never")),
+    ],
+)
+def test_tls_plan(port: int | None, tls: Any, expected: tuple[int, bool, str]) -> None:
+    plan = (
+        submission(tls=tls)
+        if port is None
+        else Submission.create(b"x", "h", port, sender="s", recipients="r", tls=tls)
+    )
+    assert (plan.port, plan.implicit_tls, plan.starttls) == expected
+
+
+def test_lmtp_on_a_unix_socket_needs_no_tls() -> None:
+    plan = Submission.create(b"x", "/run/lmtp", sender="s", recipients="r", lmtp=True)
+    assert (plan.port, plan.implicit_tls, plan.starttls) == (0, False, "never")
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        ({"tls": "sometimes"}, ValueError),
+        ({"password": "p"}, ValueError),
+        ({"username": "u"}, ValueError),
+        ({"username": "u", "password": "p", "oauth2_token": "t"}, ValueError),
+        ({"recipients": []}, ValueError),
+        ({"sender": None}, TypeError),
+        ({"lmtp": True, "tls": "implicit"}, ValueError),
+    ],
+)
+def test_bad_arguments_fail_before_connecting(options: dict[str, Any], error: type) -> None:
+    with pytest.raises(error):
+        submission(**options)
+
+
+def test_body_kinds_from_arguments() -> None:
+    assert submission().kind == "7bit"
+    assert Submission.create("na\u00efve", "h", sender="s", recipients="r").kind == "8bit"
+    assert submission(binary=True).kind == "binary"
+    text = Submission.create(b"unix\nline ends\n", "h", sender="s", recipients="r", binary=False)
+    assert text.kind == "7bit"
+    stream = Submission.create(iter([b"x"]), "h", sender="s", recipients="r")
+    assert stream.kind == "stream"
+    assert Submission.create(
+        b"Subject: \xc3\xa9\r\n\r\n", "h", sender="s", recipients="r"
+    ).international
+
+
+def test_email_message_envelope_from_headers() -> None:
+    message = email.message.EmailMessage()
+    message["From"] = "a@example.com"
+    message["To"] = "b@example.com"
+    message["Bcc"] = "hidden@example.com"
+    message.set_content("hi")
+    plan = Submission.create(message, "h")
+    assert (plan.sender, plan.recipients) == (
+        "a@example.com",
+        ("b@example.com", "hidden@example.com"),
+    )
+    assert isinstance(plan.body, bytes) and b"hidden" not in plan.body
+
+
+# ---------------------------------------------------------------- results
+
+
+@pytest.mark.parametrize(
+    ("text", "queue_id"),
+    [
+        (b"2.0.0 Ok: 227 bytes queued as 675A7164440", "675A7164440"),
+        (b"OK id=1q2w3e-000abc-Xy", "1q2w3e-000abc-Xy"),
+        (b"2.0.0 Message accepted", None),
+    ],
+)
+def test_queue_id(text: bytes, queue_id: str | None) -> None:
+    result = SendResult({}, {}, Reply(250, (text,)))
+    assert result.queue_id == queue_id
+    assert result.ok
+    assert SendResult({}, {"r": Reply(550, (b"no",))}, None).ok is False
+
+
+# ---------------------------------------------------------------- a whole session, offline
+
+
+def run_session(plan: Submission, script: list[Any], pipelining: bool = False) -> Any:
+    client = Client("client.example")
+    peer = Peer([S(GREETING), *script], pipelining=pipelining)
+    client.connecting("server.example", 25)
+    peer.run(client.greeting())
+    result = peer.run(plan.operation(client))
+    peer.expect_finished()
+    return result, peer
+
+
+@pytest.mark.parametrize(
+    ("advertised", "mechanism", "expected"),
+    [
+        ("OAUTHBEARER XOAUTH2", None, "OAUTHBEARER"),
+        ("XOAUTH2 PLAIN", None, "XOAUTH2"),
+        ("OAUTHBEARER XOAUTH2", "xoauth2", "XOAUTH2"),
+    ],
+)
+def test_oauth2_mechanism_follows_the_offer(
+    advertised: str, mechanism: str | None, expected: str
+) -> None:
+    tokens = iter(["fresh-token"])
+    plan = Submission.create(
+        b"x",
+        "h",
+        25,
+        sender="s@x",
+        recipients="r@x",
+        tls="none",
+        username="me@x",
+        oauth2_token=lambda: next(tokens),
+        mechanism=mechanism,
+        plaintext_auth=True,
+    )
+    if expected == "OAUTHBEARER":
+        initial = b"n,a=me@x,\x01auth=Bearer fresh-token\x01\x01"
+    else:
+        initial = b"user=me@x\x01auth=Bearer fresh-token\x01\x01"
+    auth = f"AUTH {expected} ".encode() + base64.b64encode(initial) + b"\r\n"
+    script = [
+        C(b"ehlo client.example\r\n"),
+        S(f"250-server.example\r\n250 AUTH {advertised}\r\n".encode()),
+        C(auth),
+        S(b"235 2.7.0 ok\r\n"),
+        C(b"mail FROM:<s@x>\r\n"),
+        OK,
+        C(b"rcpt TO:<r@x>\r\n"),
+        OK,
+        C(b"data\r\n"),
+        S(b"354 go\r\n"),
+        C(b"x\r\n.\r\n"),
+        S(b"250 2.0.0 queued as Q1\r\n"),
+        C(b"quit\r\n"),
+        S(b"221 bye\r\n"),
+    ]
+    result, peer = run_session(plan, script)
+    assert result.queue_id == "Q1" and peer.closed
+
+
+def test_oauth2_without_an_offered_mechanism_sends_nothing() -> None:
+    plan = Submission.create(
+        b"x",
+        "h",
+        25,
+        sender="s",
+        recipients="r",
+        tls="none",
+        username="u",
+        oauth2_token="t",
+        plaintext_auth=True,
+    )
+    script = [C(b"ehlo client.example\r\n"), S(b"250-server.example\r\n250 AUTH PLAIN\r\n")]
+    with pytest.raises(Exception, match="OAUTHBEARER nor XOAUTH2"):
+        run_session(plan, script)
+
+
+def test_dsn_parameters_in_a_pipelined_session() -> None:
+    plan = Submission.create(
+        b"x",
+        "h",
+        25,
+        sender="s@x",
+        recipients=["a@x"],
+        tls="none",
+        dsn=DSN(ret="FULL", notify=("DELAY", "FAILURE"), orcpt=True),
+        chunking=False,
+    )
+    script = [
+        C(b"ehlo client.example\r\n"),
+        S(b"250-server.example\r\n250-PIPELINING\r\n250 DSN\r\n"),
+        C(b"mail FROM:<s@x> RET=FULL\r\n"),
+        C(b"rcpt TO:<a@x> NOTIFY=FAILURE,DELAY ORCPT=rfc822;a@x\r\n"),
+        C(b"data\r\n"),
+        S(b"250 ok\r\n250 ok\r\n354 go\r\n"),
+        C(b"x\r\n.\r\n"),
+        S(b"250 done\r\n"),
+        C(b"quit\r\n"),
+        S(b"221 bye\r\n"),
+    ]
+    result, _ = run_session(plan, script, pipelining=True)
+    assert list(result.accepted) == ["a@x"] and result.data_reply.text == b"done"
