@@ -770,9 +770,11 @@ def _connection_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="smtp-proto", description=(__doc__ or "").split("\n\n")[0])
+    parser = _Parser(
+        prog="smtp-proto", description=(__doc__ or "").split("\n\n")[0], allow_abbrev=False
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    sending = commands.add_parser("send", help="send one message")
+    sending = commands.add_parser("send", help="send one message", allow_abbrev=False)
     _connection_options(sending)
     sending.add_argument("--transport", choices=("blocking", "asyncio", "trio"), default="blocking")
     sending.add_argument("--user", help="log in as this user")
@@ -792,7 +794,7 @@ def build_parser() -> argparse.ArgumentParser:
     sending.add_argument("--eml", help="send this ready message file as is (Bcc removed)")
     sending.add_argument("--progress", action="store_true", help="progress bar on stderr")
     sending.set_defaults(handler=send)
-    probing = commands.add_parser("probe", help="show what a server offers")
+    probing = commands.add_parser("probe", help="show what a server offers", allow_abbrev=False)
     _connection_options(probing)
     probing.add_argument("--json", action="store_true", help="machine-readable output")
     probing.set_defaults(handler=probe)

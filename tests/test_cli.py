@@ -1,0 +1,502 @@
+"""``smtp-proto send`` and ``probe`` against the capture server (no outside server needed).
+
+The command runs in-process (``main(argv)``, output read with capsys) except for the README's
+own first command, run as the real ``python -m smtp_proto`` subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from smtp_proto.transports.cli import EXIT_USAGE, main, parse_server, without_bcc
+from smtp_proto.transports.testing import CaptureServer
+
+from tests.servers.certs import LocalCA
+
+TRANSPORTS = ["blocking", "asyncio", "trio"]
+
+
+@pytest.fixture
+def server() -> Iterator[CaptureServer]:
+    with CaptureServer() as capture:
+        yield capture
+
+
+def to(server: CaptureServer, *argv: str) -> list[str]:
+    """``send`` arguments for the capture server ``server``, in clear text."""
+    return ["send", "--server", f"{server.host}:{server.port}", "--tls", "none", *argv]
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# ---------------------------------------------------------------- no server: the README command
+
+
+def test_the_readme_command_shows_the_transcript_and_the_message(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "smtp_proto", "send", "-v"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "No --server given: sending to a capture server on 127.0.0.1:" in result.stdout
+    assert "accepted  recipient@example.com" in result.stdout
+    assert "The capture server received, from <sender@example.com>" in result.stdout
+    assert "Subject: Hello from smtp-proto" in result.stdout
+    assert "This message was sent by smtp-proto." in result.stdout
+    assert "send: 'ehlo smtp-proto.local\\r\\n'" in result.stderr  # the transcript
+    assert "reply: retcode (250); Msg: b'2.0.0 Ok: queued as 1'" in result.stderr
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_no_server_over_each_transport(capsys: pytest.CaptureFixture[str], transport: str) -> None:
+    code, out, _ = run(capsys, "send", "--transport", transport, "--to", "x@example.test")
+    assert code == 0
+    assert "accepted  x@example.test" in out
+    assert "The capture server received, from <sender@example.com> for <x@example.test>:" in out
+
+
+# ---------------------------------------------------------------- composing
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_to_cc_bcc_subject_body_and_attachments(
+    capsys: pytest.CaptureFixture[str], server: CaptureServer, tmp_path: Path, transport: str
+) -> None:
+    table = tmp_path / "table.csv"
+    table.write_bytes(b"a,b\r\n1,2\r\n")
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(bytes(range(256)))
+    code, out, _ = run(
+        capsys,
+        *to(server, "--transport", transport, "--from", "me@example.test"),
+        *("--to", "t1@example.test", "--to", "t2@example.test", "--cc", "c@example.test"),
+        *("--bcc", "hidden@example.test", "--subject", "Quarterly ☃", "--body", "See attached.\n"),
+        *("--attach", str(table), "--attach", str(blob)),
+    )
+    assert code == 0
+    assert out.splitlines()[-1] == "4 of 4 recipients accepted"
+    (captured,) = server.messages
+    assert captured.mail_from == "me@example.test"
+    assert captured.rcpt_tos == [
+        "t1@example.test", "t2@example.test", "c@example.test", "hidden@example.test",
+    ]  # fmt: skip
+    message = captured.message
+    assert message["To"] == "t1@example.test, t2@example.test"
+    assert message["Cc"] == "c@example.test"
+    assert message["Bcc"] is None and b"hidden" not in captured.data
+    assert message["Subject"] == "Quarterly ☃"
+    body, *attachments = message.iter_parts()
+    assert body.get_content() == "See attached.\n"
+    assert [(a.get_content_type(), a.get_filename()) for a in attachments] == [
+        ("text/csv", "table.csv"),
+        ("application/octet-stream", "blob.bin"),
+    ]
+    assert attachments[1].get_content() == bytes(range(256))
+
+
+def test_body_from_a_file_and_an_international_address(
+    capsys: pytest.CaptureFixture[str], server: CaptureServer, tmp_path: Path
+) -> None:
+    body = tmp_path / "body.txt"
+    body.write_text("Grüße aus Köln\n", encoding="utf-8")
+    code, _, _ = run(
+        capsys,
+        *to(server, "--from", "me@example.test", "--to", "jürgen@example.test"),
+        *("--body-file", str(body)),
+    )
+    assert code == 0
+    (captured,) = server.messages
+    assert captured.rcpt_tos == ["jürgen@example.test"]
+    assert "SMTPUTF8" in captured.mail_options
+    assert captured.message.get_content() == "Grüße aus Köln\n"
+
+
+def test_eml_is_sent_as_is_without_its_bcc(
+    capsys: pytest.CaptureFixture[str], server: CaptureServer, tmp_path: Path
+) -> None:
+    eml = tmp_path / "ready.eml"
+    headers = b"From: Ann <ann@example.test>\r\nTo: bob@example.test\r\nCc: cy@example.test\r\n"
+    eml.write_bytes(
+        headers + b"Bcc: dee@example.test,\r\n eve@example.test\r\nSubject: ready\r\n\r\nAs is.\r\n"
+    )
+    code, out, _ = run(capsys, *to(server, "--eml", str(eml)))
+    assert code == 0, out
+    (captured,) = server.messages
+    assert captured.mail_from == "ann@example.test"
+    assert captured.rcpt_tos == [
+        "bob@example.test", "cy@example.test", "dee@example.test", "eve@example.test",
+    ]  # fmt: skip
+    assert captured.data == headers + b"Subject: ready\r\n\r\nAs is.\r\n"
+
+
+def test_eml_with_the_envelope_from_options(
+    capsys: pytest.CaptureFixture[str], server: CaptureServer, tmp_path: Path
+) -> None:
+    eml = tmp_path / "ready.eml"
+    eml.write_bytes(b"From: ann@example.test\r\nTo: bob@example.test\r\n\r\nx\r\n")
+    argv = to(server, "--eml", str(eml), "--from", "bounce@example.test", "--to", "z@example.test")
+    assert run(capsys, *argv)[0] == 0
+    (captured,) = server.messages
+    assert (captured.mail_from, captured.rcpt_tos) == ("bounce@example.test", ["z@example.test"])
+
+
+def test_a_progress_bar_for_a_large_body(
+    capsys: pytest.CaptureFixture[str], server: CaptureServer
+) -> None:
+    body = "x" * 76 + "\n"
+    code, _, err = run(
+        capsys,
+        *to(server, "--from", "me@example.test", "--to", "a@example.test", "--progress"),
+        *("--body", body * 30_000),
+    )
+    assert code == 0
+    assert err.count("%") > 2 and "] 100% 2.2/2.2 MiB\n" in err
+    (captured,) = server.messages
+    assert f"size={len(captured.data)}" in captured.mail_options  # the size is still declared
+    assert captured.message.get_content() == body * 30_000
+
+
+# ---------------------------------------------------------------- results and exit codes
+
+
+def test_a_refused_recipient_exits_1_and_is_shown(capsys: pytest.CaptureFixture[str]) -> None:
+    refuse = {"gone@example.test": (550, "5.1.1 <gone@example.test>: no such user")}
+    with CaptureServer(refuse=refuse) as server:
+        code, out, _ = run(
+            capsys,
+            *to(server, "--from", "me@example.test"),
+            *("--to", "here@example.test", "--to", "gone@example.test"),
+        )
+    assert code == 1
+    assert out.splitlines() == [
+        "accepted  here@example.test",
+        "refused   gone@example.test  550 5.1.1 <gone@example.test>: no such user",
+        "1 of 2 recipients accepted",
+    ]
+
+
+def test_every_recipient_refused_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with CaptureServer(refuse={"gone@example.test": (550, "5.1.1 no")}) as server:
+        code, out, _ = run(
+            capsys, *to(server, "--from", "a@example.test", "--to", "gone@example.test")
+        )
+    assert code == 2
+    assert "refused   gone@example.test  550 5.1.1 no" in out
+    assert server.messages == []
+
+
+@pytest.mark.parametrize(
+    ("fail", "expected"),
+    [
+        ({"MAIL": (553, "5.1.8 Bad sender")}, "sender <a@example.test> refused: 553 5.1.8"),
+        ({"body": (554, "5.6.0 Spam")}, "SMTPDataError: 554 5.6.0 Spam"),
+    ],
+)
+def test_a_failed_transaction_exits_2(
+    capsys: pytest.CaptureFixture[str], fail: dict[str, tuple[int, str]], expected: str
+) -> None:
+    with CaptureServer(fail=fail) as server:
+        code, _, err = run(
+            capsys, *to(server, "--from", "a@example.test", "--to", "b@example.test")
+        )
+    assert code == 2
+    assert expected in err
+
+
+def test_an_unreachable_server_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with CaptureServer() as server:
+        port = server.port
+    code, _, err = run(capsys, "send", "--server", f"127.0.0.1:{port}", "--tls", "none",
+                       "--from", "a@example.test", "--to", "b@example.test")  # fmt: skip
+    assert code == 2
+    assert "ConnectionRefusedError" in err
+
+
+# ---------------------------------------------------------------- TLS and AUTH
+
+
+def test_starttls_is_required_by_default(
+    capsys: pytest.CaptureFixture[str], server: CaptureServer
+) -> None:
+    argv = [
+        "send",
+        "--server",
+        f"127.0.0.1:{server.port}",
+        "--from",
+        "a@x.test",
+        "--to",
+        "b@x.test",
+    ]
+    code, _, err = run(capsys, *argv)
+    assert code == 3
+    assert "does not offer STARTTLS" in err
+    assert server.messages == []
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_starttls_verified_with_cafile_and_auth(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tls_ca: LocalCA,
+    transport: str,
+) -> None:
+    monkeypatch.setenv("MY_SECRET", "s3cret-pässword")
+    with CaptureServer(
+        tls_context=tls_ca.server_context(), credentials={"ann": "s3cret-pässword"}
+    ) as server:
+        code, _, err = run(
+            capsys,
+            *("send", "--server", f"127.0.0.1:{server.port}", "--cafile", str(tls_ca.cafile)),
+            *("--user", "ann", "--password-env", "MY_SECRET", "--transport", transport, "-v"),
+            *("--from", "ann@example.test", "--to", "b@example.test"),
+        )
+    assert code == 0, err
+    (captured,) = server.messages
+    assert (captured.tls, captured.auth_user) == (True, "ann")
+    assert "send: 'STARTTLS\\r\\n'" in err
+    assert "AUTH PLAIN ****" in err  # the transcript hides the credentials
+    assert "s3cret" not in err and "czNjcmV0" not in err and "YW5u" not in err
+
+
+def test_a_certificate_that_cannot_be_verified_exits_3(
+    capsys: pytest.CaptureFixture[str], tls_ca: LocalCA
+) -> None:
+    with CaptureServer(tls_context=tls_ca.server_context()) as server:
+        argv = [
+            "send",
+            "--server",
+            f"127.0.0.1:{server.port}",
+            "--from",
+            "a@x.test",
+            "--to",
+            "b@x.test",
+        ]
+        code, _, err = run(capsys, *argv)
+        assert code == 3
+        assert "certificate not verified: unable to get local issuer certificate" in err
+        assert server.messages == []
+        code, _, err = run(capsys, *argv, "--insecure")  # only an explicit flag skips checking
+        assert code == 0
+        assert "--insecure: the server's certificate is NOT checked" in err
+
+
+def test_a_wrong_password_exits_4(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SMTP_PASSWORD", "wrong")
+    with CaptureServer(credentials={"ann": "right"}) as server:
+        code, _, err = run(
+            capsys,
+            *to(server, "--user", "ann", "--from", "a@example.test", "--to", "b@example.test"),
+        )
+    assert code == 4
+    assert "authentication failed: 535 5.7.8" in err
+    assert server.messages == []
+
+
+def test_the_capture_server_has_no_tls_or_auth(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "send", "--tls", "starttls")[0] == EXIT_USAGE
+    assert run(capsys, "send", "--user", "ann")[0] == EXIT_USAGE
+
+
+# ---------------------------------------------------------------- LMTP
+
+
+def test_lmtp_over_a_unix_socket_shows_each_reply(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    socket_path = tmp_path / "lmtp.sock"
+    with CaptureServer(
+        unix_path=socket_path,
+        lmtp=True,
+        refuse={"nobody@example.test": (550, "5.1.1 User unknown")},
+        lmtp_failures={"full@example.test": (552, "5.2.2 Quota exceeded")},
+    ) as server:
+        code, out, _ = run(
+            capsys,
+            *("send", "--server", str(socket_path), "--from", "a@example.test"),
+            *(
+                "--to",
+                "ok@example.test",
+                "--to",
+                "full@example.test",
+                "--to",
+                "nobody@example.test",
+            ),
+        )
+    assert code == 1
+    assert out.splitlines() == [
+        "delivered ok@example.test  250 2.0.0 Delivered <ok@example.test>",
+        "failed    full@example.test  552 5.2.2 Quota exceeded <full@example.test>",
+        "refused   nobody@example.test  550 5.1.1 User unknown",
+        "1 of 3 recipients accepted",
+    ]
+    assert server.messages[0].rcpt_tos == ["ok@example.test"]
+
+
+def test_lmtp_over_tcp(capsys: pytest.CaptureFixture[str]) -> None:
+    with CaptureServer(lmtp=True) as server:
+        code, out, _ = run(capsys, *to(server, "--lmtp", "--from", "a@x.test", "--to", "b@x.test"))
+    assert code == 0
+    assert out.startswith("delivered b@x.test  250 2.0.0 Delivered <b@x.test>\n")
+
+
+# ---------------------------------------------------------------- usage errors
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["send", "--bogus"],
+        ["send", "--body", "a", "--body-file", "b"],
+        ["send", "--eml", "x.eml", "--subject", "s"],
+        ["send", "--eml", "x.eml", "--body", "b"],
+        ["send", "--server", "mail.example.test", "--to", "b@example.test"],  # no --from
+        ["send", "--server", "mail.example.test:99999", "--from", "a@x.test", "--to", "b@x.test"],
+        ["send", "--server", "[::1", "--from", "a@x.test", "--to", "b@x.test"],
+        ["send", "--server", "/run/lmtp", "--tls", "starttls", "--to", "b@x.test"],
+        ["send", "--attach", "/nonexistent/file"],
+        ["send", "--eml", "/nonexistent/file.eml"],
+        ["send", "--tls", "nope"],
+        ["probe"],
+    ],
+)
+def test_usage_errors_exit_64(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    code, _, err = run(capsys, *argv)
+    assert code == EXIT_USAGE
+    assert err
+
+
+def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "send", "--help")
+    assert code == 0
+    assert "--transport {blocking,asyncio,trio}" in out
+
+
+# ---------------------------------------------------------------- probe
+
+
+def test_probe_the_capture_server_with_starttls(
+    capsys: pytest.CaptureFixture[str], tls_ca: LocalCA
+) -> None:
+    with CaptureServer(tls_context=tls_ca.server_context(), credentials={"a": "b"}) as server:
+        code, out, _ = run(
+            capsys,
+            *("probe", "--server", f"127.0.0.1:{server.port}", "--cafile", str(tls_ca.cafile)),
+            "--json",
+        )
+    assert code == 0
+    report = json.loads(out)
+    assert report["greeting"]["code"] == 220
+    assert {"STARTTLS", "AUTH PLAIN LOGIN", "CHUNKING", "SIZE 10485760"} <= set(
+        report["extensions"]
+    )
+    assert "STARTTLS" not in report["extensions_after_tls"]
+    assert report["tls"]["verified"] is True
+    assert report["tls"]["certificate"]["sans"][0] == "DNS:localhost"
+    assert report["noop_ms"]["min"] <= report["noop_ms"]["median"]
+
+
+def test_probe_without_starttls_says_so(
+    capsys: pytest.CaptureFixture[str], server: CaptureServer
+) -> None:
+    code, out, _ = run(capsys, "probe", "--server", f"127.0.0.1:{server.port}")
+    assert code == 0
+    assert "STARTTLS    not offered: the session stays in clear text" in out
+    assert "round trip  " in out
+
+
+def test_probe_an_lmtp_unix_socket(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    with CaptureServer(unix_path=tmp_path / "s", lmtp=True) as server:
+        code, out, _ = run(capsys, "probe", "--server", server.host)
+    assert code == 0
+    assert f"server      {server.host} (LMTP)" in out
+    assert "CHUNKING" in out
+
+
+def test_probe_a_closed_port_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with CaptureServer() as server:
+        port = server.port
+    code, out, _ = run(capsys, "probe", "--server", f"127.0.0.1:{port}", "--json")
+    assert code == 2
+    assert json.loads(out)["exit_code"] == 2
+
+
+# ---------------------------------------------------------------- the parsers, as properties
+
+_HOSTS = st.one_of(
+    st.from_regex(r"[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?(\.[a-z0-9]{1,10}){0,3}", fullmatch=True),
+    st.ip_addresses(v=4).map(str),
+)
+
+
+@given(host=_HOSTS, port=st.none() | st.integers(1, 65535))
+def test_parse_server_names_and_ipv4(host: str, port: int | None) -> None:
+    text = host if port is None else f"{host}:{port}"
+    assert parse_server(text, 587) == (host, 587 if port is None else port)
+
+
+@given(address=st.ip_addresses(v=6).map(str), port=st.none() | st.integers(1, 65535))
+def test_parse_server_ipv6(address: str, port: int | None) -> None:
+    assert parse_server(f"[{address}]" + ("" if port is None else f":{port}"), 25) == (
+        address,
+        25 if port is None else port,
+    )
+    if ":" in address and address.count(":") > 1:
+        assert parse_server(address, 25) == (address, 25)  # bare: no port possible
+
+
+@given(path=st.from_regex(r"(/[a-z0-9._-]{1,12}){1,4}", fullmatch=True))
+def test_parse_server_unix_paths(path: str) -> None:
+    assert parse_server(path, 24) == (path, 0)
+
+
+@given(st.text(max_size=30))
+def test_parse_server_never_crashes(text: str) -> None:
+    try:
+        host, port = parse_server(text, 25)
+    except ValueError:
+        return
+    assert host and 0 <= port < 65536
+
+
+_NAME = st.sampled_from(["To", "Subject", "Bcc", "BCC", "bcc ", "Resent-Bcc", "X-Bcc", "Cc"])
+_VALUE = st.text(st.characters(codec="ascii", exclude_characters="\r\n"), max_size=20)
+
+
+@given(
+    fields=st.lists(st.tuples(_NAME, _VALUE, st.lists(_VALUE, max_size=2)), max_size=8),
+    body=st.binary(max_size=60),
+    newline=st.sampled_from([b"\r\n", b"\n"]),
+)
+def test_without_bcc_drops_exactly_the_bcc_fields(
+    fields: list[tuple[str, str, list[str]]], body: bytes, newline: bytes
+) -> None:
+    def field(name: str, value: str, folds: list[str]) -> bytes:
+        lines = [f"{name}: {value}".encode(), *(f"\t{fold}".encode() for fold in folds)]
+        return b"".join(line + newline for line in lines)
+
+    kept = [f for f in fields if f[0].strip().lower() not in ("bcc", "resent-bcc")]
+    message = b"".join(field(*f) for f in fields) + newline + body
+    assert without_bcc(message) == b"".join(field(*f) for f in kept) + newline + body
+
+
+def test_a_password_is_never_an_argument(capsys: pytest.CaptureFixture[str]) -> None:
+    """Not even by abbreviating ``--password-env``: abbreviations are off."""
+    assert run(capsys, "send", "--password", "x")[0] == EXIT_USAGE
+    assert "SMTP_PASSWORD" in run(capsys, "send", "--help")[1]
