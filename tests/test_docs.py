@@ -30,7 +30,7 @@ from types import ModuleType
 
 import pytest
 
-from smtp_proto import LocalProtocolError, State
+from smtp_proto import ClientConnection, Command, LocalProtocolError, State
 from tests.servers.dovecot import DovecotLMTPServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,7 +123,16 @@ def test_every_page_is_in_the_toctree(built: Path) -> None:
 # ---------------------------------------------------------------- the examples
 
 
-@pytest.mark.parametrize("page", PAGES, ids=[page.name for page in PAGES])
+EXAMPLE_PAGES = [page for page in PAGES if python_blocks(page)]
+
+
+def test_the_guides_have_runnable_examples() -> None:
+    names = {page.name for page in EXAMPLE_PAGES}
+    guides = {"quickstart.md", "migrating.md", "asyncio.md", "trio.md", "core.md", "README.md"}
+    assert guides <= names
+
+
+@pytest.mark.parametrize("page", EXAMPLE_PAGES, ids=[page.name for page in EXAMPLE_PAGES])
 def test_python_blocks_run(page: Path, tmp_path: Path) -> None:
     blocks = python_blocks(page)
     run = subprocess.run(
@@ -246,15 +255,15 @@ def test_exploration_finds_the_documented_transitions() -> None:
 
 def test_exploration_catches_a_refusal_that_changes_state(monkeypatch: pytest.MonkeyPatch) -> None:
     """The exploration is a check, not just a drawing: a broken rule makes it fail."""
-    original = state_diagram.ClientConnection.send
+    original = ClientConnection.send
 
-    def send_that_breaks_state(self: state_diagram.ClientConnection, command: object) -> bytes:
+    def send_that_breaks_state(self: ClientConnection, command: Command) -> bytes:
         if self.state is State.SASL:
             self.state = State.READY
             raise LocalProtocolError("refused, but the state changed")
-        return original(self, command)  # type: ignore[arg-type]
+        return original(self, command)
 
-    monkeypatch.setattr(state_diagram.ClientConnection, "send", send_that_breaks_state)
+    monkeypatch.setattr(ClientConnection, "send", send_that_breaks_state)
     with pytest.raises(state_diagram.ExplorationError):
         state_diagram.explore()
 
