@@ -677,6 +677,8 @@ class Client:
     def _sendmail_lockstep(
         self, mail: Mail, rcpts: list[Rcpt], pieces: _Pieces, binary: bool
     ) -> Generator[IORequest, Any, dict[str, tuple[int, bytes]]]:
+        for command in (mail, *rcpts):
+            command.encode(self._utf8)  # a refused RCPT (injection) refuses it all, unsent
         reply = yield from self._command(mail)
         if reply.code != 250:
             yield from self._sender_refused(mail, reply)

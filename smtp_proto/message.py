@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import copy
 import io
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.generator import BytesGenerator
 from email.message import Message
 from email.utils import getaddresses
 from typing import Any
+
+from .errors import LocalProtocolError
 
 __all__ = ["INTERNATIONAL_MAIL_OPTIONS", "PreparedMessage", "prepare_message"]
 
@@ -28,6 +31,10 @@ _RECIPIENT_FIELDS: tuple[str, ...] = ("To", "Bcc", "Cc")
 
 #: Blind-copy fields that ``send_message`` removes before flattening, resent or not.
 _BLIND_FIELDS: tuple[str, ...] = ("Bcc", "Resent-Bcc")
+
+#: A line break followed by white space: header folding (RFC 5322 section 2.2.3).
+_FOLDING = re.compile(r"\r?\n(?=[ \t])")
+_LINE_BREAK = re.compile(r"[\r\n]")
 
 
 @dataclass(frozen=True)
@@ -60,9 +67,11 @@ def prepare_message(
     ``msg`` itself is left untouched.
 
     Raises ``ValueError`` when the message has several ``Resent-`` blocks (even with explicit
-    addresses, as smtplib does), ``IndexError`` when the sender field holds no address, and
-    ``TypeError`` when an international message uses a policy without a ``utf8`` setting
-    (``email.policy.compat32``, the default of ``email.message.Message``).
+    addresses, as smtplib does), ``LocalProtocolError`` (a ``ValueError``) when an address
+    field it reads holds a line break that is not folding, ``IndexError`` when the sender
+    field holds no address, and ``TypeError`` when an international message uses a policy
+    without a ``utf8`` setting (``email.policy.compat32``, the default of
+    ``email.message.Message``).
     """
     prefix = _resent_prefix(msg)
     sender = _header_sender(msg, prefix) if from_addr is None else from_addr
@@ -112,7 +121,7 @@ def _header_sender(msg: Message[Any, Any], prefix: str) -> str:
     address ``None``: a surprising envelope, kept so both libraries agree.
     """
     field = f"{prefix}Sender" if f"{prefix}Sender" in msg else f"{prefix}From"
-    addresses = getaddresses([str(msg.get(field))])
+    addresses = getaddresses([_address_field(field, msg.get(field))])
     if not addresses:
         raise IndexError(f"the {field} header holds no address to use as the envelope sender")
     return addresses[0][1]
@@ -124,9 +133,23 @@ def _header_recipients(msg: Message[Any, Any], prefix: str) -> list[str]:
     The fields are parsed together, as smtplib does; unparsable entries and empty groups such
     as ``undisclosed-recipients:;`` come out as empty addresses and are kept, as smtplib does.
     """
-    values = [msg.get(prefix + name) for name in _RECIPIENT_FIELDS]
-    present = [str(value) for value in values if value is not None]
+    fields = [prefix + name for name in _RECIPIENT_FIELDS]
+    present = [_address_field(field, msg[field]) for field in fields if field in msg]
     return [address for _, address in getaddresses(present)]
+
+
+def _address_field(field: str, value: object) -> str:
+    """The text of an address field, refused if it holds a line break that is not folding.
+
+    ``getaddresses`` reads a bare CR or LF as white space, so ``To: a@example.org\\r\\nRSET``
+    (a header set by a program, not parsed) would quietly become the recipients ``a@example.org``
+    and ``RSET``: header injection turned into envelope injection.  ``smtplib`` sends those;
+    the value is refused instead, before anything is sent.
+    """
+    text = str(value)
+    if _LINE_BREAK.search(_FOLDING.sub("", text)) is not None:
+        raise LocalProtocolError(f"line break in the {field} header: {text!r}")
+    return text
 
 
 def _detached_copy(msg: Message[Any, Any]) -> Message[Any, Any]:
