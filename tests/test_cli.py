@@ -500,3 +500,14 @@ def test_a_password_is_never_an_argument(capsys: pytest.CaptureFixture[str]) -> 
     """Not even by abbreviating ``--password-env``: abbreviations are off."""
     assert run(capsys, "send", "--password", "x")[0] == EXIT_USAGE
     assert "SMTP_PASSWORD" in run(capsys, "send", "--help")[1]
+
+
+def test_no_password_and_no_terminal_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, server: CaptureServer
+) -> None:
+    monkeypatch.delenv("SMTP_PASSWORD", raising=False)
+    code, _, err = run(
+        capsys, *to(server, "--user", "ann", "--from", "a@x.test", "--to", "b@x.test")
+    )
+    assert code == EXIT_USAGE
+    assert "no password: set $SMTP_PASSWORD, or run in a terminal" in err

@@ -455,7 +455,10 @@ def _password(args: argparse.Namespace) -> str | None:
     from_environment = os.environ.get(args.password_env)
     if from_environment is not None:
         return from_environment
-    return getpass.getpass(f"Password for {args.user}: ")
+    try:
+        return getpass.getpass(f"Password for {args.user}: ")
+    except (OSError, EOFError):
+        raise UsageError(f"no password: set ${args.password_env}, or run in a terminal") from None
 
 
 def _show_results(outcome: Outcome, recipients: Sequence[str]) -> int:
