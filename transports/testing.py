@@ -70,7 +70,7 @@ class CapturedMessage:
     @cached_property
     def message(self) -> email.message.EmailMessage:
         """``data`` parsed as an ``email.message.EmailMessage`` (headers, parts, content),
-        with Python's ``\n`` line endings instead of the wire's CRLF."""
+        with Python's line endings (LF) instead of the wire's CRLF."""
         parser = email.parser.BytesParser(policy=email.policy.default)
         parsed = parser.parsebytes(self.data.replace(b"\r\n", b"\n"))
         assert isinstance(parsed, email.message.EmailMessage)
