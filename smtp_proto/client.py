@@ -923,7 +923,7 @@ class Client:
         while reply.code == 334:
             self._auth_challenge_count += 1
             if self._auth_challenge_count > MAX_AUTH_CHALLENGES:
-                yield from self._command(AuthResponse(b"", cancel=True))
+                yield from self._cancel_auth()
                 raise SMTPException(
                     f"Server AUTH mechanism infinite loop. Last response: {reply.as_tuple()!r}"
                 )
@@ -934,7 +934,7 @@ class Client:
             try:
                 response = mech.respond(challenge)
             except sasl.SASLError as exc:
-                cancel = yield from self._command(AuthResponse(b"", cancel=True))
+                cancel = yield from self._cancel_auth()
                 raise SMTPAuthenticationError(cancel.code, cancel.text) from exc
             reply = yield from self._command(AuthResponse(response))
         if reply.code == 235:
@@ -943,6 +943,14 @@ class Client:
         if reply.code == 503:
             return reply.as_tuple()
         raise SMTPAuthenticationError(reply.code, reply.text)
+
+    def _cancel_auth(self) -> Generator[IORequest, Any, Reply]:
+        """Cancel an AUTH exchange (``*``).  RFC 4954 has the server answer 501; one that
+        sends yet another 334 ignores the cancellation, so the connection is closed."""
+        reply = yield from self._command(AuthResponse(b"", cancel=True))
+        if reply.code == 334:
+            yield from self._abort()
+        return reply
 
     def login(
         self, user: str, password: str, *, initial_response_ok: bool = True

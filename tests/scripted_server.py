@@ -138,6 +138,22 @@ class Session:
                 raise ValueError(f"reply line must not contain CR or LF: {line!r}")
         self.send(b"".join(line.encode("utf-8") + b"\r\n" for line in lines))
 
+    def flood(self, data: bytes, limit: int) -> int:
+        """Send ``data`` over and over until ``limit`` bytes went out or the client is gone.
+
+        Returns how many bytes the kernel accepted (a whole ``data`` at a time; not recorded
+        in `sent`): a bound on how much a client read before it gave up and closed.  A client
+        that stops reading without closing ends it with the session timeout.
+        """
+        total = 0
+        try:
+            while total < limit:
+                self._sock.sendall(data)
+                total += len(data)
+        except OSError:
+            pass  # the client closed: that is the end of the flood
+        return total
+
     # -- reading -------------------------------------------------------------------------
 
     def _fill(self, deadline: float) -> bool:

@@ -1,0 +1,244 @@
+"""Hostile replies, on every adapter: replies that never end, and AUTH challenges that never
+end.  The client gives up with a typed error after a bounded amount of input, and is closed
+(or, after a cancelled AUTH the server acknowledged, still usable).
+
+A vulnerable client buffers a reply line or a multi-line reply without limit (memory grows
+as long as the server sends), or answers 334 challenges for as long as they come.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from smtp_proto import sasl
+from smtp_proto.client import MAX_AUTH_CHALLENGES
+from smtp_proto.errors import (
+    RemoteProtocolError,
+    SMTPAuthenticationError,
+    SMTPException,
+    SMTPServerDisconnected,
+)
+from smtp_proto.replies import MAX_LINE_LENGTH, MAX_LINES_PER_REPLY, ReplyParser
+from tests.adapters import Adapter, all_adapters
+from tests.attacks import sessions_done
+from tests.scripted_server import ScriptedServer, Session, StandardESMTP
+
+CHUNK = 1 << 16
+
+
+def kernel_buffers() -> int:
+    """The most the kernel may buffer on one loopback TCP connection: the largest receive
+    buffer (client side) plus the largest send buffer (server side) autotuning may reach."""
+    try:
+        rmem = Path("/proc/sys/net/ipv4/tcp_rmem").read_text().split()
+        wmem = Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()
+    except OSError:
+        return 64 << 20
+    return int(rmem[2]) + int(wmem[2])
+
+
+#: What a flooding server may get into the connection before the client gives up: what the
+#: reply parser holds at most, one read's worth, and the kernel's buffers.
+FLOOD_BOUND = ReplyParser().max_buffer + CHUNK + kernel_buffers()
+#: What the flooding server sends at most: what an unbounded client would take in.
+FLOOD_LIMIT = 4 * FLOOD_BOUND
+
+#: Replies that never end: (first bytes, then this repeated).
+FLOODS: dict[str, tuple[str, bytes]] = {
+    "endless-line": (" ", b"x" * CHUNK),
+    "endless-continuation-lines": ("-", b"%(code)s-x\r\n" * (CHUNK // 6)),
+    "huge-reply-of-long-lines": ("-", (b"%(code)s-" + b"y" * 8000 + b"\r\n") * 8),
+}
+
+
+def flooding(step: str, flood: str, written: list[int]) -> Callable[[Session], None]:
+    """Floods ``flood`` instead of the greeting or the EHLO reply in the first session (the
+    bytes it got out go to ``written``); later sessions behave."""
+    healthy = StandardESMTP()
+    code = "220" if step == "greeting" else "250"
+    separator, chunk = FLOODS[flood]
+
+    def handler(s: Session) -> None:
+        if s.index > 0:
+            healthy(s)
+            return
+        if step == "ehlo":
+            s.reply("220 test.local ESMTP")
+            s.expect("ehlo ")
+        head = f"{code}{separator}".encode()
+        written.append(len(head) + s.flood(head + chunk % {b"code": code.encode()}, FLOOD_LIMIT))
+
+    return handler
+
+
+@all_adapters
+@pytest.mark.parametrize("flood", list(FLOODS))
+@pytest.mark.parametrize("step", ["greeting", "ehlo"])
+async def test_endless_reply_is_cut_off(adapter: Adapter, step: str, flood: str) -> None:
+    written: list[int] = []
+    with ScriptedServer(flooding(step, flood, written)) as server:
+        smtp = adapter.new()
+        with pytest.raises(RemoteProtocolError) as info:
+            await adapter.call(smtp.connect, server.host, server.port)
+            await adapter.call(smtp.ehlo)
+        assert isinstance(info.value, SMTPServerDisconnected)
+        assert not adapter.is_connected(smtp)
+        with pytest.raises(SMTPServerDisconnected):
+            await adapter.call(smtp.noop)
+        await sessions_done(adapter, server)
+        assert 0 < written[0] < FLOOD_BOUND, f"the server got {written[0]} bytes out"
+        assert (await adapter.call(smtp.connect, server.host, server.port))[0] == 220
+        assert await adapter.call(smtp.noop) == (250, b"2.0.0 OK")
+        await adapter.call(smtp.quit)
+
+
+def test_floods_exceed_the_parser_limits() -> None:
+    """The floods really exceed the parser's limits (else nothing would be cut off)."""
+    assert len(FLOODS["endless-line"][1]) > MAX_LINE_LENGTH
+    assert FLOOD_LIMIT // len(b"250-x\r\n") > MAX_LINES_PER_REPLY
+
+
+# ---------------------------------------------------------------- endless AUTH challenges
+
+#: Rounds a challenging server gives up after (a vulnerable client would reach it).
+CHALLENGE_LIMIT = 1000
+
+
+class EndlessChallenges:
+    """Answers every AUTH line with another 334 (the same challenge each time).
+
+    ``cancel_reply``: what it says to the client's ``*`` (None: yet another 334).
+    ``responses`` counts the client's answers per session; later commands get NOOP/QUIT
+    answers so a test can check the connection is still usable.
+    """
+
+    def __init__(self, mechanisms: str, challenge: bytes, cancel_reply: str | None) -> None:
+        self.mechanisms = mechanisms
+        self.challenge = "334 " + base64.b64encode(challenge).decode("ascii")
+        self.cancel_reply = cancel_reply
+        self.responses: list[int] = []
+        self.cancelled: list[bool] = []
+
+    def __call__(self, s: Session) -> None:
+        s.reply("220 test.local ESMTP")
+        s.expect("ehlo ")
+        s.reply("250-test.local", f"250 AUTH {self.mechanisms}")
+        s.expect("auth ")
+        responses, cancelled = 0, False
+        while responses < CHALLENGE_LIMIT:
+            s.reply(self.challenge)
+            line = s.read_line()
+            if not line.endswith(b"\n"):
+                break  # the client went away
+            responses += 1
+            if line == b"*\r\n":
+                cancelled = True
+                if self.cancel_reply is not None:
+                    s.reply(self.cancel_reply)
+                    break
+        self.responses.append(responses)
+        self.cancelled.append(cancelled)
+        while (line := s.read_line()).endswith(b"\n"):
+            if line.lower().startswith(b"quit"):
+                s.reply("221 2.0.0 Bye")
+                return
+            s.reply("250 2.0.0 OK")
+
+
+#: How the public API starts an AUTH exchange: (mechanism advertised, challenge, call).
+AuthCall = Callable[[Any], tuple[Callable[..., Any], tuple[Any, ...]]]
+AUTH_CALLS: dict[str, tuple[str, bytes, AuthCall]] = {
+    "auth-PLAIN": ("PLAIN", b"", lambda smtp: (smtp.auth, ("PLAIN", sasl.Plain("u", "p")))),
+    "auth-LOGIN": (
+        "LOGIN",
+        b"Password:",
+        lambda smtp: (smtp.auth, ("LOGIN", sasl.Login("u", "p"))),
+    ),
+    "auth-CRAM-MD5": (
+        "CRAM-MD5",
+        b"<1.2@test.local>",
+        lambda smtp: (smtp.auth, ("CRAM-MD5", sasl.CramMD5("u", "p"))),
+    ),
+    "auth-XOAUTH2": (
+        "XOAUTH2",
+        b'{"status":"401","schemes":"bearer"}',
+        lambda smtp: (smtp.auth, ("XOAUTH2", sasl.XOAuth2("u", "token"))),
+    ),
+    "auth-SCRAM-SHA-256": (
+        "SCRAM-SHA-256",
+        b"r=not-the-client-nonce,s=c2FsdA==,i=4096",
+        lambda smtp: (smtp.auth, ("SCRAM-SHA-256", sasl.ScramSHA256("u", "p"))),
+    ),
+    "auth-authobject": ("XLOOP", b"more?", lambda smtp: (smtp.auth, ("XLOOP", lambda c=None: "x"))),
+    "auth-authobject-no-initial": (
+        "XLOOP",
+        b"more?",
+        lambda smtp: (smtp.auth, ("XLOOP", lambda c=None: "x")),
+    ),
+    "login-PLAIN": ("PLAIN", b"", lambda smtp: (smtp.login, ("u", "p"))),
+    "login-LOGIN": ("LOGIN", b"Password:", lambda smtp: (smtp.login, ("u", "p"))),
+    "login-CRAM-MD5": ("CRAM-MD5", b"<1.2@test.local>", lambda smtp: (smtp.login, ("u", "p"))),
+}
+
+
+@all_adapters
+@pytest.mark.parametrize("label", list(AUTH_CALLS))
+async def test_endless_auth_challenges_then_cancelled(adapter: Adapter, label: str) -> None:
+    """The client answers a bounded number of 334s, then cancels (``*``); the server says
+    501 as RFC 4954 requires, and the connection is still usable."""
+    mechanism, challenge, start = AUTH_CALLS[label]
+    behaviour = EndlessChallenges(mechanism, challenge, "501 5.7.0 Authentication cancelled")
+    with ScriptedServer(behaviour) as server:
+        smtp = await adapter.open(server.host, server.port)
+        assert (await adapter.call(smtp.ehlo))[0] == 250
+        method, args = start(smtp)
+        kwargs = {"initial_response_ok": False} if label.endswith("no-initial") else {}
+        with pytest.raises(SMTPException) as info:
+            await adapter.call(method, *args, **kwargs)
+        check_auth_error(label, info.value)
+        assert adapter.is_connected(smtp)
+        assert await adapter.call(smtp.noop) == (250, b"2.0.0 OK")
+        await adapter.call(smtp.quit)
+    assert behaviour.cancelled == [True]
+    assert 1 <= behaviour.responses[0] <= MAX_AUTH_CHALLENGES + 1
+
+
+@all_adapters
+@pytest.mark.parametrize("label", list(AUTH_CALLS))
+async def test_endless_auth_challenges_even_after_cancel(adapter: Adapter, label: str) -> None:
+    """The server answers ``*`` with yet another 334: the client stops there, raises, and
+    closes the connection (it cannot know what the server will take the next line for)."""
+    mechanism, challenge, start = AUTH_CALLS[label]
+    behaviour = EndlessChallenges(mechanism, challenge, None)
+    with ScriptedServer(behaviour) as server:
+        smtp = await adapter.open(server.host, server.port)
+        assert (await adapter.call(smtp.ehlo))[0] == 250
+        method, args = start(smtp)
+        kwargs = {"initial_response_ok": False} if label.endswith("no-initial") else {}
+        with pytest.raises(SMTPException) as info:
+            await adapter.call(method, *args, **kwargs)
+        if not label.startswith("login"):  # login() then tries the next mechanism: closed
+            check_auth_error(label, info.value)
+        assert not adapter.is_connected(smtp)
+        with pytest.raises(SMTPServerDisconnected):
+            await adapter.call(smtp.noop)
+        await sessions_done(adapter, server)
+    assert behaviour.cancelled == [True]
+    assert 1 <= behaviour.responses[0] <= MAX_AUTH_CHALLENGES + 1
+
+
+def check_auth_error(label: str, error: BaseException) -> None:
+    """A mechanism that knows its steps fails on the first unexpected challenge
+    (``SMTPAuthenticationError``, the reply to the cancellation); an ``smtplib``-style
+    authobject answers anything, so the challenge cap stops it (``SMTPException``, as in
+    ``smtplib``)."""
+    if "authobject" in label:
+        assert type(error) is SMTPException, repr(error)
+        assert "infinite loop" in str(error)
+    else:
+        assert isinstance(error, SMTPAuthenticationError), repr(error)
