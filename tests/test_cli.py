@@ -511,3 +511,15 @@ def test_no_password_and_no_terminal_is_a_usage_error(
     )
     assert code == EXIT_USAGE
     assert "no password: set $SMTP_PASSWORD, or run in a terminal" in err
+
+
+def test_auth_not_offered_exits_4(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, server: CaptureServer
+) -> None:
+    monkeypatch.setenv("SMTP_PASSWORD", "pw")
+    code, _, err = run(
+        capsys, *to(server, "--user", "ann", "--from", "a@x.test", "--to", "b@x.test")
+    )
+    assert code == 4
+    assert "authentication failed: SMTP AUTH extension not supported by server" in err
+    assert server.messages == []

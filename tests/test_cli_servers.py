@@ -201,6 +201,23 @@ def test_a_recipient_postfix_refuses_exits_1(
 
 
 @pytest.mark.usefixtures("password")
+def test_send_over_implicit_tls(
+    capsys: pytest.CaptureFixture[str], postfix: PostfixServer, postfix_delivered: Delivered
+) -> None:
+    token = uuid.uuid4().hex
+    code, out, err = run(
+        capsys,
+        *("send", "--server", f"{postfix.host}:{postfix.smtps_port}", "--tls", "implicit"),
+        *("--cafile", str(postfix.cafile), "--user", "testuser", "--from", "me@example.test"),
+        *("--to", "tls@example.test", "--subject", f"implicit {token}"),
+    )
+    assert code == 0, err
+    assert out == "accepted  tls@example.test\n1 of 1 recipients accepted\n"
+    (delivered,) = postfix_delivered(token)
+    assert "with ESMTPSA" in str(parse(delivered).get_all("Received")[0])
+
+
+@pytest.mark.usefixtures("password")
 def test_an_untrusted_certificate_exits_3(
     capsys: pytest.CaptureFixture[str], postfix: PostfixServer
 ) -> None:

@@ -262,7 +262,9 @@ class _Progress(io.BytesIO):
 
 # ---------------------------------------------------------------------- one send, any adapter
 
-_IO_METHODS = frozenset({"connect", "ehlo_or_helo_if_needed", "starttls", "login", "sendmail"})
+_IO_METHODS = frozenset(
+    {"connect", "ehlo_or_helo_if_needed", "starttls", "login", "sendmail", "quit"}
+)
 
 
 class _Awaitable:
@@ -274,7 +276,7 @@ class _Awaitable:
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._smtp, name)
-        if name not in _IO_METHODS and name != "quit":
+        if name not in _IO_METHODS:
             return attribute
 
         async def call(*args: Any, **kwargs: Any) -> Any:

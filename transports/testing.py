@@ -31,7 +31,7 @@ import socket
 import socketserver
 import ssl
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from types import TracebackType
@@ -411,7 +411,7 @@ class _Session:
         transaction.data = bytes(data or b"")
         if not self.capture.lmtp:
             if failure is None:
-                number = self.capture.add(transaction)
+                number = self.capture._add(transaction)
                 failure = (250, f"2.0.0 Ok: queued as {number}")
             self.reply(*failure)
             return
@@ -424,7 +424,7 @@ class _Session:
         if delivered:
             transaction.rcpt_tos = [recipients[i] for i in delivered]
             transaction.rcpt_options = [transaction.rcpt_options[i] for i in delivered]
-            self.capture.add(transaction)
+            self.capture._add(transaction)
         for recipient, (code, text) in zip(recipients, replies, strict=True):
             self.reply(code, f"{text} <{recipient}>")
 
@@ -453,7 +453,7 @@ class _Handler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         capture: CaptureServer = self.server.capture
         wire = _Wire(self.request)
-        with capture.tracking(wire):
+        with capture._tracking(wire):
             with contextlib.suppress(_Disconnect, OSError):
                 _Session(capture, wire).run()
             with contextlib.suppress(OSError):
@@ -556,7 +556,7 @@ class CaptureServer:
         with self._changed:
             return list(self._messages)
 
-    def add(self, message: CapturedMessage) -> int:
+    def _add(self, message: CapturedMessage) -> int:
         """Record an accepted message; returns how many there are now."""
         with self._changed:
             self._messages.append(message)
@@ -579,7 +579,7 @@ class CaptureServer:
             self._messages.clear()
 
     @contextlib.contextmanager
-    def tracking(self, wire: _Wire) -> Any:
+    def _tracking(self, wire: _Wire) -> Iterator[None]:
         """Keep a live connection known, so ``stop()`` can end it."""
         with self._changed:
             self._wires.add(wire)
