@@ -26,6 +26,7 @@ from ._common import (
     SMTP_PORT,
     SMTP_SSL_PORT,
     ClientAttributes,
+    Deadline,
     default_tls_context,
     resolve_timeout,
     split_host_port,
@@ -44,6 +45,12 @@ class AsyncSMTPBase(ClientAttributes):
     connects (and QUITs at the end), or call ``await smtp.connect()``.  Two tasks sharing one
     object never interleave their commands.  A cancellation while a command is under way
     closes the connection (it is never reused half-way) and propagates.
+
+    ``timeout`` (seconds, ``None`` for none) bounds connecting (with the TLS handshake), each
+    complete write and each wait for a complete reply, from the moment the client starts
+    waiting until the reply's last line has arrived: a server that sends a reply slowly, a
+    byte at a time, times out like a silent one (``SMTPServerDisconnected`` caused by
+    ``TimeoutError``), and the object is closed.
     """
 
     default_port = SMTP_PORT
@@ -66,10 +73,16 @@ class AsyncSMTPBase(ClientAttributes):
         self._client = Client(local_hostname, lmtp=self._lmtp)
         self._tls_context: ssl.SSLContext | None = None
         self._lock: AbstractAsyncContextManager[Any] = self._make_lock()
+        self._deadline = Deadline(self._now)
 
     # ------------------------------------------------------------------ the framework's part
 
     def _make_lock(self) -> AbstractAsyncContextManager[Any]:
+        raise NotImplementedError
+
+    @staticmethod
+    def _now() -> float:
+        """The framework's clock, in seconds: deadlines are on it."""
         raise NotImplementedError
 
     async def _open(self, host: str, port: int, tls: ssl.SSLContext | None) -> None:
@@ -93,6 +106,7 @@ class AsyncSMTPBase(ClientAttributes):
 
     async def _run(self, operation: Operation[T]) -> T:
         async with self._lock:
+            self._deadline.start_operation()
             return await drive_async(operation, self._perform, self.close)
 
     async def connect(

@@ -1,13 +1,16 @@
 """What every adapter shares that is not protocol: names, constants, attribute plumbing.
 
 Protocol logic lives in ``smtp_proto.Client``; this module holds the small pieces of
-``smtplib``'s surface that are identical for blocking, asyncio and trio adapters.
+``smtplib``'s surface that are identical for blocking, asyncio and trio adapters, and the
+rule by which every adapter applies ``timeout`` (``Deadline``).
 """
 
 from __future__ import annotations
 
 import socket
 import ssl
+from collections.abc import Callable
+from math import inf
 from typing import Any
 
 from smtp_proto.body import quotedata
@@ -22,6 +25,7 @@ __all__ = [
     "SMTP_PORT",
     "SMTP_SSL_PORT",
     "ClientAttributes",
+    "Deadline",
     "bCRLF",
     "default_tls_context",
     "local_hostname",
@@ -40,9 +44,9 @@ bCRLF = b"\r\n"
 #: The "no timeout given" default of ``smtplib`` (and ``socket.create_connection``).
 GLOBAL_DEFAULT_TIMEOUT: Any = socket._GLOBAL_DEFAULT_TIMEOUT  # type: ignore[attr-defined]
 
-#: Seconds any one read or write may take when the caller gives no timeout and the socket
-#: module has no default either: RFC 5321 section 4.5.3.2 allows servers up to 5 minutes per
-#: command (10 for the end of data), and a client must not wait forever on a stalled server.
+#: Seconds one write or one wait for a reply may take when the caller gives no timeout and the
+#: socket module has no default either: RFC 5321 section 4.5.3.2 allows servers up to 5
+#: minutes per command (10 for the end of data), and a client must not wait forever.
 DEFAULT_TIMEOUT = 600.0
 
 
@@ -54,6 +58,49 @@ def resolve_timeout(timeout: object) -> float | None:
     if timeout is not None and not timeout:
         raise ValueError("Non-blocking socket (timeout=0) is not supported")
     return timeout  # type: ignore[return-value]
+
+
+class Deadline:
+    """When the write or reply wait under way must end: how every adapter applies ``timeout``.
+
+    ``timeout`` bounds each complete write, and each wait for a complete reply, from the
+    moment the client starts waiting for it until its last line has arrived; it is not a
+    bound on each socket read, as in ``smtplib``.  Bytes that arrive do not extend it, so a
+    server that drips a reply one byte at a time, or sends continuation lines without end,
+    gets a timeout once ``timeout`` has passed, as a silent one does.
+
+    A reply wait starts at the first read of an operation or after a write, and again each
+    time a reply completes while the operation reads on (pipelined replies, LMTP's reply per
+    recipient): the core takes a complete reply off its queue of pending commands, so a
+    change in that queue's length between two reads marks the start of a new wait.  A
+    deadline of ``inf`` means no timeout.  Adapters pass their framework's clock.
+    """
+
+    __slots__ = ("_clock", "_pending", "when")
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._pending = -1  # the pending commands at the start of the wait; -1: none started
+        #: The deadline of the write or wait under way, on ``clock``.
+        self.when = inf
+
+    def start_operation(self) -> None:
+        """An operation begins: its first read starts a new wait."""
+        self._pending = -1
+
+    def for_write(self, timeout: float | None) -> float:
+        """The deadline of a write starting now; the next read starts a new wait."""
+        self._pending = -1
+        self.when = inf if timeout is None else self._clock() + timeout
+        return self.when
+
+    def for_read(self, client: Client, timeout: float | None) -> float:
+        """The deadline of a read: a new one if a reply wait starts now, else the current one."""
+        pending = len(client.connection.pending)
+        if pending != self._pending:
+            self._pending = pending
+            self.when = inf if timeout is None else self._clock() + timeout
+        return self.when
 
 
 def local_hostname() -> str:

@@ -9,9 +9,10 @@
         await smtp.login("me", "secret")
         await smtp.sendmail("me@example.com", ["you@example.com"], message)
 
-Needs nothing but the standard library.  Every read and write is bounded by ``timeout``
-(a ``TimeoutError``, which the core turns into what ``smtplib`` raises); the caller's own
-cancellation (``asyncio.timeout``, ``Task.cancel``) closes the connection and propagates.
+Needs nothing but the standard library.  ``timeout`` bounds each write and each wait for a
+complete reply (see ``_common.Deadline``; a ``TimeoutError``, which the core turns into what
+``smtplib`` raises); the caller's own cancellation (``asyncio.timeout``, ``Task.cancel``)
+closes the connection and propagates.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from contextlib import AbstractAsyncContextManager
+from math import inf
 from typing import Any, Unpack
 
 from smtp_proto.client import CLOSE, LOCAL_HOSTNAME, RECEIVE, START_TLS
@@ -44,9 +46,10 @@ class _Stream(asyncio.Protocol):
     Received bytes wait in ``_received`` until read; what is read is exactly what arrived,
     so at STARTTLS the adapter can tell whether the server sent anything it should not have.
 
-    Each wait is bounded by a timeout.  Rather than a timer per wait (``asyncio.timeout``
-    costs a timer and a heap insertion on every read), one timer per connection checks the
-    deadline of the wait under way and re-arms itself while it lies ahead.
+    Each wait is bounded by a deadline (loop time).  Rather than a timer per wait
+    (``asyncio.timeout`` costs a timer and a heap insertion on every read), one timer per
+    connection checks the deadline of the wait under way and re-arms itself while it lies
+    ahead.
     """
 
     def __init__(self) -> None:
@@ -56,7 +59,7 @@ class _Stream(asyncio.Protocol):
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None  # the read or write waiting
         self._paused = False
-        self._deadline = 0.0
+        self._deadline = inf
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -92,14 +95,16 @@ class _Stream(asyncio.Protocol):
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
-    async def _wait(self, timeout: float | None) -> None:
-        """Wait for the next event on the connection, at most ``timeout`` seconds."""
+    async def _wait(self, deadline: float) -> None:
+        """Wait for the next event on the connection, until ``deadline`` at the latest."""
         loop = asyncio.get_running_loop()
         self._waiter = waiter = loop.create_future()
-        if timeout is not None:
-            self._deadline = loop.time() + timeout
-            if self._timer is None:
-                self._timer = loop.call_at(self._deadline, self._check_deadline)
+        self._deadline = deadline
+        timer = self._timer
+        if deadline != inf and (timer is None or timer.when() > deadline):
+            if timer is not None:
+                timer.cancel()
+            self._timer = loop.call_at(deadline, self._check_deadline)
         try:
             await waiter
         finally:
@@ -113,28 +118,28 @@ class _Stream(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         if loop.time() >= self._deadline:
             waiter.set_exception(TimeoutError("timed out"))
-        else:
+        elif self._deadline != inf:
             self._timer = loop.call_at(self._deadline, self._check_deadline)
 
-    async def read(self, timeout: float | None) -> bytes:
-        """What arrived since the last read (waiting up to ``timeout`` s), ``b""`` at EOF."""
+    async def read(self, deadline: float) -> bytes:
+        """What arrived since the last read (waiting until ``deadline``), ``b""`` at EOF."""
         while not self._received:
             if self._error is not None:
                 raise self._error
             if self._eof:
                 return b""
-            await self._wait(timeout)
+            await self._wait(deadline)
         data = bytes(self._received)
         self._received.clear()
         return data
 
-    async def write(self, data: bytes, timeout: float | None) -> None:
-        """Send ``data``, waiting (up to ``timeout`` s) while the transport's buffer is full."""
+    async def write(self, data: bytes, deadline: float) -> None:
+        """Send ``data``, waiting (until ``deadline``) while the transport's buffer is full."""
         if self.transport is None or self.transport.is_closing():
             raise ConnectionResetError("connection closed")
         self.transport.write(data)
         while self._paused:
-            await self._wait(timeout)
+            await self._wait(deadline)
 
     def unread(self) -> int:
         """How many received bytes are waiting to be read."""
@@ -145,6 +150,10 @@ class SMTP(AsyncSMTPBase):
     """An SMTP client connection with the ``smtplib.SMTP`` API, awaitable, on asyncio."""
 
     _stream: _Stream | None = None
+
+    @staticmethod
+    def _now() -> float:
+        return asyncio.get_running_loop().time()
 
     def _make_lock(self) -> AbstractAsyncContextManager[Any]:
         return asyncio.Lock()
@@ -170,10 +179,10 @@ class SMTP(AsyncSMTPBase):
         if stream is None:
             raise SMTPServerDisconnected("please run connect() first")
         if request.__class__ is bytes:
-            await stream.write(request, self.timeout)
+            await stream.write(request, self._deadline.for_write(self.timeout))
             return None
         if request is RECEIVE:
-            return await stream.read(self.timeout)
+            return await stream.read(self._deadline.for_read(self._client, self.timeout))
         if request is CLOSE:
             self._abort()
             return None

@@ -8,7 +8,9 @@ code works unchanged, with these deliberate differences:
 * Bare CR and LF in ``bytes`` messages become CRLF, so no message can smuggle a second one.
 * ``LMTP.sendmail`` reports recipients refused after the body, and commands pipeline when the
   server offers PIPELINING.
-* With no timeout given anywhere, one read or write waits at most ``DEFAULT_TIMEOUT`` seconds.
+* ``timeout`` bounds each write and each wait for a complete reply, not each socket read:
+  a server that drips a reply byte by byte cannot stretch it (see ``_common.Deadline``).
+  With no timeout given anywhere, it is ``DEFAULT_TIMEOUT`` seconds.
 
 Everything SMTP is done by ``smtp_proto.Client``; this module only connects, wraps TLS and
 moves bytes.
@@ -20,7 +22,9 @@ import email.message
 import socket
 import ssl
 import sys
+import time
 from collections.abc import Sequence
+from math import inf
 from types import TracebackType
 from typing import Any, TypeVar, Unpack
 
@@ -36,6 +40,7 @@ from ._common import (
     SMTP_PORT,
     SMTP_SSL_PORT,
     ClientAttributes,
+    Deadline,
     default_tls_context,
     local_hostname,
     resolve_timeout,
@@ -49,10 +54,20 @@ __all__ += _smtplib_names.__all__
 
 T = TypeVar("T")
 _RECV_SIZE = 1 << 16
+#: How far past its deadline a socket call may be allowed to wait: setting a socket's timeout
+#: is a system call, which the first read of each reply would otherwise pay for nothing.
+_LATE = 0.005
 
 
 class SMTP(ClientAttributes):
-    """An SMTP client connection with the ``smtplib.SMTP`` API, over a blocking socket."""
+    """An SMTP client connection with the ``smtplib.SMTP`` API, over a blocking socket.
+
+    ``timeout`` (seconds, ``None`` for none) bounds connecting, each complete write and each
+    wait for a complete reply, from the moment the client starts waiting until the reply's
+    last line has arrived: a server that sends a reply slowly, a byte at a time, times out
+    like a silent one (``SMTPServerDisconnected`` caused by ``TimeoutError``), and the
+    object is closed.
+    """
 
     default_port = SMTP_PORT
     _lmtp = False
@@ -72,6 +87,7 @@ class SMTP(ClientAttributes):
         self.file = None
         self._client = Client(local_hostname, lmtp=self._lmtp)
         self._tls_context: ssl.SSLContext | None = None
+        self._deadline = Deadline(time.monotonic)
         if host:
             code, msg = self.connect(host, port)
             if code != 220:
@@ -130,14 +146,18 @@ class SMTP(ClientAttributes):
             raise SMTPServerDisconnected("please run connect() first")
         if request.__class__ is bytes:
             sys.audit("smtplib.send", self, request)
-            sock.sendall(request)
+            _arm(sock, self._deadline.for_write(self.timeout))
+            sock.sendall(request)  # the socket's timeout bounds the whole call
             return None
         if request is RECEIVE:
+            _arm(sock, self._deadline.for_read(self._client, self.timeout))
             return sock.recv(_RECV_SIZE)
         if request is CLOSE:
             self.close()
             return None
         if request is START_TLS:
+            # The ssl module bounds the whole handshake by the socket's timeout.
+            _arm(sock, self._deadline.for_write(self.timeout))
             context = self._tls_context or default_tls_context()
             self.sock = context.wrap_socket(sock, server_hostname=self._host)
             return None
@@ -147,6 +167,7 @@ class SMTP(ClientAttributes):
 
     def _run(self, operation: Operation[T]) -> T:
         """Drive a core operation to its end over this socket."""
+        self._deadline.start_operation()
         return drive(operation, self._perform, self.close)
 
     # ------------------------------------------------------------------ smtplib API
@@ -262,6 +283,20 @@ class SMTP(ClientAttributes):
             return self._run(self._client.quit())
         finally:
             self.close()
+
+
+def _arm(sock: socket.socket, when: float) -> None:
+    """Make the next call on ``sock`` give up at ``when`` (``time.monotonic``), or never."""
+    if when == inf:
+        if sock.gettimeout() is not None:
+            sock.settimeout(None)
+        return
+    remaining = when - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError("timed out")
+    current = sock.gettimeout()
+    if current is None or not remaining <= current <= remaining + _LATE:
+        sock.settimeout(remaining)
 
 
 class SMTP_SSL(SMTP):

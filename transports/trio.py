@@ -8,15 +8,23 @@
         await smtp.starttls()
         await smtp.sendmail("me@example.com", ["you@example.com"], message)
 
-Every read and write is bounded by ``timeout`` (a cancel scope; a timeout raises what
-``smtplib`` raises for one); the caller's own cancel scopes close the connection when they
-cancel a command half-way, and propagate.
+``timeout`` bounds each write and each wait for a complete reply (see
+``_common.Deadline``; a timeout raises what ``smtplib`` raises for one); the caller's own
+cancel scopes close the connection when they cancel a command half-way, and propagate.
+
+Plain-text I/O goes straight to the connection's (non-blocking) socket and enters trio only
+to wait, in a cancel scope whose deadline is the reply's or the write's: a message costs a
+scheduler round trip per wait instead of several per read and write.  TLS goes through
+``trio.SSLStream``.
 """
 
 from __future__ import annotations
 
+import socket
 import ssl
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
+from math import inf
 from typing import Any, Unpack
 
 import trio
@@ -43,40 +51,37 @@ _RECEIVE_SIZE = 1 << 16
 class SMTP(AsyncSMTPBase):
     """An SMTP client connection with the ``smtplib.SMTP`` API, awaitable, on trio."""
 
-    _stream: trio.abc.Stream | None = None
-    _socket_stream: trio.SocketStream | None = None
+    _socket: trio.socket.SocketType | None = None  # the connection, as trio knows it
+    _raw: socket.socket | None = None  # the same socket: plain-text I/O goes straight to it
+    _tls: trio.SSLStream[trio.SocketStream] | None = None  # TLS over it, once there is TLS
+
+    _now = staticmethod(trio.current_time)
 
     def _make_lock(self) -> AbstractAsyncContextManager[Any]:
         return trio.Lock()
 
-    def _deadline(self) -> trio.CancelScope:
-        """A cancel scope for one I/O step: ``timeout`` seconds, or none."""
+    def _time_limit(self) -> trio.CancelScope:
+        """A cancel scope for connecting or a TLS handshake: ``timeout`` seconds, or none."""
         if self.timeout is None:
             return trio.CancelScope()
         return trio.move_on_after(self.timeout)
 
     async def _open(self, host: str, port: int, tls: ssl.SSLContext | None) -> None:
-        stream: trio.SocketStream | None = None
-        with self._deadline():
-            if not port:
-                stream = await trio.open_unix_socket(host)
-            elif self.source_address:
-                stream = await _connect_from(self.source_address, host, port)
-            else:
-                try:
-                    stream = await trio.open_tcp_stream(host, port)
-                except OSError as exc:
-                    raise _first_attempt_error(exc) from None
-        if stream is None:
+        connected: tuple[trio.socket.SocketType, socket.socket] | None = None
+        with self._time_limit():
+            connected = await _connect(host, port, self.source_address)
+        if connected is None:
             raise TimeoutError(f"timed out connecting to {host}")
-        self._socket_stream = self._stream = stream
+        self._socket, self._raw = connected
         if tls is not None:
             await self._handshake(tls)
 
     async def _handshake(self, context: ssl.SSLContext) -> None:
-        assert self._stream is not None
-        tls_stream = trio.SSLStream(self._stream, context, server_hostname=self._host)
-        with self._deadline():
+        assert self._socket is not None
+        tls_stream = trio.SSLStream(
+            trio.SocketStream(self._socket), context, server_hostname=self._host
+        )
+        with self._time_limit():
             try:
                 await tls_stream.do_handshake()
             except trio.BrokenResourceError as exc:
@@ -84,23 +89,26 @@ class SMTP(AsyncSMTPBase):
                 if isinstance(exc.__cause__, OSError):
                     raise exc.__cause__ from None
                 raise ConnectionResetError(str(exc) or "TLS handshake failed") from exc
-            self._stream = tls_stream
+            self._tls = tls_stream
             return
         raise TimeoutError("timed out in the TLS handshake")
 
     async def _perform(self, request: Any) -> Any:
-        stream = self._stream
-        if stream is None:
+        sock = self._raw
+        if sock is None:
             raise SMTPServerDisconnected("please run connect() first")
         if request is RECEIVE:
-            with self._deadline():
-                return await _receive(stream)
-            raise TimeoutError("timed out")  # reached only when the deadline cancelled it
+            deadline = self._deadline.for_read(self._client, self.timeout)
+            if self._tls is None:
+                return await _receive(sock, deadline)
+            return await _receive_tls(self._tls, deadline)
         if request.__class__ is bytes:
-            with self._deadline():
-                await _send(stream, request)
-                return None
-            raise TimeoutError("timed out")
+            deadline = self._deadline.for_write(self.timeout)
+            if self._tls is None:
+                await _send(sock, request, deadline)
+            else:
+                await _send_tls(self._tls, request, deadline)
+            return None
         if request is CLOSE:
             self._abort()
             return None
@@ -112,55 +120,108 @@ class SMTP(AsyncSMTPBase):
         raise AssertionError(f"unknown I/O request {request!r}")
 
     def _abort(self) -> None:
-        socket_stream, self._socket_stream, self._stream = self._socket_stream, None, None
-        if socket_stream is not None:
-            socket_stream.socket.close()
+        sock, self._socket, self._raw, self._tls = self._socket, None, None, None
+        if sock is not None:
+            sock.close()  # wakes a task waiting on it, which then fails
 
 
-async def _connect_from(source_address: tuple[str, int], host: str, port: int) -> trio.SocketStream:
-    """A TCP connection from ``source_address`` (host and port, as ``smtplib`` binds it)."""
-    error: OSError = OSError(f"no address found for {host}")
-    for family, kind, proto, _, address in await trio.socket.getaddrinfo(
-        host, port, type=trio.socket.SOCK_STREAM
-    ):
-        sock = trio.socket.socket(family, kind, proto)
+async def _connect(
+    host: str, port: int, source_address: tuple[str, int] | None
+) -> tuple[trio.socket.SocketType, socket.socket]:
+    """A connected socket, as trio's and as the standard library's: to the Unix socket
+    ``host`` when ``port`` is 0, else to the first address of ``host`` that accepts, from
+    ``source_address`` if given.  As ``socket.create_connection``, the first attempt's
+    error (``ConnectionRefusedError``, say) is raised when every attempt fails."""
+    targets: list[tuple[int, int, int, Any]]
+    if port:
+        targets = [
+            (family, kind, proto, address)
+            for family, kind, proto, _, address in await trio.socket.getaddrinfo(
+                host, port, type=socket.SOCK_STREAM
+            )
+        ]
+    else:
+        targets = [(socket.AF_UNIX, socket.SOCK_STREAM, 0, host)]
+    errors: list[OSError] = []
+    for family, kind, proto, address in targets:
+        raw = socket.socket(family, kind, proto)
+        sock = trio.socket.from_stdlib_socket(raw)
         try:
-            await sock.bind(source_address)
+            if source_address and port:
+                await sock.bind(source_address)
             await sock.connect(address)
         except OSError as exc:
             sock.close()
-            error = exc
+            errors.append(exc)
             continue
-        return trio.SocketStream(sock)
-    raise error
+        except BaseException:
+            sock.close()
+            raise
+        if family != socket.AF_UNIX:
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock, raw
+    raise errors[0] if errors else OSError(f"no address found for {host}")
 
 
-def _first_attempt_error(exc: OSError) -> OSError:
-    """The error of the first connection attempt (e.g. ``ConnectionRefusedError``).
+async def _wait(
+    ready: Callable[[socket.socket], Awaitable[None]], sock: socket.socket, deadline: float
+) -> None:
+    """Wait until ``ready(sock)`` returns, until ``deadline`` at the latest (``TimeoutError``)."""
+    try:
+        if deadline == inf:
+            await ready(sock)
+            return
+        with trio.CancelScope(deadline=deadline) as scope:
+            await ready(sock)
+    except trio.ClosedResourceError as exc:  # closed by another task
+        raise ConnectionResetError("connection closed") from exc
+    if scope.cancelled_caught:
+        raise TimeoutError("timed out")
 
-    ``trio.open_tcp_stream`` raises a summary ``OSError`` with every attempt's error grouped
-    in its cause; ``smtplib`` users catch the specific one.
-    """
-    cause = exc.__cause__
-    if isinstance(cause, BaseExceptionGroup) and isinstance(cause.exceptions[0], OSError):
-        return cause.exceptions[0]
-    return exc
+
+async def _receive(sock: socket.socket, deadline: float) -> bytes:
+    """Some bytes from ``sock`` (``b""`` at EOF), waiting until ``deadline`` at the latest."""
+    await trio.lowlevel.checkpoint_if_cancelled()
+    while True:
+        try:
+            return sock.recv(_RECEIVE_SIZE)
+        except BlockingIOError:
+            await _wait(trio.lowlevel.wait_readable, sock, deadline)
 
 
-async def _receive(stream: trio.abc.Stream) -> bytes:
+async def _send(sock: socket.socket, data: bytes, deadline: float) -> None:
+    """Send all of ``data`` on ``sock``, waiting until ``deadline`` at the latest."""
+    await trio.lowlevel.checkpoint_if_cancelled()
+    with memoryview(data) as view:
+        sent = 0
+        while sent < len(view):
+            try:
+                sent += sock.send(view[sent:])
+            except BlockingIOError:
+                await _wait(trio.lowlevel.wait_writable, sock, deadline)
+
+
+async def _receive_tls(stream: trio.SSLStream[trio.SocketStream], deadline: float) -> bytes:
     """Some bytes from ``stream`` (``b""`` at EOF); trio's stream errors become ``OSError``."""
-    try:
-        return bytes(await stream.receive_some(_RECEIVE_SIZE))
-    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-        raise ConnectionResetError(str(exc) or "connection broken") from exc
+    with trio.CancelScope(deadline=deadline):
+        try:
+            return bytes(await stream.receive_some(_RECEIVE_SIZE))
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise ConnectionResetError(str(exc) or "connection broken") from exc
+    raise TimeoutError("timed out")  # reached only when the deadline cancelled it
 
 
-async def _send(stream: trio.abc.Stream, data: bytes) -> None:
+async def _send_tls(
+    stream: trio.SSLStream[trio.SocketStream], data: bytes, deadline: float
+) -> None:
     """Send all of ``data``; trio's stream errors become ``OSError``."""
-    try:
-        await stream.send_all(data)
-    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-        raise ConnectionResetError(str(exc) or "connection broken") from exc
+    with trio.CancelScope(deadline=deadline):
+        try:
+            await stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise ConnectionResetError(str(exc) or "connection broken") from exc
+        return
+    raise TimeoutError("timed out")
 
 
 class SMTP_SSL(AsyncSMTPSSLBase, SMTP):

@@ -1,0 +1,203 @@
+"""``timeout`` bounds each wait for a complete reply, not each socket read (issue #7).
+
+A hostile server that sends a reply one byte at a time, each byte well within ``timeout`` of
+the last, or continuation lines without end, must not keep a client waiting: the client
+gives up once ``timeout`` has passed since it started waiting, with the error a silent
+server gets (``SMTPServerDisconnected`` caused by ``TimeoutError``), and the object is
+closed.  A server that is slow but answers each reply in time is not cut off: the deadline
+starts again for each reply.
+
+The servers drip from their own thread at ``INTERVAL``; the tests assert on outcomes (which
+error, how little of the endless reply was sent), never on durations: the harness's
+``GUARD`` bounds a client that would wait for ever.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pytest
+
+from smtp_proto.errors import SMTPServerDisconnected
+from tests.adapters import MESSAGE, Adapter, all_adapters
+from tests.scripted_server import ScriptedServer, Session
+
+#: The client's timeout in these tests, and the server's pause before each byte it drips.
+TIMEOUT = 0.5
+INTERVAL = 0.1
+SENDER, RECIPIENT = "s@example.test", "r@example.test"
+GREETING = b"220 drip.example.test ESMTP a server that takes its time with every reply\r\n"
+EHLO_REPLY = b"250-drip.example.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 1000000\r\n"
+CHALLENGE = b"334 PDQxOTI5NDIzNDEuMTI4Mjg0NzJAc291cmNlZm91ci5hbmRyZXcuY211LmVkdT4=\r\n"
+FINAL_REPLY = b"250 2.0.0 Ok: queued as 4BD2A1C3F0 after a long, long think about it\r\n"
+
+
+class Drip:
+    """Sends bytes one at a time, ``INTERVAL`` apart, until they run out, the client hangs
+    up or ``stop`` is set; ``sent`` counts the bytes that went out."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.stop = threading.Event()
+
+    def __call__(self, session: Session, data: Iterable[int]) -> None:
+        for byte in data:
+            if self.stop.wait(INTERVAL):
+                return
+            try:
+                session.send(bytes([byte]))
+            except OSError:  # the client gave up and closed the connection
+                return
+            self.sent += 1
+
+
+def endless_continuation_lines() -> Iterable[int]:
+    """A multi-line 250 reply that never reaches its last line."""
+    return itertools.chain.from_iterable(itertools.repeat(b"250-still thinking\r\n"))
+
+
+def greeted(session: Session, features: bytes = EHLO_REPLY) -> None:
+    """A prompt greeting and EHLO reply."""
+    session.send(GREETING)
+    session.expect("ehlo ")
+    session.send(features)
+
+
+def dripping_server(drip: Drip, step: str) -> Callable[[Session], None]:
+    """A server answering promptly up to ``step``, whose reply it then drips."""
+
+    def handler(session: Session) -> None:
+        if step == "greeting":
+            drip(session, GREETING)
+            return
+        if step == "ehlo":
+            session.send(GREETING)
+            session.expect("ehlo ")
+            drip(session, EHLO_REPLY)
+        elif step == "ehlo-endless":
+            session.send(GREETING)
+            session.expect("ehlo ")
+            drip(session, endless_continuation_lines())
+        elif step == "auth":
+            greeted(session, b"250-drip.example.test\r\n250 AUTH CRAM-MD5\r\n")
+            session.expect("auth cram-md5")
+            drip(session, CHALLENGE)
+        else:
+            assert step == "after-data"
+            greeted(session)
+            session.expect("mail from:")
+            session.expect("rcpt to:")
+            session.expect("data")
+            session.send(b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n")
+            session.read_until(b"\r\n.\r\n")
+            drip(session, FINAL_REPLY)
+        session.read_until_eof()
+
+    return handler
+
+
+async def drive_to(adapter: Adapter, smtp: Any, step: str, server: ScriptedServer) -> None:
+    """What the client does up to (and including) the step whose reply the server drips."""
+    await adapter.call(smtp.connect, server.host, server.port)
+    if step in ("ehlo", "ehlo-endless"):
+        await adapter.call(smtp.ehlo)
+    elif step == "auth":
+        await adapter.call(smtp.login, "user", "secret")
+    elif step == "after-data":
+        await adapter.call(smtp.sendmail, SENDER, [RECIPIENT], MESSAGE)
+
+
+DRIPPED = {
+    "greeting": len(GREETING),
+    "ehlo": len(EHLO_REPLY),
+    "ehlo-endless": None,
+    "auth": len(CHALLENGE),
+    "after-data": len(FINAL_REPLY),
+}
+
+
+@all_adapters
+@pytest.mark.parametrize("step", list(DRIPPED))
+async def test_a_dripped_reply_times_out(adapter: Adapter, step: str) -> None:
+    drip = Drip()
+    with ScriptedServer(dripping_server(drip, step)) as server:
+        smtp = adapter.new(timeout=TIMEOUT)
+        try:
+            with pytest.raises(SMTPServerDisconnected) as info:
+                await drive_to(adapter, smtp, step, server)
+        finally:
+            drip.stop.set()
+        assert isinstance(info.value.__cause__, TimeoutError), repr(info.value.__cause__)
+        assert not adapter.is_connected(smtp)
+        with pytest.raises(SMTPServerDisconnected):
+            await adapter.call(smtp.noop)
+    # Far less than the reply (or, for the endless one, than the 1000 lines the parser
+    # allows): with a timeout per read the client would have waited for all of it.
+    whole = DRIPPED[step]
+    assert 0 < drip.sent < (whole if whole is not None else 1000 * 20) // 2, drip.sent
+
+
+#: In the slow-but-steady tests: the client's timeout, and the server's pause before each reply.
+PATIENT_TIMEOUT = 1.5
+PAUSE = 0.9
+
+
+@all_adapters
+async def test_each_pipelined_reply_gets_its_own_deadline(adapter: Adapter) -> None:
+    """MAIL, RCPT and DATA go out in one write; the server answers each after ``PAUSE``,
+    so the three replies take longer than the timeout in all, but each comes in time."""
+    pause = threading.Event()
+
+    def handler(session: Session) -> None:
+        greeted(session)
+        for line, reply in [
+            ("mail from:", b"250 2.1.0 Ok\r\n"),
+            ("rcpt to:", b"250 2.1.5 Ok\r\n"),
+            ("data", b"354 End data with <CR><LF>.<CR><LF>\r\n"),
+        ]:
+            session.expect(line)
+            pause.wait(PAUSE)  # never set: a pause the client must sit through
+            session.send(reply)
+        session.read_until(b"\r\n.\r\n")
+        session.send(b"250 2.0.0 Ok: queued\r\n")
+        session.expect("quit")
+        session.send(b"221 2.0.0 Bye\r\n")
+
+    with ScriptedServer(handler) as server:
+        smtp = adapter.new(timeout=PATIENT_TIMEOUT)
+        await adapter.call(smtp.connect, server.host, server.port)
+        assert await adapter.call(smtp.sendmail, SENDER, [RECIPIENT], MESSAGE) == {}
+        assert await adapter.call(smtp.quit) == (221, b"2.0.0 Bye")
+
+
+@all_adapters
+async def test_each_lmtp_reply_gets_its_own_deadline(adapter: Adapter) -> None:
+    """LMTP answers the end of data once per recipient, here each after ``PAUSE``."""
+    pause = threading.Event()
+    recipients = ["a@example.test", "b@example.test"]
+
+    def handler(session: Session) -> None:
+        session.send(b"220 lmtp.example.test LMTP\r\n")
+        session.expect("lhlo ")
+        session.send(b"250-lmtp.example.test\r\n250 PIPELINING\r\n")
+        session.expect("mail from:")
+        session.expect("rcpt to:")
+        session.expect("rcpt to:")
+        session.expect("data")
+        session.send(b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n354 Go ahead\r\n")
+        session.read_until(b"\r\n.\r\n")
+        for recipient in recipients:
+            pause.wait(PAUSE)  # never set: delivery takes its time
+            session.send(f"250 2.0.0 <{recipient}> delivered\r\n".encode())
+        session.read_until_eof()
+
+    with ScriptedServer(handler) as server:
+        smtp = await adapter.open_lmtp(server.host, server.port, timeout=PATIENT_TIMEOUT)
+        assert await adapter.call(smtp.sendmail, SENDER, recipients, MESSAGE) == {}
+        assert smtp.lmtp_replies == {
+            recipient: (250, f"2.0.0 <{recipient}> delivered".encode()) for recipient in recipients
+        }
+        smtp.close()
