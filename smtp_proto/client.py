@@ -958,7 +958,8 @@ class Client:
         """Log in with the first of CRAM-MD5, PLAIN, LOGIN that the server offers.
 
         Like ``smtplib``, the next mechanism is tried when one fails; the last failure is
-        raised.  User names and passwords may be any Unicode text (sent as UTF-8).
+        raised (at once if the failure closed the connection, as a 421 does).  User names
+        and passwords may be any Unicode text (sent as UTF-8).
         """
         yield from self.ehlo_or_helo_if_needed()
         if not self.has_extn("auth"):
@@ -980,6 +981,8 @@ class Client:
                 )
             except SMTPAuthenticationError as exc:
                 last_error = exc
+                if not self.is_connected:
+                    raise  # a 421, say: no other mechanism can be tried, and this says why
         assert last_error is not None
         raise last_error
 

@@ -667,6 +667,7 @@ class StandardESMTP:
         starttls_injection: bytes = b"",
         starttls_injection_separately: bool = False,
         lenient_data_end: bool = False,
+        fail_at_rcpt: int = 1,
     ) -> None:
         """Configure the behaviour.
 
@@ -682,7 +683,8 @@ class StandardESMTP:
         write, or in a write of its own with starttls_injection_separately), as a man in
         the middle would inject it; the TLS handshake is attempted all the same.
         lenient_data_end ends DATA at the first `LENIENT_DATA_ENDS` sequence and reads what
-        follows as commands, as servers open to SMTP smuggling do.
+        follows as commands, as servers open to SMTP smuggling do.  fail_at_rcpt: which RCPT
+        of a transaction (1 = the first) a "rcpt" fault fires on.
         """
         fail_at = dict(fail_at or {})
         for step, action in fail_at.items():
@@ -704,6 +706,7 @@ class StandardESMTP:
         self.starttls_injection = starttls_injection
         self.starttls_injection_separately = starttls_injection_separately
         self.lenient_data_end = lenient_data_end
+        self.fail_at_rcpt = fail_at_rcpt
         self.envelopes: list[Envelope] = []
         self.commands: list[bytes] = []
         self.authenticated: list[str] = []  # user names that logged in successfully
@@ -764,6 +767,7 @@ class _Conversation:
         self.rcpt_options: list[list[str]] = []
         self.chunks = bytearray()
         self.bdat_active = False
+        self.rcpt_count = 0  # RCPT commands in this transaction, for fail_at_rcpt
         self.verbs: dict[str, Callable[[str], bool]] = {
             "MAIL": self.mail,
             "RCPT": self.rcpt,
@@ -817,6 +821,7 @@ class _Conversation:
         self.rcpt_options = []
         self.chunks = bytearray()
         self.bdat_active = False
+        self.rcpt_count = 0
 
     def one_command(self) -> bool:
         """Read and answer one command; False when the session is over."""
@@ -919,7 +924,9 @@ class _Conversation:
         return True
 
     def rcpt(self, arg: str) -> bool:
-        self.fault("rcpt")
+        self.rcpt_count += 1
+        if self.rcpt_count == self.srv.fail_at_rcpt:
+            self.fault("rcpt")
         if self.mail_from is None:
             self.s.reply("503 5.5.1 Bad sequence of commands: need MAIL first")
             return True
