@@ -30,7 +30,7 @@ TIMEOUT = 0.5
 INTERVAL = 0.1
 SENDER, RECIPIENT = "s@example.test", "r@example.test"
 GREETING = b"220 drip.example.test ESMTP a server that takes its time with every reply\r\n"
-EHLO_REPLY = b"250-drip.example.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 1000000\r\n"
+EHLO_REPLY = b"250-drip.example.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 100000000\r\n"
 CHALLENGE = b"334 PDQxOTI5NDIzNDEuMTI4Mjg0NzJAc291cmNlZm91ci5hbmRyZXcuY211LmVkdT4=\r\n"
 FINAL_REPLY = b"250 2.0.0 Ok: queued as 4BD2A1C3F0 after a long, long think about it\r\n"
 
@@ -201,3 +201,38 @@ async def test_each_lmtp_reply_gets_its_own_deadline(adapter: Adapter) -> None:
             recipient: (250, f"2.0.0 <{recipient}> delivered".encode()) for recipient in recipients
         }
         smtp.close()
+
+
+@all_adapters
+async def test_a_slowly_read_write_times_out(adapter: Adapter) -> None:
+    """After 354 the server reads the body a little at a time, often enough that every socket
+    write makes progress: each write of the body must still end by its deadline."""
+    drip = Drip()
+    drained = 0
+    large = b"Subject: large\r\n\r\n" + (b"y" * 998 + b"\r\n") * 32000  # 32 MB
+
+    def handler(session: Session) -> None:
+        nonlocal drained
+        greeted(session)
+        session.expect("mail from:")
+        session.expect("rcpt to:")
+        session.expect("data")
+        session.send(b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n")
+        while not drip.stop.wait(2 * INTERVAL):
+            try:
+                session.read_exact(1 << 15)
+            except (OSError, AssertionError):  # the client gave up: reset, or EOF
+                return
+            drained += 1 << 15
+
+    with ScriptedServer(handler) as server:
+        smtp = adapter.new(timeout=TIMEOUT)
+        await adapter.call(smtp.connect, server.host, server.port)
+        try:
+            with pytest.raises(SMTPServerDisconnected):
+                await adapter.call(smtp.sendmail, SENDER, [RECIPIENT], large)
+        finally:
+            drip.stop.set()
+        assert not adapter.is_connected(smtp)
+    # With a timeout per socket write, the client would have kept going to the end.
+    assert drained < len(large) // 4, drained

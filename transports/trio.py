@@ -23,7 +23,7 @@ from __future__ import annotations
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, suppress
 from math import inf
 from typing import Any, Unpack
 
@@ -192,13 +192,17 @@ async def _receive(sock: socket.socket, deadline: float) -> bytes:
 async def _send(sock: socket.socket, data: bytes, deadline: float) -> None:
     """Send all of ``data`` on ``sock``, waiting until ``deadline`` at the latest."""
     await trio.lowlevel.checkpoint_if_cancelled()
-    with memoryview(data) as view:
+    try:
+        sent = sock.send(data)
+    except BlockingIOError:
         sent = 0
+    if sent == len(data):
+        return  # the usual case: the socket's buffer took it all
+    with memoryview(data) as view:
         while sent < len(view):
-            try:
+            await _wait(trio.lowlevel.wait_writable, sock, deadline)
+            with suppress(BlockingIOError):  # woken, yet the buffer is full again
                 sent += sock.send(view[sent:])
-            except BlockingIOError:
-                await _wait(trio.lowlevel.wait_writable, sock, deadline)
 
 
 async def _receive_tls(stream: trio.SSLStream[trio.SocketStream], deadline: float) -> bytes:
