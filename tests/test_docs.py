@@ -25,10 +25,13 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from smtp_proto import ClientConnection, Command, LocalProtocolError, State
 from tests.servers.dovecot import DovecotLMTPServer
@@ -166,6 +169,35 @@ def test_block_extraction_keeps_page_line_numbers(tmp_path: Path) -> None:
     assert run.returncode != 0
     assert 'File "page.md", line 13' in run.stderr
     assert "ValueError: 1" in run.stderr
+
+
+_LINE = st.text(st.characters(blacklist_characters="\r\n`", blacklist_categories=("Cs",)))
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["python", "text", "console", ""]), st.lists(_LINE)),
+        max_size=6,
+    ),
+    st.lists(_LINE, max_size=3),
+)
+def test_block_extraction_finds_exactly_the_python_blocks(
+    blocks: list[tuple[str, list[str]]], prose: list[str]
+) -> None:
+    lines = ["# Page"]
+    expected = []
+    for language, body in blocks:
+        lines += [*prose, f"```{language}"]
+        if language == "python":
+            expected.append((f"page.md:{len(lines) + 1}", body))
+        lines += [*body, "```"]
+    page = Path(tempfile.mkdtemp()) / "page.md"
+    page.write_text("\n".join(lines) + "\n", "utf-8")
+    found = python_blocks(page)
+    assert [name for name, _ in found] == [name for name, _ in expected]
+    for (name, source), (_, body) in zip(found, expected, strict=True):
+        first = int(name.rsplit(":", 1)[1])
+        assert source.split("\n")[first - 1 : -1] == body  # the body, at the page's lines
 
 
 # ---------------------------------------------------------------- the transport example
