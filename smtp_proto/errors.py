@@ -110,14 +110,17 @@ class SMTPAuthenticationError(SMTPResponseException):
 
 
 class ProtocolError(SMTPException):
-    """The byte stream broke the protocol; the connection cannot be used any more."""
+    """A protocol rule was broken: by the caller (:class:`LocalProtocolError`, nothing sent, the
+    connection unchanged) or by the server (:class:`RemoteProtocolError`, the connection closed).
+    """
 
 
 class LocalProtocolError(ProtocolError, ValueError):
     """The caller asked for something that would corrupt the byte stream.
 
     Examples: CR, LF or NUL inside a command argument, a command while a message body is open.
-    Like ``smtplib``'s refusal of newlines in commands, it is also a ``ValueError``.
+    Like ``smtplib``'s refusal of newlines in commands, it is also a ``ValueError``.  Nothing is
+    sent and the connection stays usable.
     """
 
 
