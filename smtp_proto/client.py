@@ -91,6 +91,7 @@ __all__ = [
     "Operation",
     "Readable",
     "Request",
+    "TransactionReplies",
 ]
 
 logger = logging.getLogger("smtp_proto")
@@ -187,7 +188,7 @@ class _Verbatim:
 
 
 @dataclass(frozen=True)
-class _Replies:
+class TransactionReplies:
     """The replies of one transaction: to each RCPT (by recipient) and to the body (one under
     the key ``""``, or one per recipient for LMTP)."""
 
@@ -225,7 +226,7 @@ class Client:
         #: Per-recipient replies to the last LMTP message body (recipient -> (code, text)).
         self.lmtp_replies: dict[str, tuple[int, bytes]] = {}
         #: The replies of the last ``sendmail``/``transaction``, as ``Reply`` objects.
-        self.last_replies = _Replies({}, {})
+        self.last_replies = TransactionReplies({}, {})
         #: Send ``sendmail``'s message with BDAT (RFC 3030) when the server offers CHUNKING and
         #: PIPELINING: one round trip per message, no dot-stuffing.  Off by default so that the
         #: ``smtplib`` API keeps ``smtplib``'s DATA exchange (and debug transcript).
@@ -508,9 +509,9 @@ class Client:
         ``bytes`` chunks too: it is then streamed, ``CHUNK_SIZE`` bytes at a time, and must not
         be used meanwhile.  Its first chunk is read before DATA, so a source that cannot be
         read leaves the connection usable; one that fails later closes it (a truncated message
-        is never ended).  The operation reads the source itself, synchronously (with the
-        asyncio and trio adapters, on the event loop): async iterables and async file objects
-        are not supported yet.
+        is never ended).  The operation reads a sync source itself (with the asyncio and trio
+        adapters, on the event loop); an async iterable or async file object is pulled by the
+        async driver, one ``NextChunk`` request per chunk.
 
         Raises ``SMTPDataError`` unless DATA gets 354; returns the reply to the body.  For LMTP
         that is the first refusal among the per-recipient replies (all are kept in
@@ -566,7 +567,7 @@ class Client:
         """
         if not self.lmtp:
             reply = (yield from self._exchange(data, 1))[0]
-            self.last_replies = _Replies(self.last_replies.rcpt, {"": reply})
+            self.last_replies = TransactionReplies(self.last_replies.rcpt, {"": reply})
             result = reply.as_tuple()
         else:
             expected = self.connection.accepted_recipients or (None,)
@@ -585,7 +586,7 @@ class Client:
                     zip(expected, answers, strict=True)
                 )
             }
-            self.last_replies = _Replies(self.last_replies.rcpt, final)
+            self.last_replies = TransactionReplies(self.last_replies.rcpt, final)
             refusals = [answer for answer in answers if not 200 <= answer[0] < 300]
             result = refusals[0] if refusals else answers[-1]
         if self.debuglevel > 0:
@@ -663,7 +664,7 @@ class Client:
         rcpts = [self._rcpt_command(recipient, rcpt_opts) for recipient, rcpt_opts in recipients]
         pieces = _Pieces(source)
         yield from pieces.start()
-        self.last_replies = _Replies({}, {})
+        self.last_replies = TransactionReplies({}, {})
         if extensions.pipelining and recipients:
             return (yield from self._sendmail_pipelined(mail, rcpts, pieces, binary))
         return (yield from self._sendmail_lockstep(mail, rcpts, pieces, binary))

@@ -548,3 +548,28 @@ async def test_async_body_on_the_blocking_adapter_is_refused_before_sending(
         assert await adapter.call(smtp.noop) == (250, b"2.0.0 OK")
         await adapter.call(smtp.quit)
     assert handler.commands == [EHLO, b"noop", b"quit"]
+
+
+@async_adapters
+async def test_async_file_object_body(adapter: Adapter) -> None:
+    class AsyncFile:
+        """An async file object: ``await read(n)``, ``b""`` at the end."""
+
+        def __init__(self, data: bytes) -> None:
+            self.data = data
+            self.reads = 0
+
+        async def read(self, size: int) -> bytes:
+            self.reads += 1
+            piece, self.data = self.data[:size], self.data[size:]
+            return piece
+
+    expected = b"".join(pieces(8))
+    source = AsyncFile(expected)
+    handler = StandardESMTP(features=ESMTP)
+    with ScriptedServer(handler) as server:
+        smtp = await adapter.open(server.host, server.port)
+        assert await adapter.call(smtp.sendmail, SENDER, ["r"], source) == {}
+        await adapter.call(smtp.quit)
+    assert handler.envelopes[0].data == expected
+    assert source.reads == len(expected) // CHUNK_SIZE + 2  # chunk by chunk, then b""
