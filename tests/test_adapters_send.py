@@ -299,18 +299,26 @@ async def test_binary_body_refused_without_binarymime_and_chunking(
 
 
 @all_adapters
-async def test_sendmail_binarymime_forces_bdat_without_opting_in(adapter: Adapter) -> None:
-    handler = StandardESMTP(features=(*ESMTP, "BINARYMIME"), chunking=True)
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "lockstep"])
+@pytest.mark.parametrize("size", ["small", "large"])
+async def test_sendmail_binarymime_forces_bdat_without_opting_in(
+    adapter: Adapter, pipelining: bool, size: str
+) -> None:
+    features = ("PIPELINING", "BINARYMIME") if pipelining else ("BINARYMIME",)
+    handler = StandardESMTP(features=features, chunking=True)
+    body = BINARY if size == "small" else BINARY * (5 * CHUNK_SIZE // (2 * len(BINARY)))
     with ScriptedServer(handler) as server:
         smtp = await adapter.open(server.host, server.port)
         assert not smtp.chunking
         refused = await adapter.call(
-            smtp.sendmail, SENDER, ["r@x"], BINARY, mail_options=["BODY=BINARYMIME"]
+            smtp.sendmail, SENDER, ["r@x"], body, mail_options=["BODY=BINARYMIME"]
         )
         assert refused == {}
         await adapter.call(smtp.quit)
     (envelope,) = handler.envelopes
-    assert envelope.via == "BDAT" and envelope.data == BINARY
+    assert envelope.via == "BDAT" and envelope.data == body
+    chunks = [command for command in handler.commands if command.startswith(b"BDAT")]
+    assert len(chunks) == (1 if size == "small" else 3)
 
 
 @all_adapters
@@ -516,6 +524,23 @@ async def test_async_iterable_body(adapter: Adapter, chunking: bool) -> None:
         await adapter.call(smtp.quit)
     assert [envelope.data for envelope in handler.envelopes] == [expected, expected]
     assert {envelope.via for envelope in handler.envelopes} == {"BDAT" if chunking else "DATA"}
+
+
+@async_adapters
+async def test_async_body_failing_at_once_leaves_the_connection_usable(adapter: Adapter) -> None:
+    async def failing() -> AsyncIterator[bytes]:
+        raise ValueError("nothing to read")
+        yield b""  # pragma: no cover - makes this an async generator
+
+    handler = StandardESMTP(features=ESMTP)
+    with ScriptedServer(handler) as server:
+        smtp = await adapter.open(server.host, server.port)
+        await adapter.call(smtp.ehlo)
+        with pytest.raises(ValueError, match="nothing to read"):
+            await adapter.call(smtp.sendmail, SENDER, ["r"], failing())
+        assert await adapter.call(smtp.noop) == (250, b"2.0.0 OK")
+        await adapter.call(smtp.quit)
+    assert handler.commands == [EHLO, b"noop", b"quit"]
 
 
 @async_adapters
