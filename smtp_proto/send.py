@@ -108,9 +108,11 @@ def _header_block(data: bytes) -> bytes:
 
 @dataclass(frozen=True)
 class _Credentials:
+    """Who logs in, and how; the secrets are left out of ``repr`` (tracebacks, logs)."""
+
     username: str
-    password: str | None
-    oauth2_token: str | Callable[[], str] | None
+    password: str | None = field(repr=False)
+    oauth2_token: str | Callable[[], str] | None = field(repr=False)
     mechanism: str | None
 
 

@@ -106,6 +106,13 @@ def test_bad_arguments_fail_before_connecting(options: dict[str, Any], error: ty
         submission(**options)
 
 
+def test_secrets_stay_out_of_repr() -> None:
+    plan = submission(username="alice", password="hunter2", tls="none", plaintext_auth=True)
+    token = submission(username="alice", oauth2_token="ya29.secret-token")
+    assert "alice" in repr(plan)
+    assert "hunter2" not in repr(plan) and "secret-token" not in repr(token)
+
+
 def test_body_kinds_from_arguments() -> None:
     assert submission().kind == "7bit"
     assert Submission.create("na\u00efve", "h", sender="s", recipients="r").kind == "8bit"
