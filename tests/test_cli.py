@@ -6,6 +6,7 @@ own first command, run as the real ``python -m smtp_proto`` subprocess.
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -523,3 +524,12 @@ def test_auth_not_offered_exits_4(
     assert code == 4
     assert "authentication failed: SMTP AUTH extension not supported by server" in err
     assert server.messages == []
+
+
+def test_the_body_from_standard_input(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, server: CaptureServer
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO("piped ✓\n".encode())))
+    argv = to(server, "--from", "a@x.test", "--to", "b@x.test", "--body-file", "-")
+    assert run(capsys, *argv)[0] == 0
+    assert server.messages[0].message.get_content() == "piped ✓\n"

@@ -103,6 +103,13 @@ def test_an_smtputf8_envelope(server: CaptureServer) -> None:
         smtp.sendmail("jösé@example.test", "zoë@example.test", MESSAGE, ["SMTPUTF8"])
     (captured,) = server.messages
     assert (captured.mail_from, captured.rcpt_tos) == ("jösé@example.test", ["zoë@example.test"])
+    raw = Raw(server)  # this client never sends them without SMTPUTF8; others might
+    raw.send(b"EHLO x\r\n")
+    refusal = b"553 5.6.7 Non-ASCII address without SMTPUTF8\r\n"
+    assert raw.send("MAIL FROM:<jösé@example.test>\r\n".encode()) == refusal
+    assert raw.send(b"MAIL FROM:<a@example.test>\r\n") == b"250 2.1.0 Ok\r\n"
+    assert raw.send("RCPT TO:<zoë@example.test>\r\n".encode()) == refusal
+    raw.close()
 
 
 def test_several_threads_send_at_once(server: CaptureServer) -> None:

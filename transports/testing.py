@@ -140,6 +140,14 @@ def _bad_parameter(parameters: list[str], known: frozenset[str]) -> Reply | None
     return None
 
 
+_UTF8_REQUIRED: Reply = (553, "5.6.7 Non-ASCII address without SMTPUTF8")
+
+
+def _utf8(mail_parameters: list[str]) -> bool:
+    """Whether MAIL asked for SMTPUTF8 (RFC 6531): non-ASCII addresses need it."""
+    return any(parameter.upper() == "SMTPUTF8" for parameter in mail_parameters)
+
+
 class _Session:
     """One client connection: the SMTP (or LMTP) dialogue and its transaction state."""
 
@@ -317,6 +325,8 @@ class _Session:
                 refusal = (501, "5.5.4 Bad SIZE parameter")
             elif name.upper() == "SIZE" and int(value) > self.capture.size_limit:
                 refusal = (552, "5.3.4 Message size exceeds fixed limit")
+        if not sender.isascii() and not _utf8(parameters):
+            refusal = _UTF8_REQUIRED
         if refusal is not None:
             self.reply(*refusal)
             return
@@ -337,6 +347,8 @@ class _Session:
             return
         recipient, parameters = parsed
         refusal = _bad_parameter(parameters, _RCPT_PARAMETERS) or self.capture.refuse.get(recipient)
+        if not recipient.isascii() and not _utf8(transaction.mail_options):
+            refusal = _UTF8_REQUIRED
         if refusal is not None:
             self.reply(*refusal)
             return
