@@ -264,6 +264,10 @@ def test_bdat_by_hand(server: CaptureServer) -> None:
     assert raw.send(b"BDAT 3\r\nabc").startswith(b"503 5.5.1")  # the 3 bytes are consumed
     raw.send(b"MAIL FROM:<a@example.test>\r\n")
     raw.send(b"RCPT TO:<b@example.test>\r\n")
+    assert raw.send(b"DATA\r\n").startswith(b"354")  # that BDAT was no part of this one
+    assert raw.send(b"Hi\r\n.\r\n").startswith(b"250 2.0.0 Ok")
+    raw.send(b"MAIL FROM:<a@example.test>\r\n")
+    raw.send(b"RCPT TO:<b@example.test>\r\n")
     assert raw.send(b"BDAT 5\r\nHello") == b"250 2.0.0 5 octets received\r\n"
     assert raw.send(b"DATA\r\n").startswith(b"503 5.5.1 DATA after BDAT")
     assert raw.send(b"BDAT 0\r\n") == b"250 2.0.0 0 octets received\r\n"
@@ -271,8 +275,9 @@ def test_bdat_by_hand(server: CaptureServer) -> None:
     assert raw.send(b"BDAT x\r\n").startswith(b"501 5.5.4")  # unknown length: the end
     assert raw.file.read() == b""
     raw.close()
-    (captured,) = server.messages
-    assert (captured.data, captured.chunked) == (b"Hello, world\r\n", True)
+    first, second = server.messages
+    assert (first.data, first.chunked) == (b"Hi\r\n", False)
+    assert (second.data, second.chunked) == (b"Hello, world\r\n", True)
 
 
 def test_a_failed_chunk_ends_the_transaction() -> None:
@@ -344,6 +349,9 @@ def test_auth_failures() -> None:
         assert raw.send(b"AUTH PLAIN not-base64!\r\n").startswith(b"501 5.5.2")
         assert raw.send(b"AUTH LOGIN\r\n") == b"334 VXNlcm5hbWU6\r\n"
         assert raw.send(b"*\r\n").startswith(b"501 5.7.0")
+        assert raw.send(b"AUTH PLAIN\r\n") == b"334 \r\n"
+        assert raw.send(b"A" * 9000 + b"\r\n").startswith(b"501 5.5.2")  # too long: dropped
+        assert raw.send(b"NOOP\r\n") == b"250 2.0.0 Ok\r\n"
         raw.close()
     with CaptureServer() as server, connect(server) as smtp:  # noqa: SIM117
         with pytest.raises(smtplib.SMTPNotSupportedError):

@@ -16,7 +16,7 @@ Exit codes (``send``; ``probe`` uses 0, 2, 3 and 64):
 3   TLS problem: STARTTLS not offered when required, handshake failed, or the
     certificate not verified
 4   authentication failed (or AUTH not offered)
-64  usage error: bad options or arguments, unreadable input file
+64  usage error: bad options or arguments, unreadable input file, no password
 ==  ===========================================================================
 """
 
@@ -320,7 +320,6 @@ class Outcome:
 
     refused: dict[str, tuple[int, bytes]]
     lmtp_replies: dict[str, tuple[int, bytes]]
-    every_recipient_refused: bool
 
 
 def _tls_cause(exc: BaseException) -> ssl.SSLError | None:
@@ -382,9 +381,9 @@ async def deliver(plan: Plan, module: ModuleType, blocking: bool) -> Outcome:
             refused = await client.sendmail(
                 envelope.sender, envelope.recipients, body, envelope.mail_options
             )
-            outcome = Outcome(refused, dict(client.lmtp_replies), False)
+            outcome = Outcome(refused, dict(client.lmtp_replies))
         except SMTPRecipientsRefused as exc:
-            outcome = Outcome(exc.recipients, dict(client.lmtp_replies), True)
+            outcome = Outcome(exc.recipients, dict(client.lmtp_replies))
         with contextlib.suppress(OSError, SMTPException):
             await client.quit()  # the message is sent: a failed goodbye changes nothing
         return outcome
@@ -503,9 +502,19 @@ def send(args: argparse.Namespace) -> int:
     lmtp, tls, host, port = _target(args)
     envelope = build_envelope(args, default_sender=None)
     plan = Plan(
-        host, port, lmtp, tls, _context(args), args.helo, args.timeout, args.verbose,
-        args.user, _password(args), envelope, _progress_stream(args, len(envelope.data)),
-    )  # fmt: skip
+        host=host,
+        port=port,
+        lmtp=lmtp,
+        tls=tls,
+        context=_context(args),
+        helo=args.helo,
+        timeout=args.timeout,
+        verbose=args.verbose,
+        user=args.user,
+        password=_password(args),
+        envelope=envelope,
+        progress=_progress_stream(args, len(envelope.data)),
+    )
     return _show_results(run_plan(plan, args.transport), envelope.recipients)
 
 
@@ -520,10 +529,19 @@ def _send_to_capture_server(args: argparse.Namespace) -> int:
         print(f"No --server given: sending to a capture server on {server.host}:{server.port}")
         sys.stdout.flush()
         plan = Plan(
-            server.host, server.port, args.lmtp, "none", _context(args), args.helo,
-            args.timeout, args.verbose, None, None, envelope,
-            _progress_stream(args, len(envelope.data)),
-        )  # fmt: skip
+            host=server.host,
+            port=server.port,
+            lmtp=args.lmtp,
+            tls="none",
+            context=_context(args),
+            helo=args.helo,
+            timeout=args.timeout,
+            verbose=args.verbose,
+            user=None,
+            password=None,
+            envelope=envelope,
+            progress=_progress_stream(args, len(envelope.data)),
+        )
         status = _show_results(run_plan(plan, args.transport), envelope.recipients)
         for captured in server.messages:
             print(

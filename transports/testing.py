@@ -185,13 +185,10 @@ class _Session:
             kind = "LMTP" if capture.lmtp else "ESMTP"
             self.wire.send(f"220 {capture.hostname} {kind} smtp-proto capture server")
         while True:
-            line = self.wire.readline(_MAX_COMMAND)
-            if not line.endswith(b"\n"):
-                while not self.wire.readline(_MAX_COMMAND).endswith(b"\n"):
-                    pass  # the rest of the overlong line, discarded
+            text = self.read_line()
+            if text is None:
                 self.reply(500, "5.5.2 Line too long")
                 continue
-            text = line.decode("utf-8", "replace").rstrip("\r\n")
             verb, _, argument = text.partition(" ")
             verb = verb.upper()
             if greeting_failure is not None and verb != "QUIT":
@@ -205,6 +202,16 @@ class _Session:
                 self.reply(502, "5.5.2 Command not implemented")
             else:
                 handler(argument)
+
+    def read_line(self) -> str | None:
+        """The next command (or AUTH response) line, decoded; ``None`` if it was too long
+        (then read to its end and dropped)."""
+        line = self.wire.readline(_MAX_COMMAND)
+        if line.endswith(b"\n"):
+            return line.decode("utf-8", "replace").rstrip("\r\n")
+        while not self.wire.readline(_MAX_COMMAND).endswith(b"\n"):
+            pass
+        return None
 
     def reset(self) -> None:
         self.transaction = None
@@ -296,7 +303,10 @@ class _Session:
         """The client's base64 response: the initial one if sent, else one to a 334."""
         if not initial:
             self.wire.send(f"334 {challenge}")
-            initial = self.wire.readline(_MAX_COMMAND).decode("ascii", "replace").strip()
+            line = self.read_line()
+            if line is None:
+                raise ValueError("response too long")
+            initial = line.strip()
         if initial == "*":
             raise _Cancelled
         if initial == "=":
@@ -330,6 +340,7 @@ class _Session:
         if refusal is not None:
             self.reply(*refusal)
             return
+        self.reset()
         self.transaction = CapturedMessage(
             sender, mail_options=parameters, tls=self.tls, auth_user=self.user
         )
