@@ -14,11 +14,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from smtp_proto import sasl
 from smtp_proto.errors import LocalProtocolError, SMTPException
+from smtp_proto.message import prepare_message
 from tests.adapters import LOCAL_NAME, MESSAGE, Adapter, all_adapters, on_adapters
 from tests.scripted_server import ScriptedServer, StandardESMTP
 
@@ -246,3 +247,40 @@ async def test_nul_in_plain_credentials_is_refused_before_sending(adapter: Adapt
         assert (await adapter.call(smtp.quit))[0] == 221
     assert bytes(server.sessions[0].received) == transcript(2)
     assert behaviour.authenticated == []
+
+
+# ---------------------------------------------------------------- address headers (offline)
+
+ADDRESSES = st.lists(st.from_regex(r"[a-z]{1,8}@[a-z]{1,8}\.test", fullmatch=True), min_size=1)
+SEPARATORS = st.sampled_from([", ", ",", ",\r\n ", ",\n\t", ",\r\n\t  "])
+
+
+@given(addresses=ADDRESSES, data=st.data())
+def test_folded_address_headers_are_read_whole(addresses: list[str], data: st.DataObject) -> None:
+    """Folding (a line break, then white space) is part of a header, not an injection."""
+    value = addresses[0]
+    for address in addresses[1:]:
+        value += data.draw(SEPARATORS) + address
+    for field in ("To", "Cc", "Bcc"):
+        headers = {"To": "", field: value}
+        assert prepare_message(message(**headers)).to_addrs[-len(addresses) :] == addresses
+    assert prepare_message(message(From=value)).from_addr == addresses[0]
+
+
+@given(
+    addresses=ADDRESSES,
+    line_break=st.sampled_from(["\r", "\n", "\r\n"]),
+    field=st.sampled_from(["From", "Sender", "To", "Cc", "Bcc"]),
+    data=st.data(),
+)
+def test_line_break_in_an_address_header_is_refused(
+    addresses: list[str], line_break: str, field: str, data: st.DataObject
+) -> None:
+    """A line break that is not folding (not followed by white space) is refused, instead of
+    ``getaddresses`` quietly reading it as a separator."""
+    value = ", ".join(addresses)
+    position = data.draw(st.integers(0, len(value)))
+    assume(value[position : position + 1] not in (" ", "\t") or position == len(value))
+    injected_value = value[:position] + line_break + value[position:]
+    with pytest.raises(LocalProtocolError):
+        prepare_message(message(**{field: injected_value}))
