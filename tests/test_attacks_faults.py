@@ -10,6 +10,7 @@ did not take), a closed object, and an object that connects again and delivers.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
@@ -46,11 +47,12 @@ def check_error(error: BaseException | None, action: str, elapsed: float) -> Non
 
 
 async def closed_then_reconnects(
-    adapter: Adapter, smtp: object, server: ScriptedServer, handler: FaultyThenHealthy
+    adapter: Adapter, smtp: Any, server: ScriptedServer, handler: FaultyThenHealthy
 ) -> None:
+    """The faulty session left ``smtp`` closed; it connects again and delivers."""
     assert not adapter.is_connected(smtp)
     with pytest.raises(SMTPServerDisconnected):
-        await adapter.call(smtp.noop)  # type: ignore[attr-defined]
+        await adapter.call(smtp.noop)
     await sends_after_reconnect(adapter, smtp, server, handler)
 
 
