@@ -147,7 +147,11 @@ class _Stream(asyncio.Protocol):
 
 
 class SMTP(AsyncSMTPBase):
-    """An SMTP client connection with the ``smtplib.SMTP`` API, awaitable, on asyncio."""
+    """An SMTP client connection with the ``smtplib.SMTP`` API, awaitable, on asyncio.
+
+    ``timeout`` bounds each complete write and each wait for a complete reply, not each
+    read: a server that drips a reply times out like a silent one (see ``AsyncSMTPBase``).
+    """
 
     _stream: _Stream | None = None
 

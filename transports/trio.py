@@ -49,7 +49,11 @@ _RECEIVE_SIZE = 1 << 16
 
 
 class SMTP(AsyncSMTPBase):
-    """An SMTP client connection with the ``smtplib.SMTP`` API, awaitable, on trio."""
+    """An SMTP client connection with the ``smtplib.SMTP`` API, awaitable, on trio.
+
+    ``timeout`` bounds each complete write and each wait for a complete reply, not each
+    read: a server that drips a reply times out like a silent one (see ``AsyncSMTPBase``).
+    """
 
     _socket: trio.socket.SocketType | None = None  # the connection, as trio knows it
     _raw: socket.socket | None = None  # the same socket: plain-text I/O goes straight to it
