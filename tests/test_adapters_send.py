@@ -172,15 +172,20 @@ async def test_message_over_the_size_limit_is_refused_before_mail(
 
 
 @all_adapters
+@pytest.mark.parametrize("where", ["unix", "tcp-starttls"])
 async def test_lmtp_per_recipient_replies(
-    adapter: Adapter, dovecot_lmtp: DovecotLMTPServer, token: str
+    adapter: Adapter, dovecot_lmtp: DovecotLMTPServer, tls_ca: LocalCA, token: str, where: str
 ) -> None:
     message = f"From: {SENDER}\r\nSubject: {token}\r\n\r\nhello\r\n".encode()
+    if where == "unix":  # no TLS on a Unix socket
+        address: tuple[str, int | None] = (str(dovecot_lmtp.unix_path), None)
+    else:  # STARTTLS required, as for SMTP
+        address = (dovecot_lmtp.host, dovecot_lmtp.port)
     result = await send(
         adapter,
         message,
-        str(dovecot_lmtp.unix_path),
-        None,
+        *address,
+        context=tls_ca.client_context(),
         lmtp=True,
         sender=SENDER,
         recipients=["alice@example.test", "full@example.test", "nobody@example.test"],
@@ -191,7 +196,8 @@ async def test_lmtp_per_recipient_replies(
     assert result.refused["full@example.test"].code == 552
     assert result.refused["nobody@example.test"].code == 550  # refused at RCPT
     assert result.data_reply is None and result.queue_id is None
-    assert sum(token.encode() in m for m in dovecot_lmtp.messages_for("alice")) == 1
+    (delivered,) = [m for m in dovecot_lmtp.messages_for("alice") if token.encode() in m]
+    assert (b"with LMTPS" in delivered) == (where == "tcp-starttls"), delivered[:600]
 
 
 # ---------------------------------------------------------------- secure defaults
