@@ -96,9 +96,19 @@ def body_kind(data: bytes) -> BodyKind:
     crlf = data.count(b"\r\n")
     if data.count(b"\r") != crlf or data.count(b"\n") != crlf:
         return "binary"
-    if len(data) > MAX_LINE and max(map(len, data.split(b"\r\n"))) > MAX_LINE:
+    if len(data) > MAX_LINE and _has_long_line(data):
         return "binary"
     return "7bit" if data.isascii() else "8bit"
+
+
+def _has_long_line(data: bytes) -> bool:
+    """Whether a CRLF-separated line is over ``MAX_LINE`` octets (without copying lines)."""
+    start = 0
+    while (end := data.find(b"\r\n", start)) >= 0:
+        if end - start > MAX_LINE:
+            return True
+        start = end + 2
+    return len(data) - start > MAX_LINE
 
 
 def _header_block(data: bytes) -> bytes:
