@@ -304,7 +304,7 @@ class Plan:
     port: int
     lmtp: bool
     tls: str
-    context: ssl.SSLContext
+    context: ssl.SSLContext | None  # None without TLS: loading CA certificates takes time
     helo: str
     timeout: float
     verbose: bool
@@ -506,7 +506,7 @@ def send(args: argparse.Namespace) -> int:
         port=port,
         lmtp=lmtp,
         tls=tls,
-        context=_context(args),
+        context=None if tls == "none" else _context(args),
         helo=args.helo,
         timeout=args.timeout,
         verbose=args.verbose,
@@ -533,7 +533,7 @@ def _send_to_capture_server(args: argparse.Namespace) -> int:
             port=server.port,
             lmtp=args.lmtp,
             tls="none",
-            context=_context(args),
+            context=None,
             helo=args.helo,
             timeout=args.timeout,
             verbose=args.verbose,

@@ -475,6 +475,10 @@ class _Handler(socketserver.BaseRequestHandler):
 
     def handle(self) -> None:
         capture: CaptureServer = self.server.capture
+        if capture.unix_path is None:
+            # Replies go out one write each: without this, Nagle's algorithm holds a reply
+            # back until the client's delayed ACK of the previous one (some 40 ms).
+            self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         wire = _Wire(self.request)
         with capture._tracking(wire):
             with contextlib.suppress(_Disconnect, OSError):
