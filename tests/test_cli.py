@@ -172,6 +172,16 @@ def test_a_progress_bar_for_a_large_body(
     assert captured.message.get_content() == body * 30_000
 
 
+def test_no_progress_bar_unless_asked_when_stderr_is_not_a_terminal(
+    capsys: pytest.CaptureFixture[str], server: CaptureServer
+) -> None:
+    body = "x" * 76 + "\n"
+    argv = to(
+        server, "--from", "me@example.test", "--to", "a@example.test", "--body", body * 30_000
+    )
+    assert run(capsys, *argv) == (0, "accepted  a@example.test\n1 of 1 recipients accepted\n", "")
+
+
 # ---------------------------------------------------------------- results and exit codes
 
 
