@@ -46,8 +46,6 @@ TLS_MODES: tuple[str, ...] = ("auto", "implicit", "starttls", "opportunistic", "
 SUBMISSION_PORT = 587
 SMTPS_PORT = 465
 LMTP_PORT = 2003
-#: RFC 5321 section 4.5.3.1.6: a line is at most 998 octets before its CRLF.
-MAX_LINE = 998
 
 BodyKind = Literal["7bit", "8bit", "binary", "stream"]
 _QUEUE_ID = re.compile(rb"(?:queued as|\bid=)\s*([A-Za-z0-9][A-Za-z0-9._-]*)", re.IGNORECASE)
@@ -88,27 +86,16 @@ class SendResult:
 
 
 def body_kind(data: bytes) -> BodyKind:
-    """What a body needs: ``7bit`` (ASCII lines), ``8bit`` (8BITMIME) or ``binary``
-    (BINARYMIME: NUL bytes, a bare CR or LF, or a line over 998 octets, none of which DATA
-    can carry unchanged)."""
+    """What a body needs: ``7bit`` (ASCII), ``8bit`` (8BITMIME) or ``binary`` (BINARYMIME).
+
+    Only a NUL byte makes a body binary: no text body may carry one.  Bare CR and LF are
+    line ends written the Unix or old Mac way, turned into CRLF on the way as ``sendmail``
+    does (the MTA would do the same); lines over 998 octets are the server's to judge, as
+    with ``smtplib``.  ``binary=True`` sends a body byte for byte instead.
+    """
     if b"\0" in data:
         return "binary"
-    crlf = data.count(b"\r\n")
-    if data.count(b"\r") != crlf or data.count(b"\n") != crlf:
-        return "binary"
-    if len(data) > MAX_LINE and _has_long_line(data):
-        return "binary"
     return "7bit" if data.isascii() else "8bit"
-
-
-def _has_long_line(data: bytes) -> bool:
-    """Whether a CRLF-separated line is over ``MAX_LINE`` octets (without copying lines)."""
-    start = 0
-    while (end := data.find(b"\r\n", start)) >= 0:
-        if end - start > MAX_LINE:
-            return True
-        start = end + 2
-    return len(data) - start > MAX_LINE
 
 
 def _header_block(data: bytes) -> bytes:
@@ -289,8 +276,8 @@ class Submission:
         if self.kind == "binary":
             if not (features.binarymime and features.chunking):
                 raise SMTPNotSupportedError(
-                    "the message is binary (NUL bytes, bare CR or LF, or lines over 998 "
-                    "octets) and the server does not advertise BINARYMIME and CHUNKING"
+                    "the message is binary (it has NUL bytes, or binary=True was given) "
+                    "and the server does not advertise BINARYMIME and CHUNKING"
                 )
             options.append("BODY=BINARYMIME")
         elif self.kind == "8bit" or (self.kind == "stream" and features.eightbitmime):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import email.message
+import re
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 from smtp_proto import DSN, Client, Reply
 from smtp_proto.body import BodyEncoder
-from smtp_proto.send import MAX_LINE, SendResult, Submission, body_kind
+from smtp_proto.send import SendResult, Submission, body_kind
 from tests.offline import C, Peer, S
 
 GREETING = b"220 server.example ESMTP ready\r\n"
@@ -34,24 +35,22 @@ def test_line_safe_bodies_are_never_changed_by_the_encoder(lines: list[bytes]) -
 
 
 @given(st.binary(max_size=300))
-def test_what_is_not_binary_goes_through_normalisation_unchanged(data: bytes) -> None:
-    if body_kind(data) == "binary":
-        return
-    tail = b"" if data.endswith(b"\r\n") else b"\r\n"
-    assert BodyEncoder(stuff_dots=False).encode_all(data) == data + tail
-
-
-@given(st.binary(max_size=300))
 def test_classification_matches_its_definition(data: bytes) -> None:
-    bare = data.count(b"\r") != data.count(b"\r\n") or data.count(b"\n") != data.count(b"\r\n")
-    too_long = any(len(line) > MAX_LINE for line in data.split(b"\r\n"))
-    expected = "binary" if b"\0" in data or bare or too_long else None
-    assert body_kind(data) == (expected or ("7bit" if data.isascii() else "8bit"))
+    expected = "binary" if b"\0" in data else "7bit" if data.isascii() else "8bit"
+    assert body_kind(data) == expected
 
 
-def test_overlong_line_is_binary() -> None:
-    assert body_kind(b"a" * MAX_LINE + b"\r\n") == "7bit"
-    assert body_kind(b"a" * (MAX_LINE + 1) + b"\r\n") == "binary"
+@given(st.binary(max_size=300).filter(lambda data: b"\0" not in data))
+def test_text_bodies_reach_the_server_with_only_their_line_ends_changed(data: bytes) -> None:
+    normalised = re.sub(rb"\r\n|\r|\n", b"\r\n", data)
+    tail = b"" if normalised.endswith(b"\r\n") else b"\r\n"
+    assert BodyEncoder(stuff_dots=False).encode_all(data) == normalised + tail
+
+
+def test_overlong_lines_and_unix_line_ends_are_not_binary() -> None:
+    assert body_kind(b"a" * 5000 + b"\r\n") == "7bit"
+    assert body_kind(b"unix\nline ends\n") == "7bit"
+    assert body_kind(b"old mac\rline ends\r\xc3\xa9") == "8bit"
 
 
 # ---------------------------------------------------------------- argument checks
@@ -117,7 +116,9 @@ def test_body_kinds_from_arguments() -> None:
     assert submission().kind == "7bit"
     assert Submission.create("na\u00efve", "h", sender="s", recipients="r").kind == "8bit"
     assert submission(binary=True).kind == "binary"
-    text = Submission.create(b"unix\nline ends\n", "h", sender="s", recipients="r", binary=False)
+    unix = Submission.create(b"unix\nline ends\n", "h", sender="s", recipients="r")
+    assert unix.kind == "7bit"
+    text = Submission.create(b"nul\0byte\r\n", "h", sender="s", recipients="r", binary=False)
     assert text.kind == "7bit"
     stream = Submission.create(iter([b"x"]), "h", sender="s", recipients="r")
     assert stream.kind == "stream"

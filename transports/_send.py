@@ -36,8 +36,9 @@ class SendOptions(TypedDict, total=False):
       ``oauth2_token`` (a string or a callable returning a fresh one; OAUTHBEARER or XOAUTH2).
       Never sent without TLS unless ``plaintext_auth=True``.
     - ``dsn``: an ``smtp_proto.dsn.DSN`` request.  ``chunking``: BDAT when offered (default
-      True).  ``binary``: force (True) or refuse (False) BINARYMIME; by default bytes bodies
-      are inspected.  ``lmtp``: speak LMTP (``host`` may be a Unix socket path).
+      True).  ``binary``: force (True) or refuse (False) BINARYMIME; by default a bytes body
+      is binary only if it has NUL bytes (bare CR/LF become CRLF).  ``lmtp``: speak LMTP
+      (``host`` may be a Unix socket path).
     - ``timeout``, ``local_hostname``, ``source_address``: as for ``SMTP``.
     """
 
