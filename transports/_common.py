@@ -64,8 +64,8 @@ class Deadline:
     """When the write or reply wait under way must end: how every adapter applies ``timeout``.
 
     ``timeout`` bounds each complete write, and each wait for a complete reply, from the
-    moment the client starts waiting for it until its last line has arrived; it is not a
-    bound on each socket read, as in ``smtplib``.  Bytes that arrive do not extend it, so a
+    moment the client starts waiting for it until its last line has arrived (``smtplib``'s
+    bounds each socket read instead).  Bytes that arrive do not extend it, so a
     server that drips a reply one byte at a time, or sends continuation lines without end,
     gets a timeout once ``timeout`` has passed, as a silent one does.
 
