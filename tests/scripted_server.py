@@ -390,16 +390,26 @@ class ScriptedServer:
     Started on ``__enter__``; ``__exit__`` stops it (releasing stalls, unblocking reads,
     joining threads) and re-raises the first handler error as AssertionError unless the
     test body itself raised, so a failed `Session.expect` fails the test.
+
+    ``nodelay`` sets TCP_NODELAY on accepted TCP connections: replies written one after the
+    other (answers to pipelined commands) then go out at once instead of waiting for the
+    client's delayed ACK (some 40 ms each), which makes tests sending many messages faster.
     """
 
     def __init__(
-        self, handler: Handler, *, unix_path: str | None = None, timeout: float = 10.0
+        self,
+        handler: Handler,
+        *,
+        unix_path: str | None = None,
+        timeout: float = 10.0,
+        nodelay: bool = False,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
         self.handler = handler
         self.unix_path = unix_path
         self.timeout = timeout
+        self.nodelay = nodelay
         self.host = "127.0.0.1"
         self.port = 0  # the bound port once started (stays 0 in Unix socket mode)
         self.sessions: list[Session] = []
@@ -511,6 +521,8 @@ class ScriptedServer:
 
     def _start_session(self, conn: socket.socket) -> None:
         assert self._wake_r is not None
+        if self.nodelay and self.unix_path is None:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         session = Session(
             conn,
             index=len(self.sessions),

@@ -91,7 +91,7 @@ async def test_lenient_end_of_data_inside_a_message_smuggles_nothing(
 ) -> None:
     behaviour = StandardESMTP(lenient_data_end=True)
     expected: list[bytes] = []
-    with ScriptedServer(behaviour) as server:
+    with ScriptedServer(behaviour, nodelay=True) as server:
         async with adapter.connected(server.host, server.port) as smtp:
             for body in smuggling_messages(end):
                 expected += [normalised(body)] * await send_each_way(adapter, smtp, body)
@@ -116,7 +116,7 @@ async def test_lenient_server_reads_well_formed_messages_exactly(adapter: Adapte
         b"",
     ]
     behaviour = StandardESMTP(lenient_data_end=True)
-    with ScriptedServer(behaviour) as server:
+    with ScriptedServer(behaviour, nodelay=True) as server:
         async with adapter.connected(server.host, server.port) as smtp:
             for body in bodies:
                 assert await adapter.call(smtp.sendmail, SENDER, [RECIPIENT], body) == {}
@@ -128,7 +128,7 @@ def test_lenient_server_would_accept_a_smuggled_message() -> None:
     second, smuggled message delivered (which is what the tests above rule out)."""
     behaviour = StandardESMTP(lenient_data_end=True)
     with (
-        ScriptedServer(behaviour) as server,
+        ScriptedServer(behaviour, nodelay=True) as server,
         socket.create_connection((server.host, server.port), timeout=10) as sock,
     ):
         stream = sock.makefile("rwb")
