@@ -64,7 +64,8 @@ def reset_while_connecting(error: BaseException | None) -> bool:
     non-blocking connect (asyncio, trio), which then reports a failed connect: asyncio a
     ``ConnectionResetError("Connect call failed ...")``, trio an ``OSError("all attempts to
     connect ... failed")`` from a group holding that ``ConnectionResetError``.  A blocking
-    connect returns before the reset, which then surfaces as ``SMTPServerDisconnected``.
+    connect usually returns before the reset, which then surfaces as
+    ``SMTPServerDisconnected``; on a loaded machine its ``connect()`` may see the reset too.
     """
     if isinstance(error, ConnectionResetError):
         return True
@@ -100,7 +101,7 @@ async def test_fault(adapter: Adapter, step: str, action: str) -> None:
         elapsed = time.monotonic() - started
 
         if (step, action) == ("greeting", "rst") and reset_while_connecting(error):
-            assert adapter.is_async, repr(error)
+            pass  # a failed connect: nothing was sent, and the reconnect below must work
         elif action in ("fin", "rst", "stall"):
             assert isinstance(error, SMTPServerDisconnected), repr(error)
         elif step not in ("greeting", "quit"):

@@ -63,8 +63,14 @@ def test_connection_dropped_at_greeting(action: str) -> None:
     handler = FirstSessionFails(PIPELINED, {"greeting": action})
     with ScriptedServer(handler) as server:
         smtp = smtplib.SMTP(local_hostname=LOCAL_NAME, timeout=10)
-        with pytest.raises(smtplib.SMTPServerDisconnected, match="Connection unexpectedly closed"):
+        # A reset can also beat a blocking connect() on a loaded machine: then connect() fails
+        # as smtplib's does, with the ConnectionResetError itself.
+        expected = (smtplib.SMTPServerDisconnected, ConnectionResetError)
+        with pytest.raises(expected if action == "rst" else expected[0]) as info:
             smtp.connect(server.host, server.port)
+        if isinstance(info.value, smtplib.SMTPServerDisconnected):
+            assert str(info.value).startswith("Connection unexpectedly closed")
+        assert smtp.sock is None
         send_after_reconnect(smtp, server, handler)
 
 
