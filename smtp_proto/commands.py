@@ -75,6 +75,17 @@ def quoteaddr(addrstring: str) -> str:
     return addrstring if addrstring.strip().startswith("<") else f"<{addrstring}>"
 
 
+def _quoted(address: str) -> str:
+    """``quoteaddr(address)``, refusing control characters first (see ``_verbatim``).
+
+    A plain dot-atom address (the common case) cannot hold a control character and quotes to
+    itself in angle brackets, so it skips both the check and ``email.utils.parseaddr``.
+    """
+    if _SIMPLE_ADDRESS.fullmatch(address) is not None:
+        return f"<{address}>"
+    return quoteaddr(_verbatim(address))
+
+
 def address_only(addrstring: str) -> str:
     """The bare addr-spec of an address (for VRFY and EXPN), or the input if it does not parse."""
     display_name, addr_spec = email.utils.parseaddr(addrstring)
@@ -83,6 +94,11 @@ def address_only(addrstring: str) -> str:
 
 def encode_line(line: str, utf8: bool) -> bytes:
     """Encode one command line (without CRLF) and append CRLF, refusing any control character."""
+    if line.isascii() and line.isprintable():
+        # Fast path for the usual line: in ASCII, "printable" is exactly 0x20-0x7E, so
+        # these bytes hold no control character (the check below would pass) and ASCII and
+        # UTF-8 encode them alike.
+        return line.encode("ascii") + b"\r\n"
     try:
         data = line.encode("utf-8" if utf8 else "ascii")
     except UnicodeEncodeError as exc:
@@ -164,8 +180,8 @@ class Mail(Command):
 
     def line(self) -> str:
         if self.options:
-            return f"mail FROM:{quoteaddr(_verbatim(self.sender))} {' '.join(self.options)}"
-        return f"mail FROM:{quoteaddr(_verbatim(self.sender))}"
+            return f"mail FROM:{_quoted(self.sender)} {' '.join(self.options)}"
+        return f"mail FROM:{_quoted(self.sender)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,8 +194,8 @@ class Rcpt(Command):
 
     def line(self) -> str:
         if self.options:
-            return f"rcpt TO:{quoteaddr(_verbatim(self.recipient))} {' '.join(self.options)}"
-        return f"rcpt TO:{quoteaddr(_verbatim(self.recipient))}"
+            return f"rcpt TO:{_quoted(self.recipient)} {' '.join(self.options)}"
+        return f"rcpt TO:{_quoted(self.recipient)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +204,9 @@ class Data(Command):
 
     def line(self) -> str:
         return "data"
+
+    def encode(self, utf8: bool = False) -> bytes:
+        return b"data\r\n"  # a constant line: nothing to check
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +229,9 @@ class Rset(Command):
 
     def line(self) -> str:
         return "rset"
+
+    def encode(self, utf8: bool = False) -> bytes:
+        return b"rset\r\n"  # a constant line: nothing to check
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +271,9 @@ class Noop(Command):
     def line(self) -> str:
         return "noop"
 
+    def encode(self, utf8: bool = False) -> bytes:
+        return b"noop\r\n"  # a constant line: nothing to check
+
 
 @dataclass(frozen=True, slots=True)
 class Quit(Command):
@@ -257,6 +282,9 @@ class Quit(Command):
     def line(self) -> str:
         return "quit"
 
+    def encode(self, utf8: bool = False) -> bytes:
+        return b"quit\r\n"  # a constant line: nothing to check
+
 
 @dataclass(frozen=True, slots=True)
 class StartTLS(Command):
@@ -264,6 +292,9 @@ class StartTLS(Command):
 
     def line(self) -> str:
         return "STARTTLS"
+
+    def encode(self, utf8: bool = False) -> bytes:
+        return b"STARTTLS\r\n"  # a constant line: nothing to check
 
 
 @dataclass(frozen=True, slots=True)

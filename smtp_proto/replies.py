@@ -20,6 +20,10 @@ __all__ = ["EnhancedStatus", "Reply", "ReplyParser", "parse_enhanced_status"]
 MAX_LINE_LENGTH = 8192
 #: A multi-line reply with more lines than this is refused (EHLO replies have a few dozen).
 MAX_LINES_PER_REPLY = 1000
+#: How many distinct single-line replies each parser remembers (see ``ReplyParser``), and the
+#: longest line it remembers.
+RECENT_REPLIES = 32
+RECENT_LINE_LENGTH = 512
 
 # One reply line without its line end: a code 2xx-5xx, then " " or "-" and text, or nothing.
 # Any C0 control except HT, and DEL, is garbage inside the text (CR only ends a line).
@@ -64,9 +68,25 @@ class ReplyParser:
 
     Accepts CRLF and (leniently) bare LF as line ends.  Only the incomplete last line is kept
     as bytes between ``feed`` calls; completed lines of a multi-line reply are kept parsed.
+
+    A server repeats the same few single-line replies (``250 2.1.0 Ok``, ``354 ...``) on every
+    transaction, so the parser remembers the ``Reply`` it built for each of the last few such
+    lines, keyed by the line's exact bytes, and hands the same (immutable) object back when
+    that line comes again outside a multi-line reply.  The result depends on those bytes alone,
+    so it is the one the full parse would build; only the regex, the checks and the allocation
+    are skipped.
     """
 
-    __slots__ = ("_buffer", "_code", "_lines", "_position", "_raw", "_raw_size", "max_buffer")
+    __slots__ = (
+        "_buffer",
+        "_code",
+        "_lines",
+        "_position",
+        "_raw",
+        "_raw_size",
+        "_recent",
+        "max_buffer",
+    )
 
     def __init__(self, max_buffer: int = 1 << 20) -> None:
         self._buffer = b""
@@ -75,6 +95,7 @@ class ReplyParser:
         self._raw: list[bytes] = []  # and those lines as received
         self._raw_size = 0  # their total length
         self._code = b""
+        self._recent: dict[bytes, Reply] = {}  # single-line replies by their raw line
         #: Bytes that may be held unparsed; more than this is a ``RemoteProtocolError``.
         self.max_buffer = max_buffer
 
@@ -96,9 +117,14 @@ class ReplyParser:
     def next_reply(self) -> Reply | None:
         """The next complete reply, or ``None`` when more bytes are needed."""
         buffer = self._buffer
+        start = self._position
+        end = buffer.find(b"\n", start)
+        if not self._lines and end >= 0:
+            reply = self._recent.get(buffer[start : end + 1])
+            if reply is not None:
+                self._position = end + 1
+                return reply
         while True:
-            start = self._position
-            end = buffer.find(b"\n", start)
             if end < 0 or end - start > MAX_LINE_LENGTH:
                 if len(buffer) - start > MAX_LINE_LENGTH:
                     raise RemoteProtocolError("reply line too long")
@@ -117,7 +143,12 @@ class ReplyParser:
                     f"reply code changed from {self._code!r} to {code!r} within one reply"
                 )
             if separator != b"-" and not lines:
-                return Reply(int(code), (text,), buffer[start : self._position])
+                reply = Reply(int(code), (text,), buffer[start : self._position])
+                if len(reply.raw) <= RECENT_LINE_LENGTH:
+                    if len(self._recent) >= RECENT_REPLIES:
+                        self._recent.clear()  # relearn: the server's replies have changed
+                    self._recent[reply.raw] = reply
+                return reply
             if len(lines) >= MAX_LINES_PER_REPLY:
                 raise RemoteProtocolError("reply has too many lines")
             raw_line = buffer[start : self._position]
@@ -128,6 +159,8 @@ class ReplyParser:
             self._raw.append(raw_line)
             if separator == b"-":
                 self._code = code
+                start = self._position
+                end = buffer.find(b"\n", start)
                 continue
             reply = Reply(int(code), tuple(lines), b"".join(self._raw))
             self._lines = []

@@ -158,6 +158,18 @@ def test_bdat_path_is_normalised_and_unstuffed(body: bytes, points: list[int]) -
 
 
 @given(bodies)
+@example(b"a\r\nb\r\n")
+@example(b"\x0b\x0c\x1c\x1d\x1e\x85\r\n")  # line breaks to str.splitlines, not to bytes
+def test_clean_chunks_are_passed_through_uncopied(body: bytes) -> None:
+    """A chunk whose CRs and LFs all form CRLFs needs no rewriting: it comes back as is."""
+    clean = body.replace(b"\r", b"").replace(b"\n", b"\r\n")
+    for chunk in (clean, clean + b"x"):  # a CR at the end would be held back for the next chunk
+        assert BodyEncoder(stuff_dots=False).encode(chunk) is chunk
+        if b"\n." not in chunk and not chunk.startswith(b"."):
+            assert BodyEncoder().encode(chunk) is chunk
+
+
+@given(bodies)
 def test_encode_all_is_encode_plus_finish(body: bytes) -> None:
     encoder = BodyEncoder()
     assert BodyEncoder().encode_all(body) == encoder.encode(body) + encoder.finish()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import smtplib
 from collections.abc import Callable
 
@@ -29,6 +30,7 @@ from smtp_proto.commands import (
     Rset,
     StartTLS,
     Vrfy,
+    encode_line,
     quoteaddr,
 )
 from smtp_proto.errors import LocalProtocolError
@@ -253,3 +255,60 @@ def test_crlf_nul_tab_at_end_of_every_argument_refused(
 def test_smuggled_command_in_recipient_refused() -> None:
     with pytest.raises(LocalProtocolError):
         Rcpt("victim@example.org>\r\nRCPT TO:<attacker@example.net").encode()
+
+
+# --------------------------------------------------------------------------- fast paths
+
+
+def reference_encoding(line: str, utf8: bool) -> bytes:
+    """The rule ``encode_line`` implements, spelled out: encode, then refuse any C0 or DEL byte."""
+    try:
+        data = line.encode("utf-8" if utf8 else "ascii")
+    except UnicodeEncodeError as exc:
+        raise LocalProtocolError("not encodable") from exc
+    if re.search(rb"[\x00-\x1f\x7f]", data):
+        raise LocalProtocolError("control character")
+    return data + b"\r\n"
+
+
+def outcome(encode: Callable[[str, bool], bytes], line: str, utf8: bool) -> bytes | None:
+    try:
+        return encode(line, utf8)
+    except LocalProtocolError:
+        return None
+
+
+@given(
+    st.one_of(
+        st.text(),
+        st.text(st.characters(max_codepoint=0x7F)),
+        st.text(st.sampled_from(["a", " ", "\x7f", "\x00", "\t", "\r", "\n", "\u00e9", "\x85"])),
+    ),
+    st.booleans(),
+)
+@example("mail FROM:<a@b.example> size=10", False)
+@example("x\x7f", False)
+@example("\u00a0", True)
+@example("\x85", True)
+def test_encode_line_fast_path_matches_the_rule(line: str, utf8: bool) -> None:
+    assert outcome(encode_line, line, utf8) == outcome(reference_encoding, line, utf8)
+
+
+@pytest.mark.parametrize("command", [Data(), Rset(), Noop(), Quit(), StartTLS()], ids=repr)
+@pytest.mark.parametrize("utf8", [False, True])
+def test_constant_commands_encode_their_line(command: Command, utf8: bool) -> None:
+    assert command.encode(utf8) == encode_line(command.line(), utf8)
+
+
+@given(addresses | st.text(max_size=30), st.booleans())
+@example("a@b.example\r\nRSET", False)
+@example("a\x00@b.example", True)
+def test_quoted_addresses_are_quoteaddr_after_a_control_check(address: str, utf8: bool) -> None:
+    """MAIL/RCPT quote a plain address without parseaddr; it must not change the result."""
+    for build, prefix in ((Mail, "mail FROM:"), (Rcpt, "rcpt TO:")):
+        command = build(address)
+        if re.search(r"[\x00-\x1f\x7f]", address):
+            with pytest.raises(LocalProtocolError):
+                command.encode(utf8)
+        else:
+            assert command.line() == prefix + quoteaddr(address)

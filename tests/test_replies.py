@@ -6,10 +6,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from smtp_proto import replies as replies_module
 from smtp_proto.errors import RemoteProtocolError, SMTPServerDisconnected
 from smtp_proto.replies import (
     MAX_LINE_LENGTH,
     MAX_LINES_PER_REPLY,
+    RECENT_LINE_LENGTH,
+    RECENT_REPLIES,
     EnhancedStatus,
     Reply,
     ReplyParser,
@@ -362,3 +365,106 @@ def test_any_bytes_byte_by_byte_bounded(data: bytes) -> None:
             assert parser.buffered <= 64
     except RemoteProtocolError:
         pass
+
+
+# --------------------------------------------------------------------------- remembered replies
+
+
+def outcome(parser: ReplyParser, chunks: list[bytes]) -> tuple[list[Reply], str | None]:
+    """Every reply the chunks give, and the error that stopped them (its message), if any."""
+    replies: list[Reply] = []
+    try:
+        for chunk in chunks:
+            parser.feed(chunk)
+            while (reply := parser.next_reply()) is not None:
+                replies.append(reply)
+                assert parser.buffered >= 0
+    except RemoteProtocolError as exc:
+        return replies, str(exc)
+    return replies, None
+
+
+# Lines that are single-line replies on their own, the last line of a multi-line one after a
+# continuation, or malformed within one (a code change): the remembered path must tell them apart.
+reply_lines = st.one_of(
+    st.sampled_from(
+        [
+            b"250 ok\r\n",
+            b"250-ok\r\n",
+            b"251 ok\r\n",
+            b"250 ok\n",
+            b"250\r\n",
+            b"354 go\r\n",
+            b"250 \tok \r\n",
+            b"2x0 ok\r\n",
+            b"250 o\x00k\r\n",
+        ]
+    ),
+    st.tuples(codes, st.sampled_from([b" ", b"-"]), text_bytes).map(lambda t: b"%d%s%s\r\n" % t),
+)
+
+
+def standalone(line: bytes) -> bool:
+    """Whether ``line`` is a whole single-line reply on its own."""
+    replies, error = outcome(parser := ReplyParser(), [line])
+    return error is None and len(replies) == 1 and parser.buffered == 0
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(reply_lines, min_size=1, max_size=12),
+    st.lists(reply_lines, max_size=12),
+    st.lists(st.integers(1, 30), min_size=1, max_size=10),
+    st.integers(1, 4),
+)
+def test_remembered_replies_equal_a_fresh_parse(
+    lines: list[bytes], seen: list[bytes], sizes: list[int], remembered: int
+) -> None:
+    """A parser that has seen (and remembered) lines before parses exactly as a fresh one."""
+    data = b"".join(lines)
+    fresh = outcome(ReplyParser(), split(data, sizes))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(replies_module, "RECENT_REPLIES", remembered)  # forgetting, too
+        warm = ReplyParser()
+        outcome(warm, [line for line in seen + lines if standalone(line)])
+        assert outcome(warm, split(data, sizes)) == fresh
+        if fresh[1] is None and warm.buffered == 0:
+            assert outcome(warm, split(data, sizes)) == fresh  # now mostly remembered
+
+
+def test_a_remembered_line_inside_a_multi_line_reply_ends_it() -> None:
+    parser = ReplyParser()
+    parser.feed(b"250 OK\r\n")
+    first = parser.next_reply()
+    parser.feed(b"250-first\r\n")
+    assert parser.next_reply() is None
+    parser.feed(b"250 OK\r\n250 OK\r\n")
+    assert parser.next_reply() == Reply(250, (b"first", b"OK"), b"250-first\r\n250 OK\r\n")
+    assert parser.next_reply() is first
+    assert parser.next_reply() is None
+    assert parser.buffered == 0
+
+
+def test_a_remembered_line_does_not_hide_a_code_change() -> None:
+    parser = ReplyParser()
+    parser.feed(b"550 no\r\n")
+    assert parser.next_reply() is not None
+    parser.feed(b"250-first\r\n")
+    assert parser.next_reply() is None
+    parser.feed(b"550 no\r\n")
+    with pytest.raises(RemoteProtocolError, match="code changed"):
+        parser.next_reply()
+
+
+def test_the_remembered_replies_are_bounded() -> None:
+    parser = ReplyParser()
+    for number in range(3 * RECENT_REPLIES):
+        parser.feed(b"250 queued as %d\r\n" % number)
+        reply = parser.next_reply()
+        assert reply is not None and reply.lines == (b"queued as %d" % number,)
+        assert len(parser._recent) <= RECENT_REPLIES
+    line = b"250 " + b"x" * RECENT_LINE_LENGTH + b"\r\n"  # too long to be remembered
+    parser.feed(line + line)
+    first, second = parser.next_reply(), parser.next_reply()
+    assert first == second and first is not second
+    assert line not in parser._recent
