@@ -9,6 +9,7 @@ as long as the server sends), or answers 334 challenges for as long as they come
 from __future__ import annotations
 
 import base64
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,10 @@ def kernel_buffers() -> int:
 FLOOD_BOUND = ReplyParser().max_buffer + CHUNK + kernel_buffers()
 #: What the flooding server sends at most: what an unbounded client would take in.
 FLOOD_LIMIT = 4 * FLOOD_BOUND
+
+#: How long the idle flood's send may block before the server decides the client stopped
+#: reading (a client reading everything never blocks it that long).
+IDLE_SEND_TIMEOUT = 0.5
 
 #: Replies that never end: (first bytes, then this repeated).
 FLOODS: dict[str, tuple[str, bytes]] = {
@@ -94,6 +99,29 @@ async def test_endless_reply_is_cut_off(adapter: Adapter, step: str, flood: str)
         assert (await adapter.call(smtp.connect, server.host, server.port))[0] == 220
         assert await adapter.call(smtp.noop) == (250, b"2.0.0 OK")
         await adapter.call(smtp.quit)
+
+
+@all_adapters
+async def test_flood_while_no_command_waits_is_bounded(adapter: Adapter) -> None:
+    """A server that floods between commands, while the caller does something else: the
+    client must not take it all in (an adapter reading ahead without flow control would
+    buffer everything the server sends); the next command then fails on the garbage."""
+    written: list[int] = []
+    flooded = threading.Event()
+
+    def handler(s: Session) -> None:
+        s.reply("220 test.local ESMTP")
+        # Sends until the client stops reading: a send then blocks for the session timeout.
+        written.append(s.flood(b"x" * CHUNK, FLOOD_LIMIT))
+        flooded.set()
+
+    with ScriptedServer(handler, timeout=IDLE_SEND_TIMEOUT) as server:
+        smtp = await adapter.open(server.host, server.port)
+        await adapter.wait_for(flooded)
+        assert written[0] < FLOOD_BOUND, f"the client took in {written[0]} bytes"
+        with pytest.raises(RemoteProtocolError):
+            await adapter.call(smtp.noop)
+        assert not adapter.is_connected(smtp)
 
 
 def test_floods_exceed_the_parser_limits() -> None:

@@ -40,6 +40,11 @@ __all__ = ["LMTP", "SMTP", "SMTP_SSL", "send"]
 __all__ += _smtplib_names.__all__
 
 
+#: Received bytes held unread before the transport stops reading from the socket: past it the
+#: kernel's buffers push back on the server, so a server cannot fill memory while nothing reads.
+_READ_LIMIT = 1 << 18
+
+
 class _Stream(asyncio.Protocol):
     """Bytes in and out of one connection, with the buffering, flow control and timeouts we need.
 
@@ -59,6 +64,7 @@ class _Stream(asyncio.Protocol):
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None  # the read or write waiting
         self._paused = False
+        self._reading_paused = False
         self._deadline = inf
         self._timer: asyncio.TimerHandle | None = None
 
@@ -68,6 +74,10 @@ class _Stream(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._received += data
+        if len(self._received) >= _READ_LIMIT and not self._reading_paused:
+            assert self.transport is not None
+            self._reading_paused = True
+            self.transport.pause_reading()
         self._wake()
 
     def eof_received(self) -> bool:
@@ -131,6 +141,9 @@ class _Stream(asyncio.Protocol):
             await self._wait(deadline)
         data = bytes(self._received)
         self._received.clear()
+        if self._reading_paused and self.transport is not None:
+            self._reading_paused = False
+            self.transport.resume_reading()
         return data
 
     async def write(self, data: bytes, deadline: float) -> None:
