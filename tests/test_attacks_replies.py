@@ -27,6 +27,7 @@ from smtp_proto.replies import MAX_LINE_LENGTH, MAX_LINES_PER_REPLY, ReplyParser
 from tests.adapters import Adapter, all_adapters
 from tests.attacks import sessions_done
 from tests.scripted_server import ScriptedServer, Session, StandardESMTP
+from tests.servers.certs import LocalCA
 
 CHUNK = 1 << 16
 
@@ -102,7 +103,10 @@ async def test_endless_reply_is_cut_off(adapter: Adapter, step: str, flood: str)
 
 
 @all_adapters
-async def test_flood_while_no_command_waits_is_bounded(adapter: Adapter) -> None:
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "implicit-tls"])
+async def test_flood_while_no_command_waits_is_bounded(
+    adapter: Adapter, tls: bool, tls_ca: LocalCA
+) -> None:
     """A server that floods between commands, while the caller does something else: the
     client must not take it all in (an adapter reading ahead without flow control would
     buffer everything the server sends); the next command then fails on the garbage."""
@@ -110,13 +114,18 @@ async def test_flood_while_no_command_waits_is_bounded(adapter: Adapter) -> None
     flooded = threading.Event()
 
     def handler(s: Session) -> None:
+        if tls:
+            s.start_tls(tls_ca.server_context())
         s.reply("220 test.local ESMTP")
         # Sends until the client stops reading: a send then blocks for the session timeout.
         written.append(s.flood(b"x" * CHUNK, FLOOD_LIMIT))
         flooded.set()
 
     with ScriptedServer(handler, timeout=IDLE_SEND_TIMEOUT) as server:
-        smtp = await adapter.open(server.host, server.port)
+        if tls:
+            smtp = await adapter.open_ssl(server.host, server.port, context=tls_ca.client_context())
+        else:
+            smtp = await adapter.open(server.host, server.port)
         await adapter.wait_for(flooded)
         assert written[0] < FLOOD_BOUND, f"the client took in {written[0]} bytes"
         with pytest.raises(RemoteProtocolError):
