@@ -6,11 +6,15 @@ W1-W4 run the harness's own smtplib workloads against ``smtp_proto.transports.sy
 smtplib API, unchanged; ``--chunking`` turns on BDAT for a second row:
 ``--driver smtp-proto-bdat=bench/smtp_proto_drv.py,--chunking``); W5 drives the sans-I/O
 ``smtp_proto.Client`` with canned replies and no socket, through the same operations the
-adapters run.  Needs ``pip install -e .``.
+adapters run.  ``--from-file`` makes W3 stream the message from a binary file object (a
+temporary file written before the timing starts) instead of handing over ``bytes``:
+``--driver smtp-proto-bdat-file=bench/smtp_proto_drv.py,--chunking,--from-file``.
+Needs ``pip install -e .``.
 """
 
 import itertools
 import sys
+import tempfile
 import time
 
 import bench_common as bc  # the harness puts its clients folder on PYTHONPATH
@@ -30,6 +34,9 @@ class ChunkingSMTP(sync.SMTP):
 
 def add_arguments(parser):
     parser.add_argument("--chunking", action="store_true", help="send with BDAT (RFC 3030)")
+    parser.add_argument(
+        "--from-file", action="store_true", help="W3: stream the message from a file object"
+    )
 
 
 def with_module(workload):
@@ -42,6 +49,25 @@ def with_module(workload):
         return workload(args)
 
     return run
+
+
+def w3_from_file(args):
+    """W3 with the message in a file: the client reads it chunk by chunk while sending."""
+    if not args.from_file:
+        return smtplib_drv.w3(args)
+    msg = bc.big_message(args.big_mb)
+    size, wire = len(msg), bc.wire_size(msg)
+    with tempfile.TemporaryFile() as file:
+        file.write(msg)
+        del msg  # only the file holds the message now
+        file.seek(0)
+        s = smtplib_drv.connect(args)
+        with bc.BigSend() as b:
+            s.sendmail(bc.SENDER, [bc.RCPT], file)
+    _, text = s.docmd("XSTAT")
+    s.quit()
+    got = int(text.decode().split("last=")[1])
+    return b.result(size, verified=(got == wire), sink_size=got, source="file object")
 
 
 EHLO_REPLY = smtplib_drv.EHLO_REPLY
@@ -110,7 +136,7 @@ if __name__ == "__main__":
             {
                 "W1": with_module(smtplib_drv.w1),
                 "W2": with_module(smtplib_drv.w2),
-                "W3": with_module(smtplib_drv.w3),
+                "W3": with_module(w3_from_file),
                 "W4": with_module(smtplib_drv.w4),
                 "W5": w5,
             },
