@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -75,11 +76,14 @@ def quoteaddr(addrstring: str) -> str:
     return addrstring if addrstring.strip().startswith("<") else f"<{addrstring}>"
 
 
+@functools.lru_cache(maxsize=256)
 def _quoted(address: str) -> str:
     """``quoteaddr(address)``, refusing control characters first (see ``_verbatim``).
 
     A plain dot-atom address (the common case) cannot hold a control character and quotes to
-    itself in angle brackets, so it skips both the check and ``email.utils.parseaddr``.
+    itself in angle brackets, so it skips both the check and ``email.utils.parseaddr``.  The
+    result depends on the text alone and senders (and often recipients) repeat, so the last
+    few are remembered; a refusal raises every time.
     """
     if _SIMPLE_ADDRESS.fullmatch(address) is not None:
         return f"<{address}>"

@@ -100,6 +100,9 @@ class DataEnd(Command):
 
 Event = Greeting | Reply | ConnectionClosed
 
+# The end of an SMTP body stands for no recipient: one immutable instance serves every message.
+_DATA_END: Final = DataEnd()
+
 # Commands whose reply changes the connection's state, by the verb a Raw command may carry.
 _RAW_KINDS: dict[str, type[Command]] = {
     "DATA": Data,
@@ -310,7 +313,7 @@ class ClientConnection:
         if self.lmtp and self._accepted:
             self._pending.extend(DataEnd(rcpt) for rcpt in self._accepted)
         else:
-            self._pending.append(DataEnd())
+            self._pending.append(_DATA_END)
         return data
 
     def send_bdat(self, chunk: bytes, last: bool = False) -> bytes:
