@@ -103,6 +103,9 @@ Event = Greeting | Reply | ConnectionClosed
 # The end of an SMTP body stands for no recipient: one immutable instance serves every message.
 _DATA_END: Final = DataEnd()
 
+# The commands that start a session afresh (the server's extensions are forgotten).
+_GREETINGS: Final = frozenset({Ehlo, Lhlo, Helo})
+
 # Commands whose reply changes the connection's state, by the verb a Raw command may carry.
 _RAW_KINDS: dict[str, type[Command]] = {
     "DATA": Data,
@@ -164,7 +167,8 @@ class ClientConnection:
 
     def next_event(self) -> Event | _NeedData:
         """The next reply, ``NEED_DATA`` if it is incomplete, or ``ConnectionClosed``."""
-        if self.state is _CLOSED:
+        state = self.state
+        if state is _CLOSED:
             return ConnectionClosed()
         try:
             reply = self._parser.next_reply()
@@ -176,14 +180,15 @@ class ClientConnection:
                 self._pending.clear()
                 return ConnectionClosed()
             return NEED_DATA
-        if self.state is _GREETING:
+        if state is _GREETING:
             return self._on_greeting(reply)
-        if not self._pending:
+        pending = self._pending
+        if not pending:
             if reply.code == 421:
                 self._closed_by_server()
                 return reply
             self._fail(RemoteProtocolError(f"unexpected reply with no command pending: {reply}"))
-        return self._on_reply(self._pending.popleft(), reply)
+        return self._on_reply(pending.popleft(), reply)
 
     def _on_greeting(self, reply: Reply) -> Greeting:
         greeting = Greeting(reply.code, reply.lines, reply.raw)
@@ -254,25 +259,24 @@ class ClientConnection:
 
     def send(self, command: Command) -> bytes:
         """The bytes for ``command``; its reply is expected in order after those already pending."""
+        kind = type(command)
         state = self.state
         if state is not _READY:
-            if state is _SASL:
-                if type(command) is not AuthResponse:
-                    raise LocalProtocolError("the server expects a SASL response (334 pending)")
-            else:
+            if state is not _SASL:
                 raise LocalProtocolError(f"cannot send a command in state {state.value}")
-        elif type(command) is AuthResponse:
+            if kind is not AuthResponse:
+                raise LocalProtocolError("the server expects a SASL response (334 pending)")
+        elif kind is AuthResponse:
             raise LocalProtocolError("an AuthResponse answers a 334 reply only")
         pending = self._pending
         if pending and (pending[-1].group_end or not self.extensions.pipelining):
             raise LocalProtocolError(
-                f"cannot send {type(command).__name__} while {type(pending[-1]).__name__} "
+                f"cannot send {kind.__name__} while {type(pending[-1]).__name__} "
                 "awaits its reply (the server did not advertise PIPELINING or the "
                 "command must end a pipelined group)"
             )
         data = command.encode(self.utf8)
-        kind = type(command)
-        if kind is Ehlo or kind is Lhlo or kind is Helo:
+        if kind in _GREETINGS:
             self.features = {}
             self.extensions = NO_EXTENSIONS
         elif kind is Auth:
