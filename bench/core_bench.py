@@ -1,20 +1,32 @@
 """Speed of the sans-I/O core alone: no sockets, canned server replies.
 
-    python bench/core_bench.py [--mb 50] [--transactions 20000] [--repeat 5]
+    python bench/core_bench.py [--mb 50] [--transactions 20000] [--repeat 5] [--baseline DIR]
 
 Prints the body encoder's rate on a 50 MB message (DATA path: line endings checked, dots
 stuffed) and whole MAIL/RCPT/DATA/body/end transactions (2 KB messages) per second through
 ``Client.sendmail`` with canned replies, with and without PIPELINING, and through the bare
 ``ClientConnection`` state machine.  The best of
 ``--repeat`` runs is reported, as ``timeit`` does.
+
+On a shared, noisy machine compare two versions of the core in the same run instead of
+across runs: ``--baseline DIR`` (a checkout holding another ``smtp_proto``, e.g. made with
+``git worktree add /tmp/base HEAD~3``) measures both, alternately in fresh processes, and
+prints each rate and the ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from functools import partial
+from pathlib import Path
 
+import smtp_proto
 from smtp_proto import RECEIVE, Client, ClientConnection, Data, Ehlo, Mail, Rcpt
 from smtp_proto.body import CHUNK_SIZE, BodyEncoder
 
@@ -111,23 +123,67 @@ def best(repeat: int, run: Callable[[], float]) -> float:
     return max(run() for _ in range(repeat))
 
 
+def measure(args: argparse.Namespace) -> dict[str, float]:
+    """Every rate this benchmark reports, by its label."""
+    message = big_message(args.mb)
+    rates = {
+        f"body encoder, {len(message) / 2**20:.0f} MB, DATA path (MB/s)": best(
+            args.repeat, lambda: encode_rate(message)
+        )
+    }
+    for pipelining in (True, False):
+        label = "pipelined" if pipelining else "lock-step"
+        rates[f"sendmail transactions through the core ({label}) (/s)"] = best(
+            args.repeat, partial(transaction_rate, args.transactions, pipelining)
+        )
+    rates["the same through ClientConnection alone (pipelined) (/s)"] = best(
+        args.repeat, lambda: connection_rate(args.transactions)
+    )
+    return rates
+
+
+def measure_in(tree: Path, args: argparse.Namespace) -> dict[str, float]:
+    """``measure`` in a fresh process importing ``smtp_proto`` from ``tree``."""
+    command = [sys.executable, __file__, "--json", "--mb", str(args.mb)]
+    command += ["--transactions", str(args.transactions), "--repeat", str(args.repeat)]
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    module, rates = json.loads(result.stdout)
+    if not Path(module).resolve().is_relative_to(tree.resolve()):
+        raise SystemExit(f"{tree} does not hold the smtp_proto that was imported ({module})")
+    return dict(rates)
+
+
+def compare(args: argparse.Namespace) -> None:
+    """Alternate between this tree and ``--baseline``; print the best of each and the ratio."""
+    trees = {"this": Path(__file__).resolve().parent.parent, "baseline": args.baseline}
+    found: dict[str, dict[str, float]] = {name: {} for name in trees}
+    for _ in range(args.rounds):
+        for name, tree in trees.items():
+            for label, rate in measure_in(tree, args).items():
+                found[name][label] = max(found[name].get(label, 0.0), rate)
+    for label, rate in found["this"].items():
+        base = found["baseline"][label]
+        print(f"{label}: {rate:,.0f} (baseline {base:,.0f}, x{rate / base:.2f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=50)
     parser.add_argument("--transactions", type=int, default=20000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--baseline", type=Path, help="another checkout to compare with")
+    parser.add_argument("--rounds", type=int, default=3, help="alternations with --baseline")
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    message = big_message(args.mb)
-    print(
-        f"body encoder, {len(message) / 2**20:.0f} MB, DATA path: "
-        f"{best(args.repeat, lambda: encode_rate(message)):.0f} MB/s"
-    )
-    for pipelining in (True, False):
-        rate = best(args.repeat, lambda p=pipelining: transaction_rate(args.transactions, p))
-        label = "pipelined" if pipelining else "lock-step"
-        print(f"sendmail transactions through the core ({label}): {rate:,.0f} /s")
-    rate = best(args.repeat, lambda: connection_rate(args.transactions))
-    print(f"the same through ClientConnection alone (pipelined): {rate:,.0f} /s")
+    if args.baseline is not None:
+        compare(args)
+    elif args.json:
+        print(json.dumps([smtp_proto.__file__, measure(args)]))
+    else:
+        for label, rate in measure(args).items():
+            name, unit = label.rsplit(" (", 1)
+            print(f"{name}: {rate:,.0f} {unit.rstrip(')')}")
 
 
 if __name__ == "__main__":
