@@ -16,6 +16,7 @@ of the harness's ``GUARD``) fails the test in seconds instead of hanging it.
 from __future__ import annotations
 
 import itertools
+import socket
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -243,3 +244,18 @@ async def test_a_slowly_read_write_times_out(adapter: Adapter) -> None:
     # With a timeout per socket write, the client would have kept going until the server
     # gave up.
     assert drained < LIMIT // 2 * (1 << 15), drained
+
+
+@all_adapters
+async def test_a_failed_connect_leaves_the_object_closed(adapter: Adapter) -> None:
+    """A connect that fails (refused here; reset or timed out alike) leaves nothing half-open:
+    the next command says "not connected", as after a timeout, instead of tripping over a
+    connection still waiting for its greeting."""
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    smtp = adapter.new(timeout=TIMEOUT)
+    with pytest.raises(ConnectionRefusedError):
+        await adapter.call(smtp.connect, "127.0.0.1", port)
+    with pytest.raises(SMTPServerDisconnected, match="please run connect"):
+        await adapter.call(smtp.noop)

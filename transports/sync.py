@@ -129,7 +129,11 @@ class SMTP(ClientAttributes):
         self._host = host
         self._client.connecting(host, port, self.source_address)
         sys.audit("smtplib.connect", self, host, port)
-        self.sock = self._open_socket(host, port)
+        try:
+            self.sock = self._open_socket(host, port)
+        except BaseException:
+            self.close()  # the client state too: a later command says "not connected"
+            raise
         return self._run(self._client.greeting())
 
     def close(self) -> None:
