@@ -788,7 +788,9 @@ def _connection_options(parser: argparse.ArgumentParser) -> None:
         help="do NOT verify the server's certificate (testing only)",
     )
     parser.add_argument("--helo", default="smtp-proto.local", help="name sent with EHLO/LHLO")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per read or write")
+    parser.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds per write and per whole reply"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="print the transcript")
 
 
