@@ -92,8 +92,12 @@ def transaction_rate(count: int, pipelining: bool) -> float:
     return count / (time.perf_counter() - start)
 
 
-def connection_rate(count: int) -> float:
-    """Pipelined transactions per second through ``ClientConnection`` alone (no Client layer)."""
+def connection_rate(count: int, queue_ids: bool = False) -> float:
+    """Pipelined transactions per second through ``ClientConnection`` alone (no Client layer).
+
+    With ``queue_ids`` every final reply names a new queue id, as a real server's does, so
+    the reply parser cannot reuse the ``Reply`` it built for the previous one.
+    """
     connection = ClientConnection()
     connection.receive_data(b"220 bench ESMTP\r\n")
     connection.next_event()
@@ -102,9 +106,12 @@ def connection_rate(count: int) -> float:
     connection.next_event()
     message = small_message()
     envelope = b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 Go ahead\r\n"
-    queued = b"250 2.0.0 queued\r\n"
+    if queue_ids:
+        finals = [b"250 2.0.0 Ok: queued as %08X\r\n" % number for number in range(count)]
+    else:
+        finals = [b"250 2.0.0 queued\r\n"] * count
     start = time.perf_counter()
-    for _ in range(count):
+    for queued in finals:
         connection.send(Mail("a@bench.test", ("size=2048",)))
         connection.send(Rcpt("b@bench.test"))
         connection.send(Data())
@@ -138,6 +145,9 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
         )
     rates["the same through ClientConnection alone (pipelined) (/s)"] = best(
         args.repeat, lambda: connection_rate(args.transactions)
+    )
+    rates["ClientConnection alone, a new queue id in every final reply (/s)"] = best(
+        args.repeat, lambda: connection_rate(args.transactions, queue_ids=True)
     )
     return rates
 
