@@ -1,6 +1,7 @@
 #!/bin/sh
-# Install the Debian packages that the real-server test fixtures need
-# (tests/servers/): Postfix, Dovecot (SASL auth for Postfix + LMTP) and openssl.
+# Install the Debian packages that the tests need: for the real-server fixtures
+# (tests/servers/) Postfix, Dovecot (SASL auth for Postfix + LMTP) and openssl; for the
+# docs build (tests/test_docs.py) graphviz, which draws the generated state diagram.
 #
 # Usage (as root):  sh .ci/install-servers.sh
 #
@@ -12,7 +13,7 @@
 # Do not add exim4 here: it conflicts with postfix.
 set -eu
 
-PACKAGES="postfix dovecot-core dovecot-lmtpd openssl"
+PACKAGES="postfix dovecot-core dovecot-lmtpd openssl graphviz"
 
 missing() {
     out=""

@@ -35,6 +35,7 @@ from hypothesis import strategies as st
 
 from smtp_proto import ClientConnection, Command, LocalProtocolError, State
 from tests.servers.dovecot import DovecotLMTPServer
+from tests.servers.util import ensure_installed
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -93,9 +94,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ):
         pytest.fail("Sphinx and myst-parser are needed: pip install -e '.[test]'", pytrace=False)
     if shutil.which("dot") is None:
-        pytest.fail(
-            "graphviz's dot draws the state diagram: apt-get install graphviz", pytrace=False
-        )
+        # As root, installs the Debian packages the tests need (graphviz among them).
+        ensure_installed(["/usr/bin/dot"], "graphviz's dot, which draws the state diagram")
     out = tmp_path_factory.mktemp("docs-html")
     run = subprocess.run(
         [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", "html", "-q", DOCS, out],
