@@ -36,6 +36,7 @@ from smtp_proto.send import SendResult
 from . import _smtplib_names
 from ._async import AsyncLMTPBase, AsyncSMTPBase, AsyncSMTPSSLBase
 from ._common import (
+    Deadline,
     default_tls_context,
     local_hostname,
 )
@@ -61,8 +62,13 @@ class SMTP(AsyncSMTPBase):
 
     _now = staticmethod(trio.current_time)
 
+    _turns: _Turns
+    #: A write since the last read: its reply cannot be there yet, so don't look before a yield.
+    _wrote = False
+
     def _make_lock(self) -> AbstractAsyncContextManager[Any]:
-        return trio.Lock()
+        self._turns = _Turns()
+        return self._turns
 
     def _time_limit(self) -> trio.CancelScope:
         """A cancel scope for connecting or a TLS handshake: ``timeout`` seconds, or none."""
@@ -77,6 +83,9 @@ class SMTP(AsyncSMTPBase):
         if connected is None:
             raise TimeoutError(f"timed out connecting to {host}")
         self._socket, self._raw = connected
+        self._turns.yielded = True
+        # The run's clock itself: trio.current_time finds it anew on every call.
+        self._deadline = Deadline(trio.lowlevel.current_clock().current_time)
         if tls is not None:
             await self._handshake(tls)
 
@@ -104,18 +113,32 @@ class SMTP(AsyncSMTPBase):
         if request is RECEIVE:
             deadline = self._deadline.for_read(self._client, self.timeout)
             if self._tls is None:
+                if self._wrote:
+                    self._wrote = False
+                else:
+                    await trio.lowlevel.checkpoint_if_cancelled()
+                    try:
+                        return sock.recv(_RECEIVE_SIZE)
+                    except BlockingIOError:
+                        pass
+                self._turns.yielded = True
                 return await _receive(sock, deadline)
+            self._turns.yielded = True
             return await _receive_tls(self._tls, deadline)
         if request.__class__ is bytes:
             deadline = self._deadline.for_write(self.timeout)
             if self._tls is None:
-                await _send(sock, request, deadline)
+                self._wrote = True
+                if await _send(sock, request, deadline):
+                    self._turns.yielded = True
             else:
+                self._turns.yielded = True
                 await _send_tls(self._tls, request, deadline)
             return None
         if request is CLOSE:
             self._abort()
             return None
+        self._turns.yielded = True
         if request is START_TLS:
             await self._handshake(self._tls_context or default_tls_context())
             return None
@@ -127,6 +150,37 @@ class SMTP(AsyncSMTPBase):
         sock, self._socket, self._raw, self._tls = self._socket, None, None, None
         if sock is not None:
             sock.close()  # wakes a task waiting on it, which then fails
+
+
+class _Turns:
+    """A ``trio.Lock`` for the operations of one connection, that yields once per operation.
+
+    ``trio.Lock`` lets other tasks run on every acquire, and a command that waits for its
+    reply lets them run again: here an uncontended acquire only checks for cancellation, and
+    the operation's schedule point is its own first wait, or, for one that never had to wait
+    (a reply already there, a write the socket took whole), one at its end.
+    """
+
+    __slots__ = ("_lock", "yielded")
+
+    def __init__(self) -> None:
+        self._lock = trio.Lock()
+        #: Whether the operation holding the lock has let other tasks run yet.
+        self.yielded = False
+
+    async def __aenter__(self) -> None:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            self._lock.acquire_nowait()
+            self.yielded = False
+        except trio.WouldBlock:
+            await self._lock.acquire()
+            self.yielded = True
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._lock.release()
+        if exc_info[0] is None and not self.yielded:
+            await trio.lowlevel.cancel_shielded_checkpoint()
 
 
 async def _connect(
@@ -184,18 +238,11 @@ async def _wait(
 
 
 async def _receive(sock: socket.socket, deadline: float) -> bytes:
-    """Some bytes from ``sock`` (``b""`` at EOF), waiting until ``deadline`` at the latest.
-
-    When nothing has arrived yet, other tasks run once before this one waits: the reply is
-    often there by then, and a yield costs less than a wait (a cancel scope, an epoll
-    registration).
-    """
-    await trio.lowlevel.checkpoint_if_cancelled()
-    try:
-        return sock.recv(_RECEIVE_SIZE)
-    except BlockingIOError:
-        pass
-    await trio.lowlevel.cancel_shielded_checkpoint()
+    """Some bytes from ``sock`` (``b""`` at EOF), when none were there to take at once (or
+    none could be, a request just sent): waits until ``deadline`` at the latest, after
+    letting other tasks run once (a checkpoint: the reply is often there by then, and a
+    yield costs less than a wait, with its cancel scope and epoll registration)."""
+    await trio.lowlevel.checkpoint()
     while True:
         try:
             return sock.recv(_RECEIVE_SIZE)
@@ -203,20 +250,22 @@ async def _receive(sock: socket.socket, deadline: float) -> bytes:
             await _wait(trio.lowlevel.wait_readable, sock, deadline)
 
 
-async def _send(sock: socket.socket, data: bytes, deadline: float) -> None:
-    """Send all of ``data`` on ``sock``, waiting until ``deadline`` at the latest."""
+async def _send(sock: socket.socket, data: bytes, deadline: float) -> bool:
+    """Send all of ``data`` on ``sock``, waiting until ``deadline`` at the latest; whether
+    it had to wait (and so let other tasks run)."""
     await trio.lowlevel.checkpoint_if_cancelled()
     try:
         sent = sock.send(data)
     except BlockingIOError:
         sent = 0
     if sent == len(data):
-        return  # the usual case: the socket's buffer took it all
+        return False  # the usual case: the socket's buffer took it all
     with memoryview(data) as view:
         while sent < len(view):
             await _wait(trio.lowlevel.wait_writable, sock, deadline)
             with suppress(BlockingIOError):  # woken, yet the buffer is full again
                 sent += sock.send(view[sent:])
+    return True
 
 
 async def _receive_tls(stream: trio.SSLStream[trio.SocketStream], deadline: float) -> bytes:
