@@ -187,6 +187,12 @@ class _Verbatim:
         return b""
 
 
+def _bdat_encoder(binary: bool) -> _Verbatim | BodyEncoder:
+    """The encoder of a BDAT body: line ends normalised, no dot-stuffing (BDAT counts
+    bytes), or nothing changed at all for BINARYMIME."""
+    return _Verbatim() if binary else BodyEncoder(stuff_dots=False)
+
+
 @dataclass(frozen=True)
 class TransactionReplies:
     """The replies of one transaction: to each RCPT (by recipient) and to the body (one under
@@ -713,7 +719,7 @@ class Client:
         piece, single = pieces.first
         body_sent = chunked and single
         if body_sent:
-            encoder = _Verbatim() if binary else BodyEncoder(stuff_dots=False)
+            encoder = _bdat_encoder(binary)
             body = encoder.encode(piece) + encoder.finish()
             first = self._encode(mail, *rcpts, Bdat(len(body), last=True)) + body
         else:
@@ -774,7 +780,7 @@ class Client:
     ) -> Generator[IORequest, Any, tuple[int, bytes]]:
         """Send a message as BDAT chunks, up to ``BDAT_WINDOW`` of them unanswered when the
         server pipelines (one at a time otherwise); unchanged for BINARYMIME."""
-        encoder = _Verbatim() if binary else BodyEncoder(stuff_dots=False)
+        encoder = _bdat_encoder(binary)
         window = BDAT_WINDOW if self.connection.extensions.pipelining else 0
         unanswered = 0
         failure: Reply | None = None
