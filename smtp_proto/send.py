@@ -5,8 +5,9 @@ envelope, the body, how TLS is to be used, the credentials, DSN); its ``operatio
 is then the whole session on a connected ``Client`` whose greeting was read: EHLO, STARTTLS
 (required unless relaxed), EHLO again, AUTH (only over TLS unless relaxed), the
 transaction with the parameters the message needs (SMTPUTF8, 8BITMIME, BINARYMIME, DSN,
-SIZE; BDAT when offered), and QUIT.  It returns a ``SendResult``.  The transports only open
-the connection the ``Submission`` describes and drive the operation.
+SIZE; BDAT when offered), and QUIT.  It returns a ``SendResult``, or raises
+``SMTPAllRecipientsRefused`` (which carries it) when no recipient took the message.  The
+transports only open the connection the ``Submission`` describes and drive the operation.
 """
 
 from __future__ import annotations
@@ -24,12 +25,15 @@ from .dsn import DSN
 from .errors import (
     SMTPHeloError,
     SMTPNotSupportedError,
+    SMTPRecipientsRefused,
     SMTPServerDisconnected,
 )
 from .message import prepare_message
 from .replies import Reply
 
 __all__ = [
+    "SMTPAllRecipientsRefused",
+    "SMTPAuthNotSupportedError",
     "SMTPSecurityError",
     "SendResult",
     "Submission",
@@ -54,6 +58,15 @@ _QUEUE_ID = re.compile(rb"(?:queued as|\bid=)\s*([A-Za-z0-9][A-Za-z0-9._-]*)", r
 class SMTPSecurityError(SMTPNotSupportedError):
     """The session cannot be as secure as asked: the server offers no STARTTLS where TLS is
     required, or credentials would travel in clear text.  Nothing but EHLO was sent."""
+
+
+class SMTPAuthNotSupportedError(SMTPNotSupportedError):
+    """Credentials were given, but the server offers no AUTH, or no mechanism they can use.
+
+    Its own type, so that a caller can tell a login that could not happen from a message
+    the server cannot take (the other kinds of ``SMTPNotSupportedError``).  No envelope was
+    sent.
+    """
 
 
 @dataclass(frozen=True)
@@ -83,6 +96,21 @@ class SendResult:
             return None
         match = _QUEUE_ID.search(self.data_reply.text)
         return None if match is None else match[1].decode("ascii")
+
+
+class SMTPAllRecipientsRefused(SMTPRecipientsRefused):
+    """``send`` delivered to nobody: every recipient was refused, at RCPT or (LMTP) after the
+    message.  ``recipients`` is as for ``sendmail``; ``result`` has every reply there was,
+    with the LMTP replies after the message in ``result.lmtp_replies``."""
+
+    def __init__(self, recipients: dict[str, tuple[int, bytes]], result: SendResult) -> None:
+        super().__init__(recipients)
+        self.result = result
+
+    def __reduce__(
+        self,
+    ) -> tuple[type[SMTPAllRecipientsRefused], tuple[dict[str, tuple[int, bytes]], SendResult]]:
+        return type(self), (self.recipients, self.result)
 
 
 def body_kind(data: bytes) -> BodyKind:
@@ -223,7 +251,11 @@ class Submission:
     # ------------------------------------------------------------------ the session
 
     def operation(self, client: Client) -> Operation[SendResult]:
-        """The session after the greeting, to QUIT; ``client`` must be connected."""
+        """The session after the greeting, to QUIT; ``client`` must be connected.
+
+        A transaction that delivers to nobody ends with QUIT too, then raises
+        ``SMTPAllRecipientsRefused``.
+        """
         encrypted = self.implicit_tls
         yield from self._hello(client, encrypted)
         if self.starttls != "never" and not encrypted:
@@ -247,11 +279,17 @@ class Submission:
         dsn = self.dsn
         rcpts = [(r, dsn.rcpt_options(r) if dsn else []) for r in self.recipients]
         client.chunking = self.chunking
-        yield from client.transaction(self.sender, rcpts, self.body, options)
+        refusal: SMTPRecipientsRefused | None = None
+        try:
+            yield from client.transaction(self.sender, rcpts, self.body, options)
+        except SMTPRecipientsRefused as exc:
+            refusal = exc
         result = _result(client)
-        # The message is accepted: a server hanging up at QUIT changes nothing.
+        # The transaction is over: a server hanging up at QUIT (or before) changes nothing.
         with contextlib.suppress(SMTPServerDisconnected):
             yield from client.quit()
+        if refusal is not None:
+            raise SMTPAllRecipientsRefused(refusal.recipients, result)
         return result
 
     def _hello(self, client: Client, encrypted: bool) -> Operation[None]:
@@ -310,14 +348,14 @@ def _authenticate(client: Client, credentials: _Credentials) -> Operation[None]:
     (OAUTHBEARER or XOAUTH2, whichever is offered, or the named one)."""
     advertised = client.esmtp_features.get("auth", "").upper().split()
     if not advertised:
-        raise SMTPNotSupportedError("SMTP AUTH extension not supported by server.")
+        raise SMTPAuthNotSupportedError("SMTP AUTH extension not supported by server.")
     name = credentials.mechanism.upper() if credentials.mechanism else None
     mechanism: sasl.Mechanism
     if credentials.oauth2_token is not None:
         if name is None:
             name = next((n for n in ("OAUTHBEARER", "XOAUTH2") if n in advertised), None)
             if name is None:
-                raise SMTPNotSupportedError("the server offers neither OAUTHBEARER nor XOAUTH2")
+                raise SMTPAuthNotSupportedError("the server offers neither OAUTHBEARER nor XOAUTH2")
         if name == "OAUTHBEARER":
             mechanism = sasl.OAuthBearer(credentials.username, credentials.oauth2_token)
         elif name == "XOAUTH2":
@@ -334,7 +372,7 @@ def _authenticate(client: Client, credentials: _Credentials) -> Operation[None]:
         except KeyError:
             raise ValueError(f"unknown password mechanism {name}") from None
     if name not in advertised:
-        raise SMTPNotSupportedError(f"the server does not offer AUTH {name}")
+        raise SMTPAuthNotSupportedError(f"the server does not offer AUTH {name}")
     yield from client.auth(name, mechanism)
 
 

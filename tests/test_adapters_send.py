@@ -21,6 +21,7 @@ from smtp_proto.errors import (
     SMTPNotSupportedError,
     SMTPRecipientsRefused,
 )
+from smtp_proto.send import SMTPAllRecipientsRefused, SMTPAuthNotSupportedError
 from tests.adapters import LOCAL_NAME, TIMEOUT, Adapter, all_adapters, async_adapters
 from tests.scripted_server import ScriptedServer, Session, StandardESMTP
 from tests.servers.certs import LocalCA
@@ -427,12 +428,71 @@ async def test_dsn_parameters_per_recipient(adapter: Adapter) -> None:
 @all_adapters
 async def test_every_recipient_refused_raises(adapter: Adapter) -> None:
     handler = StandardESMTP(features=ESMTP, reject=lambda address: (550, "5.1.1 no such user"))
-    with ScriptedServer(handler) as server, pytest.raises(SMTPRecipientsRefused) as caught:
-        await send(
-            adapter, b"s", server.host, server.port, tls="none", sender=SENDER, recipients="r"
-        )
+    with ScriptedServer(handler) as server:
+        with pytest.raises(SMTPAllRecipientsRefused) as caught:
+            await send(
+                adapter, b"s", server.host, server.port, tls="none", sender=SENDER, recipients="r"
+            )
+        await sessions_done(adapter, server)
+    assert isinstance(caught.value, SMTPRecipientsRefused)  # what sendmail raises
     assert caught.value.recipients == {"r": (550, b"5.1.1 no such user")}
+    result = caught.value.result
+    assert (result.accepted, result.refused["r"].code, result.data_reply) == ({}, 550, None)
     assert handler.envelopes == []
+    assert handler.commands[-2:] == [b"rset", b"quit"]  # the session still ends politely
+
+
+@all_adapters
+async def test_every_lmtp_recipient_failing_after_the_message_raises_with_the_replies(
+    adapter: Adapter,
+) -> None:
+    handler = StandardESMTP(
+        features=ESMTP,
+        lmtp=True,
+        reject=lambda address: (550, "5.1.1 unknown") if address == "gone@x" else None,
+        data_replies=lambda accepted: ["452 4.2.2 mailbox full"] * len(accepted),
+    )
+    with ScriptedServer(handler) as server:
+        with pytest.raises(SMTPAllRecipientsRefused) as caught:
+            await send(
+                adapter,
+                b"Subject: s\r\n\r\n",
+                server.host,
+                server.port,
+                lmtp=True,
+                tls="none",
+                sender=SENDER,
+                recipients=["full@x", "gone@x"],
+            )
+        await sessions_done(adapter, server)
+    result = caught.value.result
+    assert set(caught.value.recipients) == {"full@x", "gone@x"}
+    assert list(result.lmtp_replies) == ["full@x"]  # told apart from the RCPT refusal
+    assert str(result.lmtp_replies["full@x"].enhanced_status) == "4.2.2"
+    assert result.refused["gone@x"].code == 550 and not result.accepted
+    assert handler.commands[-1] == b"quit"
+
+
+@all_adapters
+async def test_credentials_the_server_cannot_take_raise_their_own_error(adapter: Adapter) -> None:
+    handler = StandardESMTP(features=ESMTP)  # no AUTH at all
+    with ScriptedServer(handler) as server:
+        with pytest.raises(SMTPAuthNotSupportedError, match="AUTH"):
+            await send(
+                adapter,
+                b"s",
+                server.host,
+                server.port,
+                tls="none",
+                plaintext_auth=True,
+                sender=SENDER,
+                recipients="r",
+                username="user",
+                password="secret",
+            )
+        await sessions_done(adapter, server)
+    assert handler.commands == [EHLO]
+    assert issubclass(SMTPAuthNotSupportedError, SMTPNotSupportedError)
 
 
 class RefuseSecondChunk:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import email.message
+import pickle
 import re
 from typing import Any
 
@@ -14,7 +15,13 @@ from hypothesis import strategies as st
 
 from smtp_proto import DSN, Client, Reply
 from smtp_proto.body import BodyEncoder
-from smtp_proto.send import SendResult, Submission, body_kind
+from smtp_proto.send import (
+    SendResult,
+    SMTPAllRecipientsRefused,
+    SMTPAuthNotSupportedError,
+    Submission,
+    body_kind,
+)
 from tests.offline import C, Peer, S
 
 GREETING = b"220 server.example ESMTP ready\r\n"
@@ -162,11 +169,17 @@ def test_queue_id(text: bytes, queue_id: str | None) -> None:
 # ---------------------------------------------------------------- a whole session, offline
 
 
-def run_session(plan: Submission, script: list[Any], pipelining: bool = False) -> Any:
+def start_session(script: list[Any], pipelining: bool = False) -> tuple[Client, Peer]:
+    """A client that read the greeting, and the peer playing the rest of ``script``."""
     client = Client("client.example")
     peer = Peer([S(GREETING), *script], pipelining=pipelining)
     client.connecting("server.example", 25)
     peer.run(client.greeting())
+    return client, peer
+
+
+def run_session(plan: Submission, script: list[Any], pipelining: bool = False) -> Any:
+    client, peer = start_session(script, pipelining)
     result = peer.run(plan.operation(client))
     peer.expect_finished()
     return result, peer
@@ -234,8 +247,39 @@ def test_oauth2_without_an_offered_mechanism_sends_nothing() -> None:
         plaintext_auth=True,
     )
     script = [C(b"ehlo client.example\r\n"), S(b"250-server.example\r\n250 AUTH PLAIN\r\n")]
-    with pytest.raises(Exception, match="OAUTHBEARER nor XOAUTH2"):
+    with pytest.raises(SMTPAuthNotSupportedError, match="OAUTHBEARER nor XOAUTH2"):
         run_session(plan, script)
+
+
+def test_a_transaction_refused_to_everyone_ends_with_quit_and_keeps_the_replies() -> None:
+    plan = Submission.create(
+        b"x", "h", 25, sender="s@x", recipients=["a@x", "b@x"], tls="none", chunking=False
+    )
+    script = [
+        C(b"ehlo client.example\r\n"),
+        S(b"250 server.example\r\n"),
+        C(b"mail FROM:<s@x>\r\n"),
+        OK,
+        C(b"rcpt TO:<a@x>\r\n"),
+        S(b"550 5.1.1 no a\r\n"),
+        C(b"rcpt TO:<b@x>\r\n"),
+        S(b"551 5.1.6 b moved\r\n"),
+        C(b"rset\r\n"),
+        OK,
+        C(b"quit\r\n"),
+        S(b"221 bye\r\n"),
+    ]
+    client, peer = start_session(script)
+    with pytest.raises(SMTPAllRecipientsRefused) as caught:
+        peer.run(plan.operation(client))
+    peer.expect_finished()  # QUIT was said
+    refusal = caught.value
+    assert refusal.recipients == {"a@x": (550, b"5.1.1 no a"), "b@x": (551, b"5.1.6 b moved")}
+    assert {r: reply.as_tuple() for r, reply in refusal.result.refused.items()} == (
+        refusal.recipients
+    )
+    copy = pickle.loads(pickle.dumps(refusal))  # e.g. from a worker process
+    assert (copy.recipients, copy.result) == (refusal.recipients, refusal.result)
 
 
 def test_dsn_parameters_in_a_pipelined_session() -> None:
