@@ -495,6 +495,36 @@ async def test_credentials_the_server_cannot_take_raise_their_own_error(adapter:
     assert issubclass(SMTPAuthNotSupportedError, SMTPNotSupportedError)
 
 
+@all_adapters
+async def test_debuglevel_prints_the_transcript_without_the_credentials(
+    adapter: Adapter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    handler = StandardESMTP(features=ESMTP, auth={"user": "secret"})
+    options: dict[str, Any] = {
+        "tls": "none",
+        "plaintext_auth": True,
+        "sender": SENDER,
+        "recipients": "r@x",
+        "username": "user",
+        "password": "secret",
+        "mechanism": "PLAIN",
+    }
+    with ScriptedServer(handler) as server:
+        await send(adapter, b"Subject: s\r\n\r\n", server.host, server.port, **options)
+        assert capsys.readouterr().err == ""  # silent by default
+        await send(
+            adapter, b"Subject: s\r\n\r\n", server.host, server.port, debuglevel=1, **options
+        )
+    transcript = capsys.readouterr().err
+    assert f"connect: to ('{server.host}', {server.port})" in transcript
+    assert f"send: 'ehlo {LOCAL_NAME}\\r\\n'" in transcript
+    assert "send: 'AUTH PLAIN ****\\r\\n'" in transcript
+    assert f"send: 'mail FROM:<{SENDER}> size=14\\r\\n'" in transcript
+    assert "send: 'quit\\r\\n'" in transcript and "reply: retcode (221)" in transcript
+    assert "secret" not in transcript and "c2VjcmV0" not in transcript  # nor its base64
+    assert handler.authenticated == ["user", "user"]
+
+
 class RefuseSecondChunk:
     """A CHUNKING server that accepts the first BDAT chunk and refuses every later one."""
 

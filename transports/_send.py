@@ -40,6 +40,8 @@ class SendOptions(TypedDict, total=False):
       is binary only if it has NUL bytes (bare CR/LF become CRLF).  ``lmtp``: speak LMTP
       (``host`` may be a Unix socket path).
     - ``timeout``, ``local_hostname``, ``source_address``: as for ``SMTP``.
+    - ``debuglevel``: as ``set_debuglevel``: 1 prints the session's transcript on stderr
+      (AUTH credentials shown as ``****``), 2 adds timestamps; 0 (the default) prints nothing.
     """
 
     sender: str
@@ -58,6 +60,7 @@ class SendOptions(TypedDict, total=False):
     timeout: float | None
     local_hostname: str
     source_address: tuple[str, int]
+    debuglevel: int
 
 
 _CONNECTION_OPTIONS = ("context", "timeout", "local_hostname", "source_address")
@@ -91,6 +94,7 @@ def _prepare(
     """The checked submission and an unconnected client object of the right class."""
     arguments: dict[str, Any] = dict(options)
     connection = {name: arguments.pop(name) for name in _CONNECTION_OPTIONS if name in arguments}
+    debuglevel = arguments.pop("debuglevel", 0)
     submission = Submission.create(message, host, port, **arguments)
     context = connection.pop("context", None)
     connection.setdefault("timeout", GLOBAL_DEFAULT_TIMEOUT)
@@ -100,6 +104,7 @@ def _prepare(
     else:
         client = (lmtp if submission.lmtp else smtp)(**connection)
         client._tls_context = context
+    client.set_debuglevel(debuglevel)
     return submission, client
 
 
