@@ -229,6 +229,15 @@ def test_a_failed_transaction_exits_2(
     assert expected in err
 
 
+def test_a_refused_greeting_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with CaptureServer(fail={"connect": (554, "5.3.2 No service here")}) as server:
+        code, out, err = run(
+            capsys, *to(server, "--from", "a@example.test", "--to", "b@example.test")
+        )
+    assert (code, out) == (2, "")
+    assert "smtp-proto: greeting: 554 5.3.2 No service here" in err
+
+
 def test_an_unreachable_server_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     with CaptureServer() as server:
         port = server.port
@@ -306,6 +315,16 @@ def test_a_certificate_that_cannot_be_verified_exits_3(
         assert "--insecure: the server's certificate is NOT checked" in err
 
 
+def test_implicit_tls_to_a_clear_text_server_exits_3(
+    capsys: pytest.CaptureFixture[str], server: CaptureServer
+) -> None:
+    argv = ["send", "--server", f"127.0.0.1:{server.port}", "--tls", "implicit"]
+    code, out, err = run(capsys, *argv, "--from", "a@x.test", "--to", "b@x.test")
+    assert (code, out) == (3, "")
+    assert "smtp-proto: TLS failed: " in err
+    assert server.messages == []
+
+
 def test_a_wrong_password_exits_4(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -358,6 +377,32 @@ def test_lmtp_over_a_unix_socket_shows_each_reply(
         "1 of 3 recipients accepted",
     ]
     assert server.messages[0].rcpt_tos == ["ok@example.test"]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_lmtp_failing_every_recipient_after_the_message_exits_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, transport: str
+) -> None:
+    with CaptureServer(
+        unix_path=tmp_path / "lmtp.sock",
+        lmtp=True,
+        refuse={"nobody@example.test": (550, "5.1.1 User unknown")},
+        lmtp_failures={"full@example.test": (552, "5.2.2 Quota exceeded")},
+    ) as server:
+        code, out, err = run(
+            capsys,
+            *("send", "--server", server.host, "--transport", transport, "-v"),
+            *("--from", "a@example.test", "--to", "full@example.test"),
+            *("--to", "nobody@example.test"),
+        )
+    assert code == 2
+    assert out.splitlines() == [
+        "failed    full@example.test  552 5.2.2 Quota exceeded <full@example.test>",
+        "refused   nobody@example.test  550 5.1.1 User unknown",
+        "0 of 2 recipients accepted",
+    ]
+    assert "send: 'quit\\r\\n'" in err  # the session still ended with QUIT
+    assert server.messages == []
 
 
 def test_lmtp_over_tcp(capsys: pytest.CaptureFixture[str]) -> None:

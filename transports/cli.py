@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import email.message
 import email.parser
 import email.policy
 import email.utils
+import functools
 import getpass
 import hashlib
 import importlib
@@ -40,21 +40,29 @@ import ssl
 import statistics
 import sys
 import time
-from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, NoReturn, TextIO, TypeVar
+from typing import Any, NoReturn, TextIO
 
+from smtp_proto.client import Message
 from smtp_proto.errors import (
     SMTPAuthenticationError,
+    SMTPConnectError,
     SMTPException,
-    SMTPNotSupportedError,
-    SMTPRecipientsRefused,
     SMTPResponseException,
     SMTPSenderRefused,
 )
+from smtp_proto.send import (
+    SendResult,
+    SMTPAllRecipientsRefused,
+    SMTPAuthNotSupportedError,
+    SMTPSecurityError,
+    TLSMode,
+)
 
 from . import sync
+from ._send import SendOptions
 from .testing import CaptureServer
 
 __all__ = ["main", "parse_server", "without_bcc"]
@@ -72,8 +80,6 @@ PROGRESS_THRESHOLD = 1 << 20
 LMTP_TCP_PORT = 24
 _DEFAULT_PORTS = {"implicit": 465, "starttls": 587, "none": 25}
 _NOOP_SAMPLES = 5
-
-T = TypeVar("T")
 
 
 class Failure(Exception):
@@ -149,12 +155,12 @@ def _unique(addresses: Sequence[str]) -> list[str]:
 
 @dataclass
 class Envelope:
-    """What ``send`` sends: envelope and the message's bytes."""
+    """What ``send`` sends: envelope and the message's bytes (``send()`` of the library
+    declares what they need: SMTPUTF8, 8BITMIME, SIZE)."""
 
     sender: str
     recipients: list[str]
     data: bytes
-    mail_options: list[str] = field(default_factory=list)
 
 
 def _read(path: str) -> bytes:
@@ -223,14 +229,11 @@ def build_envelope(args: argparse.Namespace, default_sender: str | None) -> Enve
         raise UsageError("no sender: give --from, or a From header in the --eml file")
     if not recipients:
         raise UsageError("no recipients: give --to, --cc or --bcc")
-    international = not all(address.isascii() for address in (sender, *recipients))
     if args.eml is None:
+        international = not all(address.isascii() for address in (sender, *recipients))
         policy = email.policy.SMTPUTF8 if international else email.policy.SMTP
         data = _compose(args, sender).as_bytes(policy=policy)
-    options = ["SMTPUTF8"] if international else []
-    if not data.isascii():
-        options.append("BODY=8BITMIME")
-    return Envelope(sender, recipients, data, options)
+    return Envelope(sender, recipients, data)
 
 
 class _Progress(io.BytesIO):
@@ -262,38 +265,8 @@ class _Progress(io.BytesIO):
 
 # ---------------------------------------------------------------------- one send, any adapter
 
-_IO_METHODS = frozenset(
-    {"connect", "ehlo_or_helo_if_needed", "starttls", "login", "sendmail", "quit"}
-)
-
-
-class _Awaitable:
-    """A blocking client whose I/O methods can be awaited, so that one coroutine drives the
-    blocking, asyncio and trio adapters alike."""
-
-    def __init__(self, smtp: sync.SMTP) -> None:
-        self._smtp = smtp
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._smtp, name)
-        if name not in _IO_METHODS:
-            return attribute
-
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            return attribute(*args, **kwargs)
-
-        return call
-
-
-def _complete(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine that never suspends (one driving the blocking adapter)."""
-    try:
-        coroutine.send(None)
-    except StopIteration as done:
-        result: T = done.value
-        return result
-    coroutine.close()
-    raise RuntimeError("the blocking send suspended")
+#: Where to send: LMTP or not, the TLS mode, the host (or a Unix socket's path) and port.
+Target = tuple[bool, TLSMode, str, int]
 
 
 @dataclass
@@ -303,7 +276,7 @@ class Plan:
     host: str
     port: int
     lmtp: bool
-    tls: str
+    tls: TLSMode
     context: ssl.SSLContext | None  # None without TLS: loading CA certificates takes time
     helo: str
     timeout: float
@@ -312,14 +285,6 @@ class Plan:
     password: str | None
     envelope: Envelope
     progress: TextIO | None
-
-
-@dataclass
-class Outcome:
-    """What the server said about each recipient."""
-
-    refused: dict[str, tuple[int, bytes]]
-    lmtp_replies: dict[str, tuple[int, bytes]]
 
 
 def _tls_cause(exc: BaseException) -> ssl.SSLError | None:
@@ -342,55 +307,6 @@ def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-async def deliver(plan: Plan, module: ModuleType, blocking: bool) -> Outcome:
-    """Connect, secure, authenticate and send as planned, over the adapter ``module``."""
-    context = plan.context
-    if plan.lmtp:
-        smtp = module.LMTP(local_hostname=plan.helo, timeout=plan.timeout)
-    elif plan.tls == "implicit":
-        smtp = module.SMTP_SSL(local_hostname=plan.helo, timeout=plan.timeout, context=context)
-    else:
-        smtp = module.SMTP(local_hostname=plan.helo, timeout=plan.timeout)
-    client = _Awaitable(smtp) if blocking else smtp
-    client.set_debuglevel(1 if plan.verbose else 0)
-    try:
-        try:
-            code, text = await client.connect(plan.host, plan.port)
-            if code != 220:
-                raise Failure(EXIT_FAILED, f"greeting: {code} {text.decode('utf-8', 'replace')}")
-            await client.ehlo_or_helo_if_needed()
-            if plan.tls == "starttls":
-                if not client.has_extn("starttls"):
-                    raise Failure(EXIT_TLS, "the server does not offer STARTTLS (see --tls)")
-                await client.starttls(context=context)
-                await client.ehlo_or_helo_if_needed()
-        except (OSError, SMTPException) as exc:
-            if _tls_cause(exc) is not None:
-                raise Failure(EXIT_TLS, f"TLS failed: {_describe(exc)}") from exc
-            raise
-        if plan.user is not None:
-            try:
-                await client.login(plan.user, plan.password or "")
-            except (SMTPAuthenticationError, SMTPNotSupportedError) as exc:
-                raise Failure(EXIT_AUTH, f"authentication failed: {_describe(exc)}") from exc
-        envelope = plan.envelope
-        body: Any = envelope.data
-        if plan.progress is not None:
-            body = _Progress(envelope.data, plan.progress)
-        try:
-            refused = await client.sendmail(
-                envelope.sender, envelope.recipients, body, envelope.mail_options
-            )
-            outcome = Outcome(refused, dict(client.lmtp_replies))
-        except SMTPRecipientsRefused as exc:
-            outcome = Outcome(exc.recipients, dict(client.lmtp_replies))
-        with contextlib.suppress(OSError, SMTPException):
-            await client.quit()  # the message is sent: a failed goodbye changes nothing
-        return outcome
-    finally:
-        client.close()
-
-
 def _adapter(name: str) -> ModuleType:
     module = "sync" if name == "blocking" else name
     try:
@@ -401,16 +317,62 @@ def _adapter(name: str) -> ModuleType:
         ) from None
 
 
-def run_plan(plan: Plan, transport: str) -> Outcome:
-    """``deliver`` through the chosen adapter, its event loop started as it needs."""
+def _adapter_send(plan: Plan, transport: str) -> SendResult:
+    """The ``send()`` of the adapter ``transport`` as planned, its event loop started as it
+    needs: the session itself is the library's, written once in ``smtp_proto.send``."""
     module = _adapter(transport)
+    envelope = plan.envelope
+    options: SendOptions = {
+        "sender": envelope.sender,
+        "recipients": envelope.recipients,
+        "tls": plan.tls,
+        "context": plan.context,
+        "lmtp": plan.lmtp,
+        "local_hostname": plan.helo,
+        "timeout": plan.timeout,
+        "debuglevel": 1 if plan.verbose else 0,
+    }
+    if plan.user is not None:
+        options["username"] = plan.user
+        options["password"] = plan.password or ""
+        options["plaintext_auth"] = plan.tls == "none"  # clear text only when asked for
+    body: Message = envelope.data
+    if plan.progress is not None:
+        body = _Progress(envelope.data, plan.progress)
+    call = functools.partial(module.send, body, plan.host, plan.port, **options)
+    result: SendResult
     if transport == "asyncio":
-        return asyncio.run(deliver(plan, module, blocking=False))
-    if transport == "trio":
-        trio = importlib.import_module("trio")
-        outcome: Outcome = trio.run(deliver, plan, module, False)
-        return outcome
-    return _complete(deliver(plan, module, blocking=True))
+        result = asyncio.run(call())
+    elif transport == "trio":
+        result = importlib.import_module("trio").run(call)
+    else:
+        result = call()
+    return result
+
+
+def deliver(plan: Plan, transport: str) -> SendResult:
+    """Send as planned; a failure becomes a ``Failure`` with its exit code and message.
+
+    A message no recipient took is a result like any other (``SMTPAllRecipientsRefused``
+    carries it); the phase that failed is told by the exception's type, and a TLS failure by
+    the ``ssl`` error behind it.
+    """
+    try:
+        return _adapter_send(plan, transport)
+    except SMTPAllRecipientsRefused as refusal:
+        return refusal.result
+    except SMTPSecurityError as exc:
+        raise Failure(EXIT_TLS, str(exc)) from exc
+    except (SMTPAuthenticationError, SMTPAuthNotSupportedError) as exc:
+        raise Failure(EXIT_AUTH, f"authentication failed: {_describe(exc)}") from exc
+    except SMTPConnectError as exc:
+        raise Failure(EXIT_FAILED, f"greeting: {_describe(exc)}") from exc
+    except SMTPSenderRefused as exc:
+        raise Failure(EXIT_FAILED, f"sender <{exc.sender}> refused: {_describe(exc)}") from exc
+    except OSError as exc:  # SMTPException included
+        if _tls_cause(exc) is None:
+            raise
+        raise Failure(EXIT_TLS, f"TLS failed: {_describe(exc)}") from exc
 
 
 # ---------------------------------------------------------------------- send
@@ -434,11 +396,11 @@ def _context(args: argparse.Namespace) -> ssl.SSLContext:
         raise UsageError(f"cannot load --cafile {args.cafile}: {exc}") from None
 
 
-def _target(args: argparse.Namespace) -> tuple[bool, str, str, int]:
+def _target(args: argparse.Namespace) -> Target:
     """LMTP or not, the TLS mode, host (or socket path) and port the options name."""
     unix = args.server.startswith("/")
     lmtp = args.lmtp or unix
-    tls = args.tls or ("none" if unix else "starttls")
+    tls: TLSMode = args.tls or ("none" if unix else "starttls")
     if unix and tls != "none":
         raise UsageError("a Unix socket is local: no --tls with it")
     if lmtp and tls == "implicit":
@@ -462,21 +424,20 @@ def _password(args: argparse.Namespace) -> str | None:
         raise UsageError(f"no password: set ${args.password_env}, or run in a terminal") from None
 
 
-def _show_results(outcome: Outcome, recipients: Sequence[str]) -> int:
+def _show_results(result: SendResult, recipients: Sequence[str]) -> int:
     """Print each recipient's fate; returns the exit code it means."""
     delivered = 0
     for recipient in recipients:
-        if recipient in outcome.lmtp_replies:
-            code, text = outcome.lmtp_replies[recipient]
-            label = "delivered" if 200 <= code < 300 else "failed"
-        elif recipient in outcome.refused:
-            code, text = outcome.refused[recipient]
-            label = "refused"
+        reply = result.lmtp_replies.get(recipient)
+        if reply is not None:
+            label = "delivered" if 200 <= reply.code < 300 else "failed"
+        elif recipient in result.refused:
+            reply, label = result.refused[recipient], "refused"
         else:
-            code, text, label = 0, b"", "accepted"
+            label = "accepted"
         delivered += label in ("delivered", "accepted")
-        reply = f"  {code} {text.decode('utf-8', 'replace')}" if code else ""
-        print(f"{label:<9} {recipient}{reply}")
+        said = "" if reply is None else f"  {reply.code} {reply.text.decode('utf-8', 'replace')}"
+        print(f"{label:<9} {recipient}{said}")
     print(f"{delivered} of {len(recipients)} recipients accepted")
     if delivered == len(recipients):
         return EXIT_OK
@@ -489,18 +450,9 @@ def _progress_stream(args: argparse.Namespace, size: int) -> TextIO | None:
     return None
 
 
-def send(args: argparse.Namespace) -> int:
-    """The ``send`` command."""
-    if args.eml is not None and (args.attach or args.body_file or args.body is not None):
-        raise UsageError("--eml sends a ready message: no --body, --body-file or --attach")
-    if args.eml is not None and args.subject is not None:
-        raise UsageError("--eml sends a ready message: no --subject")
-    args.subject = "Hello from smtp-proto" if args.subject is None else args.subject
-    args.body = "This message was sent by smtp-proto.\n" if args.body is None else args.body
-    if args.server is None:
-        return _send_to_capture_server(args)
-    lmtp, tls, host, port = _target(args)
-    envelope = build_envelope(args, default_sender=None)
+def _send_and_show(args: argparse.Namespace, target: Target, envelope: Envelope) -> int:
+    """Send ``envelope`` to ``target`` as the options say, and show each recipient's fate."""
+    lmtp, tls, host, port = target
     plan = Plan(
         host=host,
         port=port,
@@ -515,7 +467,21 @@ def send(args: argparse.Namespace) -> int:
         envelope=envelope,
         progress=_progress_stream(args, len(envelope.data)),
     )
-    return _show_results(run_plan(plan, args.transport), envelope.recipients)
+    return _show_results(deliver(plan, args.transport), envelope.recipients)
+
+
+def send(args: argparse.Namespace) -> int:
+    """The ``send`` command."""
+    if args.eml is not None and (args.attach or args.body_file or args.body is not None):
+        raise UsageError("--eml sends a ready message: no --body, --body-file or --attach")
+    if args.eml is not None and args.subject is not None:
+        raise UsageError("--eml sends a ready message: no --subject")
+    args.subject = "Hello from smtp-proto" if args.subject is None else args.subject
+    args.body = "This message was sent by smtp-proto.\n" if args.body is None else args.body
+    if args.server is None:
+        return _send_to_capture_server(args)
+    target = _target(args)
+    return _send_and_show(args, target, build_envelope(args, default_sender=None))
 
 
 def _send_to_capture_server(args: argparse.Namespace) -> int:
@@ -528,21 +494,7 @@ def _send_to_capture_server(args: argparse.Namespace) -> int:
     with CaptureServer(lmtp=args.lmtp) as server:
         print(f"No --server given: sending to a capture server on {server.host}:{server.port}")
         sys.stdout.flush()
-        plan = Plan(
-            host=server.host,
-            port=server.port,
-            lmtp=args.lmtp,
-            tls="none",
-            context=None,
-            helo=args.helo,
-            timeout=args.timeout,
-            verbose=args.verbose,
-            user=None,
-            password=None,
-            envelope=envelope,
-            progress=_progress_stream(args, len(envelope.data)),
-        )
-        status = _show_results(run_plan(plan, args.transport), envelope.recipients)
+        status = _send_and_show(args, (args.lmtp, "none", server.host, server.port), envelope)
         for captured in server.messages:
             print(
                 f"\nThe capture server received, from <{captured.mail_from}> "
@@ -840,11 +792,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Failure as failure:
         print(f"smtp-proto: {failure}", file=sys.stderr)
         return failure.code
-    except SMTPSenderRefused as exc:
-        print(f"smtp-proto: sender <{exc.sender}> refused: {_describe(exc)}", file=sys.stderr)
-        return EXIT_FAILED
-    except (SMTPException, OSError) as exc:
+    except OSError as exc:  # SMTPException included
         print(f"smtp-proto: {type(exc).__name__}: {_describe(exc)}", file=sys.stderr)
-        return EXIT_TLS if _tls_cause(exc) is not None else EXIT_FAILED
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
