@@ -368,7 +368,8 @@ class Session:
             self.injected = ConnectionResetError("injected network failure")
             self.injected_at = request
             raise self.injected
-        if isinstance(request, bytes):
+        if isinstance(request, bytes | memoryview):
+            request = bytes(request)
             server.client_wrote(request)
             client = self.client
             in_body = client.is_connected and client.connection.state is State.BODY

@@ -10,6 +10,7 @@ CRLF.LF, LF.CRLF).  State carries across chunks, so memory stays bounded by one 
 from __future__ import annotations
 
 import re
+from typing import overload
 
 __all__ = ["CHUNK_SIZE", "BodyEncoder", "quotedata"]
 
@@ -19,6 +20,26 @@ CHUNK_SIZE = 1 << 18
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _TEXT_LINE_END = re.compile(r"\r\n|\r|\n")
 _TEXT_LEADING_DOT = re.compile(r"^\.", re.MULTILINE)
+
+
+def _crlf_only(data: bytes | memoryview) -> bool:
+    """True iff every CR is followed by LF and every LF is preceded by CR (pure Python).
+
+    ``splitlines()`` drops every line break, CRLF, CR or LF (a final one without a line after
+    it too): they were all CRLFs iff joining the lines with CRLF gives the data back.  Two fast
+    passes, one of them memcpy; counting ``b"\\r\\n"`` (a branchy substring search) takes
+    longer than both.  The C accelerator does it in one vectorised pass, ~25x faster.
+    """
+    data = bytes(data)
+    rejoined = b"\r\n".join(data.splitlines())
+    final_crlf = 2 if data.endswith(b"\r\n") else 0
+    return len(data) == len(rejoined) + final_crlf and data.startswith(rejoined)
+
+
+try:
+    from ._speedups import crlf_only
+except ImportError:  # installed without a C compiler: the same check, slower
+    crlf_only = _crlf_only
 
 
 def quotedata(data: str) -> str:
@@ -41,32 +62,36 @@ class BodyEncoder:
         self._line_start = True
         self._ends_with_crlf = False
 
-    def encode(self, chunk: bytes) -> bytes:
-        """Encode the next piece of the message; the result may be shorter or longer."""
+    @overload
+    def encode(self, chunk: bytes) -> bytes: ...
+    @overload
+    def encode(self, chunk: bytes | memoryview) -> bytes | memoryview: ...
+
+    def encode(self, chunk: bytes | memoryview) -> bytes | memoryview:
+        """Encode the next piece of the message; the result may be shorter or longer.
+
+        A piece that needs no change comes back as it is, so a ``memoryview`` of a large
+        message goes out without a copy on the BDAT path.
+        """
         if self._held_cr:
             chunk = b"\r" + chunk
             self._held_cr = False
-        if chunk.endswith(b"\r"):
+        if chunk[-1:] == b"\r":
             # A CR at the end may be the first half of a CRLF split across chunks.
             chunk = chunk[:-1]
             self._held_cr = True
         if not chunk:
             return b""
-        # splitlines() drops every line break, CRLF, CR or LF (a final one without a line
-        # after it too): they were all CRLFs iff joining the lines with CRLF gives the chunk
-        # back.  Two fast passes, one of them memcpy; counting b"\r\n" (a branchy substring
-        # search) takes longer than both.
-        rejoined = b"\r\n".join(chunk.splitlines())
-        final_crlf = 2 if chunk.endswith(b"\r\n") else 0
-        if len(chunk) != len(rejoined) + final_crlf or not chunk.startswith(rejoined):
+        if not crlf_only(chunk):
             chunk = _LINE_END.sub(b"\r\n", chunk)
         if self._stuff_dots:
+            chunk = bytes(chunk)
             pieces = chunk.split(b"\r\n.")
             if len(pieces) > 1:
                 chunk = b"\r\n..".join(pieces)
             if self._line_start and chunk[:1] == b".":
                 chunk = b"." + chunk
-        ends_with_crlf = chunk.endswith(b"\n")
+        ends_with_crlf = chunk[-1:] == b"\n"
         self._line_start = self._ends_with_crlf = ends_with_crlf
         return chunk
 

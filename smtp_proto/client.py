@@ -8,7 +8,7 @@ requests and receives their results.  A transport drives it with one small loop:
     try:
         while True:
             request = op.send(result)
-            if isinstance(request, bytes):  sock.sendall(request); result = None
+            if isinstance(request, bytes | memoryview): sock.sendall(request); result = None
             elif request is RECEIVE:        result = sock.recv(65536)   # b"" at EOF
             elif request is START_TLS:      sock = wrap(sock); result = None
             elif request is CLOSE:          sock.close(); result = None
@@ -101,7 +101,8 @@ MAX_AUTH_CHALLENGES = 5
 
 
 class Request:
-    """An I/O request an operation yields (besides bytes to send)."""
+    """An I/O request an operation yields (besides the data to send, ``bytes`` or a
+    ``memoryview``)."""
 
     __slots__ = ("name",)
 
@@ -141,7 +142,7 @@ class NextChunk(Request):
         self.source = source
 
 
-IORequest = bytes | Request
+IORequest = bytes | memoryview | Request
 T = TypeVar("T")
 #: What every server-facing method of ``Client`` returns; see the module docstring.
 Operation = Generator[IORequest, Any, T]
@@ -175,12 +176,15 @@ def _binary_body(options: Sequence[str]) -> bool:
     return any(option.upper() == "BODY=BINARYMIME" for option in options)
 
 
+_Chunk = TypeVar("_Chunk", bound=bytes | memoryview)
+
+
 class _Verbatim:
     """The BINARYMIME "encoder": the body is sent exactly as given."""
 
     __slots__ = ()
 
-    def encode(self, chunk: bytes) -> bytes:
+    def encode(self, chunk: _Chunk) -> _Chunk:
         return chunk
 
     def finish(self) -> bytes:
@@ -328,7 +332,7 @@ class Client:
         return data
 
     def _exchange(
-        self, data: bytes, count: int, partial_at_eof: bool = False
+        self, data: bytes | memoryview, count: int, partial_at_eof: bool = False
     ) -> Generator[IORequest, Any, list[Reply]]:
         """Write ``data`` (if any), then read ``count`` replies.
 
@@ -720,8 +724,9 @@ class Client:
         body_sent = chunked and single
         if body_sent:
             encoder = _bdat_encoder(binary)
-            body = encoder.encode(piece) + encoder.finish()
-            first = self._encode(mail, *rcpts, Bdat(len(body), last=True)) + body
+            body, tail = encoder.encode(piece), encoder.finish()
+            bdat = Bdat(len(body) + len(tail), last=True)
+            first = b"".join((self._encode(mail, *rcpts, bdat), body, tail))
         else:
             first = self._encode(mail, *rcpts) if chunked else self._encode(mail, *rcpts, Data())
         expected = len(rcpts) + 1 + (not chunked)
@@ -791,14 +796,11 @@ class Client:
                 out = encoder.encode(piece)
                 if last or not out:
                     continue  # the last piece goes out with BDAT LAST
-                data = self._encode(Bdat(len(out))) + out
-                if self.debuglevel > 0:
-                    self.print_debug("send:", repr(out))
                 if unanswered < window:
                     unanswered += 1
-                    yield from self._exchange(data, 0)
+                    yield from self._write_chunk(out, last=False)
                     continue
-                reply = (yield from self._exchange(data, 1))[0]
+                reply = (yield from self._write_chunk(out, last=False, replies=1))[0]
                 if reply.code != 250:
                     failure = reply
                     break
@@ -806,11 +808,10 @@ class Client:
             yield from self._drop_unfinished_body()
             raise
         if failure is None:
-            out += encoder.finish()
-            data = self._encode(Bdat(len(out), last=True)) + out
-            if self.debuglevel > 0:
-                self.print_debug("send:", repr(out))
-            chunk_replies = yield from self._exchange(data, unanswered)
+            tail = encoder.finish()
+            if tail:
+                out = b"".join((out, tail))
+            chunk_replies = yield from self._write_chunk(out, last=True, replies=unanswered)
             failure = next((reply for reply in chunk_replies if reply.code != 250), None)
             result = yield from self._finish_body(b"")
             if failure is None:
@@ -820,6 +821,19 @@ class Client:
         if failure.code != 421 and self.is_connected:
             yield from self._rset()
         raise SMTPDataError(failure.code, failure.text)
+
+    def _write_chunk(
+        self, data: bytes | memoryview, last: bool, replies: int = 0
+    ) -> Generator[IORequest, Any, list[Reply]]:
+        """Send one BDAT chunk, then read ``replies`` replies.
+
+        The command and the data go out as two writes, so a large chunk (a ``memoryview`` of
+        the caller's message) is never copied to join them.
+        """
+        if self.debuglevel > 0:
+            self.print_debug("send:", repr(bytes(data)))
+        yield from self._exchange(self._encode(Bdat(len(data), last=last)), 0)
+        return (yield from self._exchange(data, replies))
 
     def _finish_transaction(
         self, code: int, text: bytes, refused: dict[str, tuple[int, bytes]], total: int
@@ -1078,19 +1092,19 @@ class _Pieces:
     )
 
     def __init__(self, source: _Source) -> None:
-        self.first: tuple[bytes, bool] = (b"", True)
-        self._data: bytes | None = None
+        self.first: tuple[bytes | memoryview, bool] = (b"", True)
+        self._data: memoryview | None = None
         self._iterator: Any = None
         self._async = False
         self._buffer = bytearray()
         self._ended = False
-        self._ahead: bytes | None = None
+        self._ahead: bytes | memoryview | None = None
         self._offset = 0
         self._taken = False
         if isinstance(source, bytes):
-            self._data = source
             if len(source) <= CHUNK_SIZE:
                 self.first, self._ended = (source, True), True  # the common case, made quick
+            self._data = memoryview(source)  # pieces of it without copies
         elif isinstance(source, AsyncIterable):
             self._iterator, self._async = aiter(source), True
         else:
@@ -1104,7 +1118,7 @@ class _Pieces:
         self._ahead = yield from self._slice()
         self.first = (piece or b"", self._ahead is None)
 
-    def next(self) -> Generator[IORequest, Any, tuple[bytes, bool]]:
+    def next(self) -> Generator[IORequest, Any, tuple[bytes | memoryview, bool]]:
         """The next piece (the first one first) and whether it is the last."""
         if not self._taken:
             self._taken = True
@@ -1114,7 +1128,7 @@ class _Pieces:
         self._ahead = yield from self._slice()
         return piece, self._ahead is None
 
-    def _slice(self) -> Generator[IORequest, Any, bytes | None]:
+    def _slice(self) -> Generator[IORequest, Any, bytes | memoryview | None]:
         """The next ``CHUNK_SIZE`` bytes (fewer at the end), ``None`` when there are none."""
         data = self._data
         if data is not None:

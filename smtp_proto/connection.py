@@ -301,11 +301,11 @@ class ClientConnection:
             self.state, self.features, self.extensions = before
             raise
 
-    def send_data(self, chunk: bytes) -> bytes:
+    def send_data(self, chunk: bytes | memoryview) -> bytes:
         """Encode part of a message body (after DATA's 354): line endings fixed, dots stuffed."""
         if self._body is None or self.state is not _BODY:
             raise LocalProtocolError("no message body is open (DATA needs a 354 reply first)")
-        return self._body.encode(chunk)
+        return bytes(self._body.encode(chunk))  # dot-stuffing always gives bytes
 
     def end_data(self) -> bytes:
         """Close the message body: the final CRLF if missing and the ``.`` line."""

@@ -5,12 +5,24 @@ from __future__ import annotations
 import itertools
 import re
 import smtplib
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from smtp_proto import body as body_module
 from smtp_proto.body import BodyEncoder, quotedata
+
+
+@pytest.fixture(scope="module", autouse=True, params=["accelerated", "pure Python"])
+def line_end_check(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test here runs with the C line-end check and again with its Python fallback."""
+    with pytest.MonkeyPatch.context() as patch:
+        if request.param == "pure Python":
+            patch.setattr(body_module, "crlf_only", body_module._crlf_only)
+        yield
+
 
 LENIENT_ENDS = [b"\n.\n", b"\r.\r", b"\r\n.\n", b"\n.\r\n", b"\r\n.\r\n"]
 
@@ -165,6 +177,8 @@ def test_clean_chunks_are_passed_through_uncopied(body: bytes) -> None:
     clean = body.replace(b"\r", b"").replace(b"\n", b"\r\n")
     for chunk in (clean, clean + b"x"):  # a CR at the end would be held back for the next chunk
         assert BodyEncoder(stuff_dots=False).encode(chunk) is chunk
+        view = memoryview(chunk)  # how the client hands over the pieces of a large message
+        assert BodyEncoder(stuff_dots=False).encode(view) is (view if chunk else b"")
         if b"\n." not in chunk and not chunk.startswith(b"."):
             assert BodyEncoder().encode(chunk) is chunk
 

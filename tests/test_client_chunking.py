@@ -12,6 +12,7 @@ import pytest
 from smtp_proto import SMTPDataError, SMTPRecipientsRefused, SMTPSenderRefused
 from smtp_proto.body import CHUNK_SIZE
 from smtp_proto.client import BDAT_WINDOW, Client
+from smtp_proto.driving import drive
 from tests.offline import C, Peer, S, Step
 from tests.test_client_offline import EHLO_LINE, connected
 
@@ -119,6 +120,33 @@ def test_large_message_keeps_a_bounded_window_of_unanswered_chunks() -> None:
     script.append(S(b"250 chunk\r\n" * BDAT_WINDOW + b"250 queued\r\n"))
     result, _ = run(client, script, ["b@x"], message)
     assert result == {}
+
+
+def test_a_large_bytes_message_goes_out_as_views_of_itself() -> None:
+    """Each chunk of a ``bytes`` message that needs no rewriting is written as a
+    ``memoryview`` into the caller's object, its BDAT command as a write of its own: the
+    message is never copied on the way out."""
+    client = chunking_client()
+    message, chunks = large_message()
+    script: list[Step] = [*envelope("b@x"), S(b"250 ok\r\n250 ok\r\n")]
+    for index, chunk in enumerate(chunks[:-1]):
+        script.append(C(b"BDAT %d\r\n" % len(chunk) + chunk))
+        if index >= BDAT_WINDOW:
+            script.append(S(b"250 chunk\r\n"))
+    script.append(C(b"BDAT %d LAST\r\n" % len(chunks[-1]) + chunks[-1]))
+    script.append(S(b"250 chunk\r\n" * BDAT_WINDOW + b"250 queued\r\n"))
+    peer = Peer(script, pipelining=True)
+    requests: list[object] = []
+
+    def perform(request: object) -> object:
+        requests.append(request)
+        return peer.answer(request)
+
+    assert drive(client.sendmail("a@x", ["b@x"], message), perform, client.close) == {}
+    peer.expect_finished()
+    views = [r for r in requests if isinstance(r, memoryview)]
+    assert all(view.obj is message for view in views)
+    assert [bytes(view) for view in views] == chunks
 
 
 def test_chunk_refused_mid_stream_stops_sending_and_rsets() -> None:

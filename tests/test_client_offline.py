@@ -933,8 +933,8 @@ def test_auth_334_loop_is_capped() -> None:
         for _ in range(100):
             request = operation.send(result)
             result = None
-            if isinstance(request, bytes):
-                sent.append(request)
+            if isinstance(request, bytes | memoryview):
+                sent.append(bytes(request))
             elif request is RECEIVE:
                 result = b"334 " + b64("more") + b"\r\n"
         pytest.fail("the client never gave up")
@@ -1389,9 +1389,9 @@ def run_client_against(server: ReactiveServer, action: Action) -> tuple[Outcome,
             except StopIteration as done:
                 return done.value
             result = None
-            if isinstance(request, bytes):
-                sent.append(request)
-                server.receive(request)
+            if isinstance(request, bytes | memoryview):
+                sent.append(bytes(request))
+                server.receive(bytes(request))
             elif request is RECEIVE:
                 result = server.read()
 

@@ -144,8 +144,8 @@ def test_finding_pipelined_sendmail_after_a_refused_recipient() -> None:
     def perform(request: object) -> bytes | None:
         if request is RECEIVE:
             return next(replies)
-        if isinstance(request, bytes):
-            written.append(request)
+        if isinstance(request, bytes | memoryview):
+            written.append(bytes(request))
         return None
 
     client = Client("client.example")

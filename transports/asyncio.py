@@ -146,7 +146,7 @@ class _Stream(asyncio.Protocol):
             self.transport.resume_reading()
         return data
 
-    async def write(self, data: bytes, deadline: float) -> None:
+    async def write(self, data: bytes | memoryview, deadline: float) -> None:
         """Send ``data``, waiting (until ``deadline``) while the transport's buffer is full."""
         if self.transport is None or self.transport.is_closing():
             raise ConnectionResetError("connection closed")
@@ -195,7 +195,7 @@ class SMTP(AsyncSMTPBase):
         stream = self._stream
         if stream is None:
             raise SMTPServerDisconnected("please run connect() first")
-        if request.__class__ is bytes:
+        if request.__class__ is bytes or request.__class__ is memoryview:
             await stream.write(request, self._deadline.for_write(self.timeout))
             return None
         if request is RECEIVE:

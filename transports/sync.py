@@ -148,7 +148,7 @@ class SMTP(ClientAttributes):
         sock = self.sock
         if sock is None:
             raise SMTPServerDisconnected("please run connect() first")
-        if request.__class__ is bytes:
+        if request.__class__ is bytes or request.__class__ is memoryview:
             sys.audit("smtplib.send", self, request)
             _arm(sock, self._deadline.for_write(self.timeout))
             sock.sendall(request)  # the socket's timeout bounds the whole call

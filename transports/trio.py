@@ -125,7 +125,7 @@ class SMTP(AsyncSMTPBase):
                 return await _receive(sock, deadline)
             self._turns.yielded = True
             return await _receive_tls(self._tls, deadline)
-        if request.__class__ is bytes:
+        if request.__class__ is bytes or request.__class__ is memoryview:
             deadline = self._deadline.for_write(self.timeout)
             if self._tls is None:
                 self._wrote = True
@@ -250,7 +250,7 @@ async def _receive(sock: socket.socket, deadline: float) -> bytes:
             await _wait(trio.lowlevel.wait_readable, sock, deadline)
 
 
-async def _send(sock: socket.socket, data: bytes, deadline: float) -> bool:
+async def _send(sock: socket.socket, data: bytes | memoryview, deadline: float) -> bool:
     """Send all of ``data`` on ``sock``, waiting until ``deadline`` at the latest; whether
     it had to wait (and so let other tasks run)."""
     await trio.lowlevel.checkpoint_if_cancelled()
@@ -279,7 +279,7 @@ async def _receive_tls(stream: trio.SSLStream[trio.SocketStream], deadline: floa
 
 
 async def _send_tls(
-    stream: trio.SSLStream[trio.SocketStream], data: bytes, deadline: float
+    stream: trio.SSLStream[trio.SocketStream], data: bytes | memoryview, deadline: float
 ) -> None:
     """Send all of ``data``; trio's stream errors become ``OSError``."""
     with trio.CancelScope(deadline=deadline):

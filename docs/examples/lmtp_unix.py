@@ -33,7 +33,7 @@ class UnixLMTP:
 
     def perform(self, request: Any) -> Any:
         """Carry out one I/O request of an operation; the result goes back into it."""
-        if isinstance(request, bytes):
+        if isinstance(request, bytes | memoryview):
             self.sock.sendall(request)
             return None
         if request is RECEIVE:

@@ -1,0 +1,4 @@
+"""Types of the optional C accelerator (``smtp_proto/_speedups.c``)."""
+
+def crlf_only(data: bytes | memoryview, /) -> bool:
+    """True iff every CR is followed by LF and every LF is preceded by CR."""
