@@ -347,42 +347,14 @@ def test_the_capture_server_has_no_tls_or_auth(capsys: pytest.CaptureFixture[str
 # ---------------------------------------------------------------- LMTP
 
 
-def test_lmtp_over_a_unix_socket_shows_each_reply(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
-    socket_path = tmp_path / "lmtp.sock"
-    with CaptureServer(
-        unix_path=socket_path,
-        lmtp=True,
-        refuse={"nobody@example.test": (550, "5.1.1 User unknown")},
-        lmtp_failures={"full@example.test": (552, "5.2.2 Quota exceeded")},
-    ) as server:
-        code, out, _ = run(
-            capsys,
-            *("send", "--server", str(socket_path), "--from", "a@example.test"),
-            *(
-                "--to",
-                "ok@example.test",
-                "--to",
-                "full@example.test",
-                "--to",
-                "nobody@example.test",
-            ),
-        )
-    assert code == 1
-    assert out.splitlines() == [
-        "delivered ok@example.test  250 2.0.0 Delivered <ok@example.test>",
-        "failed    full@example.test  552 5.2.2 Quota exceeded <full@example.test>",
-        "refused   nobody@example.test  550 5.1.1 User unknown",
-        "1 of 3 recipients accepted",
-    ]
-    assert server.messages[0].rcpt_tos == ["ok@example.test"]
-
-
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_lmtp_failing_every_recipient_after_the_message_exits_2(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, transport: str
+@pytest.mark.parametrize("deliverable", [["ok@example.test"], []], ids=["one-ok", "none-ok"])
+def test_lmtp_over_a_unix_socket_shows_each_reply(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, transport: str, deliverable: list[str]
 ) -> None:
+    """Delivered, failed after the message, refused at RCPT; with nobody delivered to, the
+    session still ends with QUIT and exits 2."""
+    recipients = [*deliverable, "full@example.test", "nobody@example.test"]
     with CaptureServer(
         unix_path=tmp_path / "lmtp.sock",
         lmtp=True,
@@ -392,17 +364,17 @@ def test_lmtp_failing_every_recipient_after_the_message_exits_2(
         code, out, err = run(
             capsys,
             *("send", "--server", server.host, "--transport", transport, "-v"),
-            *("--from", "a@example.test", "--to", "full@example.test"),
-            *("--to", "nobody@example.test"),
+            *("--from", "a@example.test", *(arg for r in recipients for arg in ("--to", r))),
         )
-    assert code == 2
+    assert code == (1 if deliverable else 2)
     assert out.splitlines() == [
+        *(f"delivered {r}  250 2.0.0 Delivered <{r}>" for r in deliverable),
         "failed    full@example.test  552 5.2.2 Quota exceeded <full@example.test>",
         "refused   nobody@example.test  550 5.1.1 User unknown",
-        "0 of 2 recipients accepted",
+        f"{len(deliverable)} of {len(recipients)} recipients accepted",
     ]
-    assert "send: 'quit\\r\\n'" in err  # the session still ended with QUIT
-    assert server.messages == []
+    assert "send: 'quit\\r\\n'" in err
+    assert [message.rcpt_tos for message in server.messages] == [deliverable] * len(deliverable)
 
 
 def test_lmtp_over_tcp(capsys: pytest.CaptureFixture[str]) -> None:
