@@ -17,7 +17,11 @@ Checked, for every input:
 * every CR and LF of the output is part of a CRLF pair;
 * BDAT path: the output is exactly the normalised message, nothing stuffed, nothing added but
   the final CRLF;
-* ``encode_all`` gives the same bytes, and ``quotedata`` agrees on text messages.
+* ``encode_all`` gives the same bytes, and ``quotedata`` agrees on text messages;
+* the chunks given as ``memoryview`` objects (how the client hands over a large message)
+  give the same bytes;
+* the line-end check in use (the C accelerator when built) agrees with the pure-Python one
+  on the message and on every chunk.
 
 Run: ``python fuzz/fuzz_body.py [libFuzzer options] [corpus_dir]``.  Without atheris the
 module only provides ``check(data)``, which the test suite replays over the seed corpus.
@@ -26,7 +30,9 @@ module only provides ``check(data)``, which the test suite replays over the seed
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
+from smtp_proto import body
 from smtp_proto.body import BodyEncoder, quotedata
 
 _ANY_LINE_END = re.compile(rb"\r\n|\r|\n")
@@ -70,11 +76,11 @@ def chunked(message: bytes, plan: int) -> list[bytes]:
     return chunks
 
 
-def encode(chunks: list[bytes], stuff_dots: bool) -> bytes:
+def encode(chunks: Sequence[bytes | memoryview], stuff_dots: bool) -> bytes:
     encoder = BodyEncoder(stuff_dots=stuff_dots)
     pieces = [encoder.encode(chunk) for chunk in chunks]
     for piece in pieces:
-        assert isinstance(piece, bytes), piece
+        assert isinstance(piece, bytes | memoryview), piece
     return b"".join(pieces) + encoder.finish()
 
 
@@ -84,8 +90,12 @@ def check(data: bytes) -> None:
     message = data[1:]
     stuff_dots = not plan & 1
     whole = encode([message], stuff_dots)
-    in_chunks = encode(chunked(message, plan), stuff_dots)
+    chunks = chunked(message, plan)
+    in_chunks = encode(chunks, stuff_dots)
     assert whole == in_chunks, (whole, in_chunks)
+    assert encode([memoryview(chunk) for chunk in chunks], stuff_dots) == whole
+    for piece in (message, *chunks):
+        assert body.crlf_only(piece) is body._crlf_only(piece), piece
     assert BodyEncoder(stuff_dots).encode_all(message) == whole
     assert _BARE_CR_OR_LF.search(whole) is None, whole
     expected = normalised(message)
