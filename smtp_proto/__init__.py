@@ -58,7 +58,12 @@ from .errors import (
 )
 from .extensions import Extensions, parse_ehlo
 from .replies import EnhancedStatus, Reply, ReplyParser
-from .send import SendResult, SMTPSecurityError
+from .send import (
+    SendResult,
+    SMTPAllRecipientsRefused,
+    SMTPAuthNotSupportedError,
+    SMTPSecurityError,
+)
 
 __version__ = "0.1.0"
 
@@ -112,6 +117,8 @@ __all__ = [
     "SMTPNotSupportedError",
     "SMTPRecipientsRefused",
     "SMTPResponseException",
+    "SMTPAllRecipientsRefused",
+    "SMTPAuthNotSupportedError",
     "SMTPSecurityError",
     "SMTPSenderRefused",
     "SMTPServerDisconnected",

@@ -365,6 +365,9 @@ def _authenticate(client: Client, credentials: _Credentials) -> Operation[None]:
     else:
         assert credentials.password is not None
         if name is None:
+            if not any(known in advertised for known in sasl.PASSWORD_MECHANISMS):
+                offered = " ".join(advertised)
+                raise SMTPAuthNotSupportedError(f"no password mechanism among AUTH {offered}")
             yield from client.login(credentials.username, credentials.password)
             return
         try:

@@ -211,6 +211,23 @@ def test_every_recipient_refused_exits_2(capsys: pytest.CaptureFixture[str]) -> 
     assert server.messages == []
 
 
+def test_a_421_during_the_envelope_sends_to_nobody(capsys: pytest.CaptureFixture[str]) -> None:
+    """A recipient accepted before the server shut down did not get the message either."""
+    with CaptureServer(refuse={"late@example.test": (421, "4.3.2 shutting down")}) as server:
+        code, out, _ = run(
+            capsys,
+            *to(server, "--from", "a@example.test"),
+            *("--to", "early@example.test", "--to", "late@example.test"),
+        )
+    assert code == 2
+    assert out.splitlines() == [
+        "not sent  early@example.test",
+        "refused   late@example.test  421 4.3.2 shutting down",
+        "0 of 2 recipients accepted",
+    ]
+    assert server.messages == []
+
+
 @pytest.mark.parametrize(
     ("fail", "expected"),
     [
@@ -265,6 +282,7 @@ def test_starttls_is_required_by_default(
     code, _, err = run(capsys, *argv)
     assert code == 3
     assert "does not offer STARTTLS" in err
+    assert "with this command: --tls none" in err  # the option, not send()'s argument name
     assert server.messages == []
 
 

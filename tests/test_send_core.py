@@ -251,6 +251,25 @@ def test_oauth2_without_an_offered_mechanism_sends_nothing() -> None:
         run_session(plan, script)
 
 
+def test_a_password_without_a_mechanism_for_it_sends_nothing() -> None:
+    """The server offers AUTH, but only mechanisms a password cannot serve: the same typed
+    error as no AUTH at all, before any AUTH command."""
+    plan = Submission.create(
+        b"x",
+        "h",
+        25,
+        sender="s",
+        recipients="r",
+        tls="none",
+        username="u",
+        password="p",
+        plaintext_auth=True,
+    )
+    script = [C(b"ehlo client.example\r\n"), S(b"250-server.example\r\n250 AUTH GSSAPI\r\n")]
+    with pytest.raises(SMTPAuthNotSupportedError, match="AUTH GSSAPI"):
+        run_session(plan, script)
+
+
 def test_a_transaction_refused_to_everyone_ends_with_quit_and_keeps_the_replies() -> None:
     plan = Submission.create(
         b"x", "h", 25, sender="s@x", recipients=["a@x", "b@x"], tls="none", chunking=False

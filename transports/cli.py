@@ -362,7 +362,8 @@ def deliver(plan: Plan, transport: str) -> SendResult:
     except SMTPAllRecipientsRefused as refusal:
         return refusal.result
     except SMTPSecurityError as exc:
-        raise Failure(EXIT_TLS, str(exc)) from exc
+        # The library's message names send()'s arguments; say what this command's option is.
+        raise Failure(EXIT_TLS, f"{exc}; with this command: --tls none") from exc
     except (SMTPAuthenticationError, SMTPAuthNotSupportedError) as exc:
         raise Failure(EXIT_AUTH, f"authentication failed: {_describe(exc)}") from exc
     except SMTPConnectError as exc:
@@ -433,6 +434,8 @@ def _show_results(result: SendResult, recipients: Sequence[str]) -> int:
             label = "delivered" if 200 <= reply.code < 300 else "failed"
         elif recipient in result.refused:
             reply, label = result.refused[recipient], "refused"
+        elif result.data_reply is None:
+            label = "not sent"  # accepted, but the server closed (421) before the message
         else:
             label = "accepted"
         delivered += label in ("delivered", "accepted")
