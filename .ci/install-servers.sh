@@ -1,7 +1,7 @@
 #!/bin/sh
-# Install the Debian packages that the tests need: for the real-server fixtures
-# (tests/servers/) Postfix, Dovecot (SASL auth for Postfix + LMTP) and openssl; for the
-# docs build (tests/test_docs.py) graphviz, which draws the generated state diagram.
+# Install what the tests need: for the real-server fixtures (tests/servers/) Postfix,
+# Dovecot (SASL auth for Postfix + LMTP), openssl and an unpacked Exim; for the docs build
+# (tests/test_docs.py) graphviz, which draws the generated state diagram.
 #
 # Usage (as root):  sh .ci/install-servers.sh
 #
@@ -10,18 +10,31 @@
 # Never lets the packages start their system-wide daemons: the fixtures run
 # private instances on 127.0.0.1 with configs of their own. Postfix is told
 # "No configuration" through debconf, so /etc/postfix/main.cf is not written.
-# Do not add exim4 here: it conflicts with postfix.
+#
+# Exim: Postfix and Exim both provide mail-transport-agent and conflict as Debian
+# packages (installing exim4 would remove postfix), so Exim is never installed as a
+# package. The exim4-daemon-light .deb is downloaded and unpacked into $EXIM_DIR
+# (dpkg does not know about it); the shared libraries it links against are ordinary
+# packages installed here, and the Debian-exim user its binary insists on is created.
 set -eu
 
 PACKAGES="postfix dovecot-core dovecot-lmtpd openssl graphviz"
+# The libraries exim4-daemon-light (4.96, bookworm) depends on; none conflicts with Postfix.
+EXIM_LIBRARIES="libc6 libcrypt1 libdb5.3 libgnutls-dane0 libgnutls30 libidn12 libidn2-0 libnsl2 libpcre2-8-0"
+EXIM_DIR=/opt/smtp-proto-test/exim4
+EXIM_BINARY="$EXIM_DIR/usr/sbin/exim4"
+EXIM_USER=Debian-exim
 
 missing() {
     out=""
-    for p in $PACKAGES; do
+    for p in $PACKAGES $EXIM_LIBRARIES; do
         if ! dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q ' installed$'; then
             out="$out $p"
         fi
     done
+    if [ ! -x "$EXIM_BINARY" ] || ! getent passwd "$EXIM_USER" >/dev/null; then
+        out="$out exim4(unpacked)"
+    fi
     echo "$out"
 }
 
@@ -35,8 +48,7 @@ fi
 # One installer at a time; re-check after getting the lock.
 exec 9>/var/lock/smtp-proto-install-servers.lock
 flock -w 600 9
-todo=$(missing)
-[ -n "$todo" ] || exit 0
+[ -n "$(missing)" ] || exit 0
 
 export DEBIAN_FRONTEND=noninteractive
 export DEBCONF_NONINTERACTIVE_SEEN=true
@@ -49,8 +61,10 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
     chmod 755 /usr/sbin/policy-rc.d
     made_policy=1
 fi
+download=""
 cleanup() {
     if [ -n "$made_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi
+    if [ -n "$download" ]; then rm -rf "$download"; fi
 }
 trap cleanup EXIT INT TERM
 
@@ -60,21 +74,59 @@ lists_present() {
     ls /var/lib/apt/lists/ 2>/dev/null | grep -q '_Packages'
 }
 
-install() {
-    # shellcheck disable=SC2086
-    $APT install -y --no-install-recommends $todo
+# Runs "$@" (an apt-get command); apt-get update only when needed: no package lists yet,
+# or the command fails (stale lists pointing at versions the mirror no longer has).
+with_lists() {
+    if ! lists_present; then
+        $APT update
+        "$@"
+    elif ! "$@"; then
+        echo "install-servers.sh: '$*' failed; refreshing package lists and retrying" >&2
+        $APT update
+        "$@"
+    fi
 }
 
-# apt-get update only when needed: no package lists yet, or the install fails
-# (stale lists pointing at package versions the mirror no longer has).
-if ! lists_present; then
-    $APT update
-    install
-elif ! install; then
-    echo "install-servers.sh: install failed; refreshing package lists and retrying" >&2
-    $APT update
-    install
-fi
+install_packages() {
+    todo=""
+    for p in $PACKAGES $EXIM_LIBRARIES; do
+        case "$(missing)" in *" $p"*) todo="$todo $p" ;; esac
+    done
+    [ -n "$todo" ] || return 0
+    # shellcheck disable=SC2086
+    with_lists $APT install -y --no-install-recommends $todo
+}
+
+download_exim() {
+    (cd "$download" && $APT download exim4-daemon-light)
+}
+
+install_exim() {
+    getent passwd "$EXIM_USER" >/dev/null ||
+        useradd --system --user-group --home-dir /nonexistent --no-create-home \
+            --shell /usr/sbin/nologin "$EXIM_USER"
+    [ -x "$EXIM_BINARY" ] && return 0
+    mkdir -p "$(dirname "$EXIM_DIR")"
+    download=$(mktemp -d "$(dirname "$EXIM_DIR")/download.XXXXXX")
+    chmod 755 "$download"
+    # apt's download sandbox user must be able to write the .deb there.
+    if getent passwd _apt >/dev/null; then chown _apt "$download"; fi
+    with_lists download_exim
+    dpkg-deb -x "$download"/exim4-daemon-light_*.deb "$download/root"
+    if ldd "$download/root/usr/sbin/exim4" | grep 'not found'; then
+        echo "install-servers.sh: the unpacked exim4 misses the libraries above" >&2
+        exit 1
+    fi
+    # The package makes it setuid root; the tests start it as root, so nothing needs
+    # that, and a setuid binary that never gets security updates is best avoided.
+    chmod u-s "$download/root/usr/sbin/exim4"
+    # Appears complete or not at all: a half-unpacked tree never looks installed.
+    rm -rf "$EXIM_DIR"
+    mv "$download/root" "$EXIM_DIR"
+}
+
+install_packages
+install_exim
 
 left=$(missing)
 if [ -n "$left" ]; then
