@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import pwd
 import subprocess
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,21 +23,19 @@ from .dovecot import DovecotAuth, start_dovecot_auth
 from .util import (
     LOOPBACK,
     USERS,
+    MaildirInbox,
     ManagedProcess,
     ServerError,
     backdate,
     busy_ports,
-    clear_maildir,
     ensure_installed,
     free_ports,
     make_scratch,
     nobody_ids,
-    read_maildir,
     remove_scratch,
     require_root,
     tail,
     wait_for_greeting,
-    wait_until,
 )
 
 POSTFIX = "/usr/sbin/postfix"
@@ -50,7 +47,7 @@ START_TIMEOUT = 30.0
 
 
 @dataclass
-class PostfixServer:
+class PostfixServer(MaildirInbox):
     """A running Postfix test instance (all ports on 127.0.0.1).
 
     - ``port``: SMTP; STARTTLS offered (not required); AUTH PLAIN/LOGIN/CRAM-MD5
@@ -82,33 +79,6 @@ class PostfixServer:
     users: dict[str, str] = field(default_factory=lambda: dict(USERS))
     _master: ManagedProcess | None = field(default=None, repr=False)
     _auth: DovecotAuth | None = field(default=None, repr=False)
-
-    def messages(self) -> list[bytes]:
-        """Every message delivered so far (DSNs included), oldest delivery first."""
-        return read_maildir(self.maildir)
-
-    def wait_for_messages(self, n: int, timeout: float = 10.0) -> list[bytes]:
-        """Wait (bounded) until at least ``n`` messages are in the Maildir; return them all."""
-        return wait_until(
-            lambda: m if len(m := self.messages()) >= n else None,
-            timeout,
-            f"{n} message(s) in {self.maildir} (see {self.log_path})",
-        )
-
-    def wait_for_message(self, predicate: Callable[[bytes], bool], timeout: float = 10.0) -> bytes:
-        """Wait (bounded) for a delivered message satisfying ``predicate``; return the first."""
-
-        def probe() -> bytes | None:
-            for m in self.messages():
-                if predicate(m):
-                    return m
-            return None
-
-        return wait_until(probe, timeout, f"a matching message in {self.maildir}")
-
-    def clear(self) -> None:
-        """Delete every delivered message."""
-        clear_maildir(self.maildir)
 
     def stop(self) -> None:
         # Postfix first: its smtpd processes hold connections to the auth socket.

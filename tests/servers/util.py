@@ -404,3 +404,44 @@ def clear_maildir(maildir: Path) -> None:
     for p in maildir_files(maildir):
         with contextlib.suppress(FileNotFoundError):
             p.unlink()
+
+
+class MaildirInbox:
+    """Reading the one Maildir (``maildir``) a test MTA delivers every recipient into.
+
+    For the fixtures' dataclasses (Postfix, Exim), which declare ``maildir`` and
+    ``log_path``. The MTA delivers in the background after it answered the end of the
+    data, so tests wait (bounded) for what they expect to arrive.
+    """
+
+    maildir: Path
+    log_path: Path
+
+    def messages(self) -> list[bytes]:
+        """Every message delivered so far (DSNs included), oldest delivery first."""
+        return read_maildir(self.maildir)
+
+    def wait_for_messages(self, n: int, timeout: float = 10.0) -> list[bytes]:
+        """Wait (bounded) until at least ``n`` messages are in the Maildir; return them all."""
+        return wait_until(
+            lambda: m if len(m := self.messages()) >= n else None,
+            timeout,
+            f"{n} message(s) in {self.maildir} (see {self.log_path})",
+        )
+
+    def wait_for_message(self, predicate: Callable[[bytes], bool], timeout: float = 10.0) -> bytes:
+        """Wait (bounded) for a delivered message satisfying ``predicate``; return the first."""
+
+        def probe() -> bytes | None:
+            for m in self.messages():
+                if predicate(m):
+                    return m
+            return None
+
+        return wait_until(
+            probe, timeout, f"a matching message in {self.maildir} (see {self.log_path})"
+        )
+
+    def clear(self) -> None:
+        """Delete every delivered message."""
+        clear_maildir(self.maildir)
