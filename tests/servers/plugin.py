@@ -6,6 +6,7 @@ Session-scoped (started on first use, stopped at the end of the session):
 
 - ``tls_ca`` -> :class:`~tests.servers.certs.LocalCA`
 - ``postfix`` -> :class:`~tests.servers.postfix.PostfixServer` (root)
+- ``exim`` -> :class:`~tests.servers.exim.EximServer` (root)
 - ``dovecot_lmtp`` -> :class:`~tests.servers.dovecot.DovecotLMTPServer` (root)
 - ``aiosmtpd_server_session`` -> :class:`~tests.servers.aiosmtpd_server.AiosmtpdServer`
 - ``aiosmtpd_lmtp_unix_session`` -> :class:`~tests.servers.aiosmtpd_server.AiosmtpdLMTPServer`
@@ -13,7 +14,7 @@ Session-scoped (started on first use, stopped at the end of the session):
 Function-scoped: ``aiosmtpd_server`` and ``aiosmtpd_lmtp_unix`` give the same
 session servers with their record list and per-test settings reset.
 
-Tests using ``postfix`` or ``dovecot_lmtp`` get the ``realserver`` marker, so
+Tests using ``postfix``, ``exim`` or ``dovecot_lmtp`` get the ``realserver`` marker, so
 ``pytest -m "not realserver"`` leaves them out. Scratch dirs are removed at the
 end unless ``SMTP_PROTO_KEEP_SERVER_SCRATCH=1`` is set (to read the logs).
 """
@@ -35,11 +36,12 @@ from .aiosmtpd_server import (
 )
 from .certs import LocalCA, make_local_ca
 from .dovecot import DovecotLMTPServer, start_dovecot_lmtp
+from .exim import EximServer, start_exim
 from .postfix import PostfixServer, start_postfix
 from .util import ServerError, make_scratch, remove_scratch
 
 KEEP_SCRATCH_ENV = "SMTP_PROTO_KEEP_SERVER_SCRATCH"
-REAL_SERVER_FIXTURES = frozenset({"postfix", "dovecot_lmtp"})
+REAL_SERVER_FIXTURES = frozenset({"postfix", "exim", "dovecot_lmtp"})
 
 S = TypeVar("S", bound="_Stoppable")
 
@@ -51,7 +53,8 @@ class _Stoppable(Protocol):
 def pytest_configure(config: pytest.Config) -> None:
     if not any(str(line).startswith("realserver") for line in config.getini("markers")):
         config.addinivalue_line(
-            "markers", "realserver: talks to a real MTA started by the tests (Postfix, Dovecot)"
+            "markers",
+            "realserver: talks to a real MTA started by the tests (Postfix, Exim, Dovecot)",
         )
 
 
@@ -104,6 +107,13 @@ def tls_ca() -> Iterator[LocalCA]:
 def postfix(tls_ca: LocalCA) -> Iterator[PostfixServer]:
     """Postfix (+ Dovecot SASL) on free 127.0.0.1 ports: SMTP, SMTPS and submission."""
     server = _start("postfix fixture", lambda: start_postfix(tls_ca))
+    yield from _serve(server, server.scratch)
+
+
+@pytest.fixture(scope="session")
+def exim(tls_ca: LocalCA) -> Iterator[EximServer]:
+    """Exim (the unpacked Debian binary) on free 127.0.0.1 ports: SMTP and SMTPS."""
+    server = _start("exim fixture", lambda: start_exim(tls_ca))
     yield from _serve(server, server.scratch)
 
 
