@@ -20,8 +20,8 @@ Checked, for every input:
 * ``encode_all`` gives the same bytes, and ``quotedata`` agrees on text messages;
 * the chunks given as ``memoryview`` objects (how the client hands over a large message)
   give the same bytes;
-* the line-end check in use (the C accelerator when built) agrees with the pure-Python one
-  on the message and on every chunk.
+* the line-end check and the dot-stuffing in use (the C accelerator when built) agree with
+  the pure-Python ones on the message and on every chunk.
 
 Run: ``python fuzz/fuzz_body.py [libFuzzer options] [corpus_dir]``.  Without atheris the
 module only provides ``check(data)``, which the test suite replays over the seed corpus.
@@ -96,6 +96,9 @@ def check(data: bytes) -> None:
     assert encode([memoryview(chunk) for chunk in chunks], stuff_dots) == whole
     for piece in (message, *chunks):
         assert body.crlf_only(piece) is body._crlf_only(piece), piece
+        for line_start in (False, True):
+            stuffed = body.stuff_dots(piece, line_start)
+            assert stuffed == body._stuff_dots(piece, line_start), (piece, line_start)
     assert BodyEncoder(stuff_dots).encode_all(message) == whole
     assert _BARE_CR_OR_LF.search(whole) is None, whole
     expected = normalised(message)

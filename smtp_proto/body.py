@@ -36,10 +36,22 @@ def _crlf_only(data: bytes | memoryview) -> bool:
     return len(data) == len(rejoined) + final_crlf and data.startswith(rejoined)
 
 
+def _stuff_dots(data: bytes | memoryview, line_start: bool) -> bytes:
+    """``data`` with every dot that follows CRLF (or starts it, if ``line_start``) doubled
+    (pure Python)."""
+    data = bytes(data)
+    pieces = data.split(b"\r\n.")
+    if len(pieces) > 1:
+        data = b"\r\n..".join(pieces)
+    if line_start and data[:1] == b".":
+        data = b"." + data
+    return data
+
+
 try:
-    from ._speedups import crlf_only
-except ImportError:  # installed without a C compiler: the same check, slower
-    crlf_only = _crlf_only
+    from ._speedups import crlf_only, stuff_dots
+except ImportError:  # installed without a C compiler: the same work, slower
+    crlf_only, stuff_dots = _crlf_only, _stuff_dots
 
 
 def quotedata(data: str) -> str:
@@ -85,12 +97,7 @@ class BodyEncoder:
         if not crlf_only(chunk):
             chunk = _LINE_END.sub(b"\r\n", chunk)
         if self._stuff_dots:
-            chunk = bytes(chunk)
-            pieces = chunk.split(b"\r\n.")
-            if len(pieces) > 1:
-                chunk = b"\r\n..".join(pieces)
-            if self._line_start and chunk[:1] == b".":
-                chunk = b"." + chunk
+            chunk = stuff_dots(chunk, self._line_start)
         ends_with_crlf = chunk[-1:] == b"\n"
         self._line_start = self._ends_with_crlf = ends_with_crlf
         return chunk

@@ -17,10 +17,11 @@ from smtp_proto.body import BodyEncoder, quotedata
 
 @pytest.fixture(scope="module", autouse=True, params=["accelerated", "pure Python"])
 def line_end_check(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Every test here runs with the C line-end check and again with its Python fallback."""
+    """Every test here runs with the C accelerator and again with its Python fallback."""
     with pytest.MonkeyPatch.context() as patch:
         if request.param == "pure Python":
             patch.setattr(body_module, "crlf_only", body_module._crlf_only)
+            patch.setattr(body_module, "stuff_dots", body_module._stuff_dots)
         yield
 
 

@@ -13,14 +13,15 @@ from hypothesis import strategies as st
 from smtp_proto import _speedups, body
 
 #: Mostly line-end bytes, so that every arrangement of CR and LF comes up.
-line_end_heavy = st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b"x", b"\x00"]), max_size=80).map(
-    b"".join
-)
+line_end_heavy = st.lists(
+    st.sampled_from([b"\r", b"\n", b"\r\n", b"x", b"\x00", b".", b"\r\n."]), max_size=80
+).map(b"".join)
 any_bytes = st.one_of(line_end_heavy, st.binary(max_size=200))
 
 
 def test_the_body_encoder_uses_the_accelerator() -> None:
     assert body.crlf_only is _speedups.crlf_only
+    assert body.stuff_dots is _speedups.stuff_dots
 
 
 @given(any_bytes)
@@ -70,3 +71,54 @@ def test_one_bad_line_end_anywhere_in_a_large_buffer(position: int, bad: bytes) 
 def test_only_buffers_are_accepted() -> None:
     with pytest.raises(TypeError):
         _speedups.crlf_only("text\r\n")  # type: ignore[arg-type]
+
+
+@given(any_bytes, st.booleans())
+@example(b".", True)
+@example(b".", False)
+@example(b"\r\n.", False)
+@example(b"\n.\r.", True)
+@example(b"..\r\n..", True)
+def test_dot_stuffing_agrees_with_the_python_version(data: bytes, line_start: bool) -> None:
+    expected = body._stuff_dots(data, line_start)
+    for given_as in (data, bytearray(data), memoryview(data)):
+        out = _speedups.stuff_dots(given_as, line_start)
+        assert type(out) is bytes
+        assert out == expected
+
+
+@given(line_end_heavy, line_end_heavy, line_end_heavy, st.booleans())
+def test_dot_stuffing_of_a_view_ignores_its_neighbours(
+    before: bytes, data: bytes, after: bytes, line_start: bool
+) -> None:
+    view = memoryview(before + data + after)[len(before) : len(before) + len(data)]
+    assert _speedups.stuff_dots(view, line_start) == body._stuff_dots(data, line_start)
+
+
+def test_nothing_to_stuff_returns_the_same_bytes_object() -> None:
+    data = b"no line starts with a dot.\r\nnor here.\r\n"
+    assert _speedups.stuff_dots(data, True) is data
+    assert body._stuff_dots(data, True) is data
+
+
+@given(st.lists(st.integers(min_value=0, max_value=3000), max_size=40), st.booleans())
+def test_dot_stuffing_of_a_large_buffer(dotted_lines: list[int], line_start: bool) -> None:
+    """Large buffers are stuffed with the GIL released: every chosen line gets its dot."""
+    lines = [b"x" * 76] * 3000
+    for index in dotted_lines:
+        lines[index % len(lines)] = b"." + b"x" * 75
+    data = b"\r\n".join(lines) + b"\r\n"
+    assert len(data) >= 65536
+    out = _speedups.stuff_dots(data, line_start)
+    assert out == body._stuff_dots(data, line_start)
+    dotted = {i % len(lines) for i in dotted_lines}
+    if not line_start:
+        dotted.discard(0)  # the first line continues one that came before
+    assert len(out) - len(data) == len(dotted)
+
+
+def test_stuff_dots_takes_a_buffer_and_a_flag() -> None:
+    with pytest.raises(TypeError):
+        _speedups.stuff_dots("text", True)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        _speedups.stuff_dots(b"text")  # type: ignore[call-arg]
