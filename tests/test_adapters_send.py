@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import trio
+from smtp_proto.transports.testing import CaptureServer
 
 from smtp_proto import DSN, RecipientDSN, SendResult, SMTPSecurityError
 from smtp_proto.body import CHUNK_SIZE
@@ -311,6 +312,30 @@ async def test_binary_body_refused_without_binarymime_and_chunking(
 ) -> None:
     error = await refused_after_ehlo(adapter, features, BINARY, sender=SENDER, recipients="r")
     assert "BINARYMIME" in str(error)
+
+
+@all_adapters
+async def test_a_large_message_over_starttls_arrives_byte_for_byte(
+    adapter: Adapter, tls_ca: LocalCA
+) -> None:
+    """Several BDAT chunks, each a view of the caller's bytes, through each adapter's TLS
+    writes: the server stores exactly the message."""
+    lines = [b"%06d " % n + b"y" * 70 for n in range(4 * CHUNK_SIZE // 78)]
+    message = b"Subject: big\r\n\r\n" + b"\r\n".join(lines) + b"\r\n"
+    with CaptureServer(tls_context=tls_ca.server_context()) as server:
+        result = await send(
+            adapter,
+            message,
+            server.host,
+            server.port,
+            sender="a@x.test",
+            recipients=["b@x.test"],
+            context=tls_ca.client_context(),
+        )
+    assert result.ok
+    (received,) = server.messages
+    assert received.chunked and received.tls
+    assert received.data == message
 
 
 @all_adapters
