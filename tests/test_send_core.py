@@ -234,39 +234,28 @@ def test_oauth2_mechanism_follows_the_offer(
     assert result.queue_id == "Q1" and peer.closed
 
 
-def test_oauth2_without_an_offered_mechanism_sends_nothing() -> None:
-    plan = Submission.create(
-        b"x",
-        "h",
-        25,
-        sender="s",
-        recipients="r",
-        tls="none",
-        username="u",
-        oauth2_token="t",
-        plaintext_auth=True,
-    )
-    script = [C(b"ehlo client.example\r\n"), S(b"250-server.example\r\n250 AUTH PLAIN\r\n")]
-    with pytest.raises(SMTPAuthNotSupportedError, match="OAUTHBEARER nor XOAUTH2"):
-        run_session(plan, script)
-
-
-def test_a_password_without_a_mechanism_for_it_sends_nothing() -> None:
-    """The server offers AUTH, but only mechanisms a password cannot serve: the same typed
+@pytest.mark.parametrize(
+    ("credentials", "offered", "error"),
+    [
+        ({"oauth2_token": "t"}, b"PLAIN", "OAUTHBEARER nor XOAUTH2"),
+        ({"password": "p"}, b"GSSAPI", "AUTH GSSAPI"),  # no mechanism a password can serve
+    ],
+    ids=["oauth2", "password"],
+)
+def test_credentials_without_a_mechanism_for_them_send_nothing(
+    credentials: dict[str, Any], offered: bytes, error: str
+) -> None:
+    """AUTH is offered, but not with a mechanism these credentials can use: the same typed
     error as no AUTH at all, before any AUTH command."""
     plan = Submission.create(
-        b"x",
-        "h",
-        25,
-        sender="s",
-        recipients="r",
-        tls="none",
-        username="u",
-        password="p",
-        plaintext_auth=True,
-    )
-    script = [C(b"ehlo client.example\r\n"), S(b"250-server.example\r\n250 AUTH GSSAPI\r\n")]
-    with pytest.raises(SMTPAuthNotSupportedError, match="AUTH GSSAPI"):
+        b"x", "h", 25, sender="s", recipients="r", tls="none", username="u",
+        plaintext_auth=True, **credentials,
+    )  # fmt: skip
+    script = [
+        C(b"ehlo client.example\r\n"),
+        S(b"250-server.example\r\n250 AUTH " + offered + b"\r\n"),
+    ]
+    with pytest.raises(SMTPAuthNotSupportedError, match=error):
         run_session(plan, script)
 
 
