@@ -33,13 +33,11 @@ from .util import (
     MaildirInbox,
     ManagedProcess,
     ServerError,
-    busy_ports,
     ensure_installed,
     free_ports,
-    make_scratch,
-    remove_scratch,
     require_root,
-    tail,
+    start_in_scratch,
+    startup_failure,
     wait_for_greeting,
 )
 
@@ -252,13 +250,12 @@ def _start_once(ca: LocalCA, scratch: Path) -> EximServer:
         tls = ca.client_context()
         wait_for_greeting((LOOPBACK, smtps), START_TIMEOUT, f"Exim SMTPS on {smtps}", daemon, tls)
     except ServerError as exc:
-        daemon.stop(term_timeout=2.0)
-        busy = busy_ports((smtp, smtps))
-        hint = f"\nport(s) {busy} taken by another process" if busy else ""
-        raise ServerError(
-            f"{exc}{hint}\n--- exim output:\n{tail(scratch / 'exim.out')}\n--- paniclog:\n"
-            f"{tail(scratch / 'log' / 'paniclog')}\n--- mainlog:\n{tail(log_path)}"
-        ) from None
+        logs = {
+            "exim output": scratch / "exim.out",
+            "paniclog": scratch / "log" / "paniclog",
+            "mainlog": log_path,
+        }
+        raise startup_failure(exc, daemon, (smtp, smtps), logs) from None
     return EximServer(
         host=LOOPBACK,
         port=smtp,
@@ -275,14 +272,4 @@ def start_exim(ca: LocalCA, attempts: int = 3) -> EximServer:
     """Start Exim on free ports; retry with new ports if one got taken meanwhile."""
     ensure_installed((EXIM,), "Exim")
     require_root("Exim")
-    errors: list[str] = []
-    for _ in range(attempts):
-        scratch = make_scratch("exim")
-        try:
-            return _start_once(ca, scratch)
-        except BaseException as exc:
-            remove_scratch(scratch)
-            if not isinstance(exc, ServerError):
-                raise
-            errors.append(str(exc))
-    raise ServerError("Exim did not start:\n" + "\n=====\n".join(errors))
+    return start_in_scratch("Exim", "exim", attempts, lambda scratch: _start_once(ca, scratch))

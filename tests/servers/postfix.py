@@ -27,13 +27,12 @@ from .util import (
     ManagedProcess,
     ServerError,
     backdate,
-    busy_ports,
     ensure_installed,
     free_ports,
-    make_scratch,
     nobody_ids,
-    remove_scratch,
     require_root,
+    start_in_scratch,
+    startup_failure,
     tail,
     wait_for_greeting,
 )
@@ -268,13 +267,8 @@ def _start_once(ca: LocalCA, auth: DovecotAuth, scratch: Path) -> PostfixServer:
         wait_for_greeting((LOOPBACK, p1), START_TIMEOUT, f"Postfix SMTPS on {p1}", master, tls)
         wait_for_greeting((LOOPBACK, p2), START_TIMEOUT, f"Postfix submission on {p2}", master)
     except ServerError as exc:
-        master.stop(term_timeout=2.0)
-        busy = busy_ports((p0, p1, p2))
-        hint = f"\nport(s) {busy} taken by another process" if busy else ""
-        raise ServerError(
-            f"{exc}{hint}\n--- master output:\n{tail(scratch / 'master.out')}\n--- maillog:\n"
-            f"{tail(log_path)}"
-        ) from None
+        logs = {"master output": scratch / "master.out", "maillog": log_path}
+        raise startup_failure(exc, master, (p0, p1, p2), logs) from None
     return PostfixServer(
         host=LOOPBACK,
         port=p0,
@@ -288,25 +282,22 @@ def _start_once(ca: LocalCA, auth: DovecotAuth, scratch: Path) -> PostfixServer:
     )
 
 
+def _start_with_auth(ca: LocalCA, scratch: Path) -> PostfixServer:
+    """Dovecot auth, then Postfix using it, in ``scratch``; neither is left running on failure."""
+    auth = start_dovecot_auth(scratch / "auth", USERS, f"smtp-proto-auth-{scratch.name}")
+    try:
+        server = _start_once(ca, auth, scratch)
+    except BaseException:
+        auth.stop()
+        raise
+    server._auth = auth
+    return server
+
+
 def start_postfix(ca: LocalCA, attempts: int = 3) -> PostfixServer:
     """Start Dovecot auth + Postfix on free ports; retry with new ports if one got taken."""
     ensure_installed(POSTFIX_BINARIES, "Postfix")
     require_root("Postfix")
-    errors: list[str] = []
-    for _ in range(attempts):
-        scratch = make_scratch("postfix")
-        auth: DovecotAuth | None = None
-        try:
-            auth = start_dovecot_auth(scratch / "auth", USERS, f"smtp-proto-auth-{scratch.name}")
-            server = _start_once(ca, auth, scratch)
-        except BaseException as exc:
-            if auth is not None:
-                auth.stop()
-            remove_scratch(scratch)
-            if not isinstance(exc, ServerError):
-                raise
-            errors.append(str(exc))
-            continue
-        server._auth = auth
-        return server
-    raise ServerError("Postfix did not start:\n" + "\n=====\n".join(errors))
+    return start_in_scratch(
+        "Postfix", "postfix", attempts, lambda scratch: _start_with_auth(ca, scratch)
+    )

@@ -135,6 +135,34 @@ def busy_ports(ports: Iterable[int]) -> list[int]:
     return busy
 
 
+def start_in_scratch(what: str, prefix: str, attempts: int, start: Callable[[Path], T]) -> T:
+    """``start(scratch)`` in a fresh scratch dir; on :class:`ServerError` (a port taken
+    meanwhile, say) remove the dir and try again in a new one, ``attempts`` times in all."""
+    errors: list[str] = []
+    for _ in range(attempts):
+        scratch = make_scratch(prefix)
+        try:
+            return start(scratch)
+        except BaseException as exc:
+            remove_scratch(scratch)
+            if not isinstance(exc, ServerError):
+                raise
+            errors.append(str(exc))
+    raise ServerError(f"{what} did not start:\n" + "\n=====\n".join(errors))
+
+
+def startup_failure(
+    exc: ServerError, process: ManagedProcess, ports: Iterable[int], logs: dict[str, Path]
+) -> ServerError:
+    """The error for a daemon that did not come up: stops ``process``, then adds which of
+    ``ports`` another process holds and the end of each of ``logs`` (title -> file)."""
+    process.stop(term_timeout=2.0)
+    busy = busy_ports(ports)
+    hint = f"\nport(s) {busy} taken by another process" if busy else ""
+    details = "".join(f"\n--- {title}:\n{tail(path)}" for title, path in logs.items())
+    return ServerError(f"{exc}{hint}{details}")
+
+
 # --------------------------------------------------------------------------- installing
 
 _install_lock = threading.Lock()
