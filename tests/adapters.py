@@ -43,6 +43,7 @@ __all__ = [
     "all_adapters",
     "async_adapters",
     "on_adapters",
+    "send",
     "sends_after_reconnect",
 ]
 
@@ -174,6 +175,13 @@ class Adapter:
         if self.is_async:
             return bool(client.is_connected)
         return client.sock is not None
+
+
+async def send(adapter: Adapter, message: Any, host: str, port: int | None, **options: Any) -> Any:
+    """``adapter``'s high-level ``send``, with the test suite's local name and timeout."""
+    options.setdefault("local_hostname", LOCAL_NAME)
+    options.setdefault("timeout", TIMEOUT)
+    return await adapter.call(adapter.module.send, message, host, port, **options)
 
 
 def on_adapters(*names: str) -> Callable[[Callable[..., Awaitable[None]]], Callable[..., None]]:

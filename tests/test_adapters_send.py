@@ -23,7 +23,7 @@ from smtp_proto.errors import (
     SMTPRecipientsRefused,
 )
 from smtp_proto.send import SMTPAllRecipientsRefused, SMTPAuthNotSupportedError
-from tests.adapters import LOCAL_NAME, TIMEOUT, Adapter, all_adapters, async_adapters
+from tests.adapters import LOCAL_NAME, Adapter, all_adapters, async_adapters, send
 from tests.scripted_server import ScriptedServer, Session, StandardESMTP
 from tests.servers.certs import LocalCA
 from tests.servers.dovecot import DovecotLMTPServer
@@ -32,13 +32,6 @@ from tests.servers.postfix import PostfixServer
 SENDER = "sender@example.test"
 EHLO = f"ehlo {LOCAL_NAME}".encode()
 ESMTP = ("PIPELINING", "8BITMIME", "SIZE 100000", "ENHANCEDSTATUSCODES")
-
-
-async def send(adapter: Adapter, message: Any, host: str, port: int | None, **options: Any) -> Any:
-    """``adapter``'s ``send`` with the test suite's local name and timeout."""
-    options.setdefault("local_hostname", LOCAL_NAME)
-    options.setdefault("timeout", TIMEOUT)
-    return await adapter.call(adapter.module.send, message, host, port, **options)
 
 
 async def sessions_done(adapter: Adapter, server: ScriptedServer) -> None:

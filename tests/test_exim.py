@@ -21,7 +21,7 @@ import pytest
 from smtp_proto.body import CHUNK_SIZE
 from smtp_proto.dsn import DSN, RecipientDSN, xtext_decode, xtext_encode
 from smtp_proto.errors import SMTPAuthenticationError
-from tests.adapters import LOCAL_NAME, TIMEOUT, Adapter, all_adapters
+from tests.adapters import LOCAL_NAME, Adapter, all_adapters, send
 from tests.servers.certs import LocalCA
 from tests.servers.exim import BANNER_NOTE, HOSTNAME, MESSAGE_SIZE_LIMIT, EximServer
 from tests.servers.postfix import PostfixServer
@@ -46,13 +46,6 @@ PLAIN_FEATURES = {
 AUTHENTICATORS = {"PLAIN": "plain", "LOGIN": "login", "CRAM-MD5": "cram_md5"}
 QUEUE_ID = re.compile(r"[0-9A-Za-z]{6}-[0-9A-Za-z]{6}-[0-9A-Za-z]{2}")
 TRACE_FIELDS = ("Return-path", "Envelope-to", "Delivery-date", "Received")
-
-
-async def send(adapter: Adapter, message: Any, host: str, port: int, **options: Any) -> Any:
-    """``adapter``'s ``send`` with the test suite's local name and timeout."""
-    options.setdefault("local_hostname", LOCAL_NAME)
-    options.setdefault("timeout", TIMEOUT)
-    return await adapter.call(adapter.module.send, message, host, port, **options)
 
 
 async def starttls(adapter: Adapter, smtp: Any, tls_ca: LocalCA) -> None:
