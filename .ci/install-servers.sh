@@ -25,13 +25,18 @@ EXIM_DIR=/opt/smtp-proto-test/exim4
 EXIM_BINARY="$EXIM_DIR/usr/sbin/exim4"
 EXIM_USER=Debian-exim
 
-missing() {
+missing_packages() {
     out=""
     for p in $PACKAGES $EXIM_LIBRARIES; do
         if ! dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q ' installed$'; then
             out="$out $p"
         fi
     done
+    echo "$out"
+}
+
+missing() {
+    out=$(missing_packages)
     if [ ! -x "$EXIM_BINARY" ] || ! getent passwd "$EXIM_USER" >/dev/null; then
         out="$out exim4(unpacked)"
     fi
@@ -88,10 +93,7 @@ with_lists() {
 }
 
 install_packages() {
-    todo=""
-    for p in $PACKAGES $EXIM_LIBRARIES; do
-        case "$(missing)" in *" $p"*) todo="$todo $p" ;; esac
-    done
+    todo=$(missing_packages)
     [ -n "$todo" ] || return 0
     # shellcheck disable=SC2086
     with_lists $APT install -y --no-install-recommends $todo
