@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import overload
 
-__all__ = ["CHUNK_SIZE", "BodyEncoder", "quotedata"]
+__all__ = ["CHUNK_SIZE", "BodyEncoder", "normalised_size", "quotedata"]
 
 #: How much of a large message is encoded and sent at a time.
 CHUNK_SIZE = 1 << 18
@@ -52,6 +52,16 @@ try:
     from ._speedups import crlf_only, stuff_dots
 except ImportError:  # installed without a C compiler: the same work, slower
     crlf_only, stuff_dots = _crlf_only, _stuff_dots
+
+
+def normalised_size(data: bytes) -> int:
+    """The size of ``data`` once every line end is CRLF, as ``BodyEncoder`` sends it (before
+    the final CRLF it adds when one is missing, which ``smtplib``'s SIZE does not count
+    either)."""
+    if crlf_only(data):
+        return len(data)
+    crlf = data.count(b"\r\n")  # every bare CR and every bare LF becomes CRLF: one byte more
+    return len(data) + data.count(b"\r") - crlf + data.count(b"\n") - crlf
 
 
 def quotedata(data: str) -> str:

@@ -40,7 +40,7 @@ from functools import partial
 from typing import Any, Final, Protocol, TypeVar, runtime_checkable
 
 from . import sasl
-from .body import CHUNK_SIZE, BodyEncoder
+from .body import CHUNK_SIZE, BodyEncoder, normalised_size
 from .commands import (
     Auth,
     AuthResponse,
@@ -655,11 +655,11 @@ class Client:
         if self.helo_resp is None and self.ehlo_resp is None:
             yield from self.ehlo_or_helo_if_needed()
         source = _source(msg)
-        size = _size(source)
+        binary = _binary_body(mail_options)
+        size = _size(source, binary)
         extensions = self.connection.extensions
         if extensions.size and size is not None and size > extensions.size:
             raise SMTPMessageTooLarge(size, extensions.size, from_addr)
-        binary = _binary_body(mail_options)
         if binary and not extensions.chunking:
             raise SMTPNotSupportedError(
                 "BODY=BINARYMIME needs BDAT, but the server does not advertise CHUNKING"
@@ -1038,10 +1038,12 @@ async def _async_reads(file: Any) -> AsyncIterator[bytes]:
         yield chunk
 
 
-def _size(source: _Source) -> int | None:
-    """The size of a message in bytes, if known before reading it."""
+def _size(source: _Source, binary: bool) -> int | None:
+    """The size of a message as sent, if known before reading it: exact for bytes (line ends
+    normalised unless ``binary``), a file's size otherwise (an estimate, as RFC 1870 allows:
+    its bare line ends are not counted)."""
     if isinstance(source, bytes):
-        return len(source)
+        return len(source) if binary else normalised_size(source)
     if not isinstance(source, Readable):
         return None
     file: Any = source

@@ -12,7 +12,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from smtp_proto import body as body_module
-from smtp_proto.body import BodyEncoder, quotedata
+from smtp_proto.body import BodyEncoder, normalised_size, quotedata
 
 
 @pytest.fixture(scope="module", autouse=True, params=["accelerated", "pure Python"])
@@ -182,6 +182,13 @@ def test_clean_chunks_are_passed_through_uncopied(body: bytes) -> None:
         assert BodyEncoder(stuff_dots=False).encode(view) is (view if chunk else b"")
         if b"\n." not in chunk and not chunk.startswith(b"."):
             assert BodyEncoder().encode(chunk) is chunk
+
+
+@given(bodies)
+@example(b"a\r")
+@example(b"\n\r")
+def test_normalised_size_counts_each_bare_cr_or_lf_as_crlf(body: bytes) -> None:
+    assert normalised_size(body) == len(re.sub(rb"\r\n|\r|\n", b"\r\n", body))
 
 
 @given(bodies)

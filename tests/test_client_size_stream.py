@@ -172,11 +172,22 @@ class Unseekable(io.RawIOBase):
         return piece
 
 
+def test_unix_line_ends_count_as_the_crlf_they_become() -> None:
+    """80 bytes as given, 120 as sent: over a limit of 100, so refused before anything goes
+    out, rather than sent whole and refused at its end."""
+    client = client_after_ehlo("PIPELINING", "SIZE 100")
+    peer = Peer([])
+    with pytest.raises(SMTPMessageTooLarge) as caught:
+        peer.run(client.sendmail(SENDER, [RECIPIENT], b"x\n" * 40))
+    assert peer.writes == []
+    assert (caught.value.size, caught.value.limit) == (120, 100)
+
+
 @pytest.mark.parametrize(
     ("make", "option"),
     [
-        (lambda m: m, b" size=13"),
-        (io.BytesIO, b" size=13"),
+        (lambda m: m, b" size=14"),  # the final bare CR goes out as CRLF
+        (io.BytesIO, b" size=13"),  # a file's size: an estimate
         (Unseekable, b""),
         (lambda m: iter([m]), b""),
         (lambda m: [m[:5], m[5:]], b""),
