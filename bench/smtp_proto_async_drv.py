@@ -4,8 +4,8 @@
            --driver smtp-proto-trio=bench/smtp_proto_async_drv.py,--flavor,trio
 
 Each workload is written once as a coroutine function over the adapter's ``SMTP`` class and
-run on the chosen framework; ``--chunking`` turns on BDAT.  W5 (no network) is the core's,
-measured by ``bench/smtp_proto_drv.py``.
+run on the chosen framework (BDAT, since the sink offers CHUNKING; ``--data`` turns it off).
+W5 (no network) is the core's, measured by ``bench/smtp_proto_drv.py``.
 """
 
 import asyncio
@@ -21,7 +21,7 @@ FLAVORS = {"asyncio": "smtp_proto.transports.asyncio", "trio": "smtp_proto.trans
 
 def add_arguments(parser):
     parser.add_argument("--flavor", choices=sorted(FLAVORS), default="asyncio")
-    parser.add_argument("--chunking", action="store_true", help="send with BDAT (RFC 3030)")
+    parser.add_argument("--data", action="store_true", help="send with DATA, never BDAT")
 
 
 def run(args, workload):
@@ -36,7 +36,7 @@ def run(args, workload):
 
 async def connected(args, smtp_class):
     smtp = smtp_class(args.host, args.port, local_hostname=bc.LOCAL_HOSTNAME, timeout=args.timeout)
-    smtp.chunking = args.chunking
+    smtp.chunking = not args.data
     await smtp.connect()
     await smtp.ehlo()
     return smtp

@@ -3,12 +3,12 @@
     path/to/bench/run.sh --driver smtp-proto=bench/smtp_proto_drv.py
 
 W1-W4 run the harness's own smtplib workloads against ``smtp_proto.transports.sync`` (the
-smtplib API, unchanged; ``--chunking`` turns on BDAT for a second row:
-``--driver smtp-proto-bdat=bench/smtp_proto_drv.py,--chunking``); W5 drives the sans-I/O
-``smtp_proto.Client`` with canned replies and no socket, through the same operations the
-adapters run.  ``--from-file`` makes W3 stream the message from a binary file object (a
-temporary file written before the timing starts) instead of handing over ``bytes``:
-``--driver smtp-proto-bdat-file=bench/smtp_proto_drv.py,--chunking,--from-file``.
+smtplib API, unchanged: BDAT, since the sink offers CHUNKING; ``--data`` turns BDAT off for
+a second row: ``--driver smtp-proto-data=bench/smtp_proto_drv.py,--data``); W5 drives the
+sans-I/O ``smtp_proto.Client`` with canned replies and no socket, through the same
+operations the adapters run.  ``--from-file`` makes W3 stream the message from a binary file
+object (a temporary file written before the timing starts) instead of handing over
+``bytes``: ``--driver smtp-proto-file=bench/smtp_proto_drv.py,--from-file``.
 Needs ``pip install -e .``.
 """
 
@@ -24,28 +24,28 @@ from smtp_proto.transports import sync
 from smtp_proto import RECEIVE, Client
 
 
-class ChunkingSMTP(sync.SMTP):
-    """The blocking adapter with BDAT turned on (when the server offers CHUNKING)."""
+class DataSMTP(sync.SMTP):
+    """The blocking adapter with BDAT turned off: DATA even when the server offers CHUNKING."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.chunking = True
+        self.chunking = False
 
 
 def add_arguments(parser):
-    parser.add_argument("--chunking", action="store_true", help="send with BDAT (RFC 3030)")
+    parser.add_argument("--data", action="store_true", help="send with DATA, never BDAT")
     parser.add_argument(
         "--from-file", action="store_true", help="W3: stream the message from a file object"
     )
 
 
 def with_module(workload):
-    """Point the stdlib driver's workload at this adapter (BDAT on with --chunking)."""
+    """Point the stdlib driver's workload at this adapter (BDAT off with --data)."""
 
     def run(args):
         smtplib_drv.smtp_module = sync
-        if args.chunking:
-            smtplib_drv.smtp_module = type("module", (), {"SMTP": ChunkingSMTP})
+        if args.data:
+            smtplib_drv.smtp_module = type("module", (), {"SMTP": DataSMTP})
         return workload(args)
 
     return run
@@ -87,7 +87,7 @@ def run_offline(operation, replies):
                 value = next(feed)
             else:
                 value = None
-                if isinstance(request, bytes):
+                if isinstance(request, bytes | memoryview):
                     sent += len(request)
     except StopIteration as done:
         return done.value, sent
@@ -104,9 +104,9 @@ def offline_client(chunking):
 
 def w5(args):
     msgs = [bc.small_message(i, args.msg_size) for i in range(args.n)]
-    client = offline_client(args.chunking)
+    client = offline_client(not args.data)
     replies = [ENVELOPE_REPLIES, QUEUED_REPLY]
-    if args.chunking:  # every reply is a 250; one per read keeps them in step
+    if not args.data:  # BDAT: every reply is a 250; one per read keeps them in step
         replies = itertools.repeat(b"250 2.0.0 Ok\r\n")
     c0 = time.process_time()
     t0 = time.perf_counter()

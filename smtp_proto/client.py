@@ -238,9 +238,9 @@ class Client:
         #: The replies of the last ``sendmail``/``transaction``, as ``Reply`` objects.
         self.last_replies = TransactionReplies({}, {})
         #: Send ``sendmail``'s message with BDAT (RFC 3030) when the server offers CHUNKING and
-        #: PIPELINING: one round trip per message, no dot-stuffing.  Off by default so that the
-        #: ``smtplib`` API keeps ``smtplib``'s DATA exchange (and debug transcript).
-        self.chunking = False
+        #: PIPELINING: one round trip per message instead of two, no dot-stuffing.  The results
+        #: and exceptions are DATA's; set it to ``False`` to use DATA all the same.
+        self.chunking = True
         self._auth_challenge_count = 0
         self._connection: ClientConnection | None = None
 
@@ -727,6 +727,8 @@ class Client:
             body, tail = encoder.encode(piece), encoder.finish()
             bdat = Bdat(len(body) + len(tail), last=True)
             first = b"".join((self._encode(mail, *rcpts, bdat), body, tail))
+            if self.debuglevel > 0:
+                self.print_debug("send:", repr(bytes(body) + tail))
         else:
             first = self._encode(mail, *rcpts) if chunked else self._encode(mail, *rcpts, Data())
         expected = len(rcpts) + 1 + (not chunked)

@@ -1,4 +1,4 @@
-"""``Client.sendmail`` over BDAT (``client.chunking = True``), offline against scripted peers.
+"""``Client.sendmail`` over BDAT (``client.chunking``, on by default) against scripted peers.
 
 The envelope and a one-chunk body go out in one write; refusals read every reply the server
 owes before RSET, so the connection stays in step; a large message streams as chunks with a

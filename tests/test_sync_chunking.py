@@ -1,4 +1,4 @@
-"""``sendmail`` over BDAT (RFC 3030), opted into with ``smtp.chunking = True``.
+"""``sendmail`` over BDAT (RFC 3030), used whenever the server offers it (``smtp.chunking``).
 
 With CHUNKING and PIPELINING offered, a message of one chunk goes out with MAIL and RCPT in
 a single write (one round trip), unstuffed; larger ones stream as several chunks.  Results
@@ -30,9 +30,7 @@ def body_lines(text: bytes) -> list[bytes]:
 
 
 def chunked_client(host: str, port: int) -> smtplib.SMTP:
-    client = smtplib.SMTP(host, port, local_hostname="client.test", timeout=10)
-    client.chunking = True
-    return client
+    return smtplib.SMTP(host, port, local_hostname="client.test", timeout=10)
 
 
 def test_one_chunk_goes_with_the_envelope_in_one_write(
@@ -120,11 +118,12 @@ def test_bdat_refused_with_421_closes_and_raises() -> None:
     assert handler.envelopes == []
 
 
-def test_bdat_without_chunking_opt_in_keeps_data(
+def test_chunking_turned_off_keeps_data(
     postfix: PostfixServer, capfd: pytest.CaptureFixture[str]
 ) -> None:
     with smtplib.SMTP(postfix.host, postfix.port, local_hostname="client.test") as client:
-        assert client.chunking is False
+        assert client.chunking is True  # the default
+        client.chunking = False
         client.set_debuglevel(1)
         client.sendmail(SENDER, ["a@example.test"], b"Subject: s\r\n\r\nx\r\n")
     assert "send: 'data\\r\\n'" in capfd.readouterr().err

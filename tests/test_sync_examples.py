@@ -2,7 +2,8 @@
 
 Each one sets the debug level, so the stderr transcript must have the shape ``smtplib``
 prints (``send: '...'``, ``reply: b'...'``, ``reply: retcode (...); Msg: ...``,
-``data: (354, ...)``), and each message must really arrive in Postfix's Maildir.
+``data: (250, ...)``; the message goes by BDAT, which Postfix offers), and each message must
+really arrive in Postfix's Maildir.
 """
 
 from __future__ import annotations
@@ -40,19 +41,21 @@ def assert_ehlo_shape(lines: list[str]) -> None:
 
 
 def assert_sendmail_shape(lines: list[str], sender: str, recipients: list[str]) -> None:
-    """MAIL, one RCPT per recipient, DATA with its 354, the body and the final 250."""
+    """MAIL, one RCPT per recipient, then the message: Postfix offers CHUNKING, so one
+    ``BDAT n LAST`` with the body (and no DATA, no 354), and the final 250 (Postfix counts the
+    bytes in it) as ``data:``."""
     assert any(
         re.fullmatch(rf"send: 'mail FROM:<{re.escape(sender)}> size=\d+\\r\\n'", line)
         for line in lines
     ), lines
     for rcpt in recipients:
         assert f"send: 'rcpt TO:<{rcpt}>\\r\\n'" in lines
-    assert "send: 'data\\r\\n'" in lines
-    assert "reply: b'354 End data with <CR><LF>.<CR><LF>\\r\\n'" in lines
-    assert "data: (354, b'End data with <CR><LF>.<CR><LF>')" in lines
-    assert any(line.startswith("send: b'") and line.endswith("\\r\\n.\\r\\n'") for line in lines)
+    assert any(re.fullmatch(r"send: 'BDAT \d+ LAST\\r\\n'", line) for line in lines), lines
+    assert not any(line.startswith(("send: 'data", "data: (354")) for line in lines)
+    assert any(line.startswith("send: b'") and line.endswith("\\r\\n'") for line in lines)
     assert any(
-        re.fullmatch(r"data: \(250, b'2\.0\.0 Ok: queued as \w+'\)", line) for line in lines
+        re.fullmatch(r"data: \(250, b'2\.0\.0 Ok: \d+ bytes queued as \w+'\)", line)
+        for line in lines
     ), lines
 
 

@@ -193,9 +193,12 @@ def test_logged_transcript_redacts_credentials(
         re.fullmatch(r"send: 'mail FROM:<logged@example\.test>( size=\d+)?'", m) for m in messages
     ), messages
     assert "send: 'rcpt TO:<r@example.test>'" in messages
-    assert "send: 'data'" in messages
+    if server_name == "postfix":  # offers CHUNKING and PIPELINING: BDAT
+        assert any(re.fullmatch(r"send: 'BDAT \d+ LAST'", m) for m in messages), messages
+    else:
+        assert "send: 'data'" in messages
+        assert any(m.startswith("reply: 354 ") for m in messages)
     assert any(m.startswith("reply: 235 ") for m in messages)
-    assert any(m.startswith("reply: 354 ") for m in messages)
 
     # Every line sent between AUTH and its 235 is masked.
     start = next(i for i, m in enumerate(messages) if m.startswith("send: 'AUTH"))

@@ -78,7 +78,7 @@ def test_a_message_is_captured_with_its_envelope(server: CaptureServer) -> None:
     assert captured.data == MESSAGE
     assert captured.message["Subject"] == "hello"
     assert captured.message.get_content() == "Hello.\n"
-    assert (captured.tls, captured.auth_user, captured.chunked) == (False, None, False)
+    assert (captured.tls, captured.auth_user, captured.chunked) == (False, None, True)  # BDAT
 
 
 def test_the_advertised_extensions(server: CaptureServer) -> None:
@@ -169,6 +169,7 @@ def test_refused_recipients() -> None:
 )
 def test_failures_on_cue(step: str, exception: type[smtplib.SMTPResponseException]) -> None:
     with CaptureServer(fail={step: (451, "4.3.0 Try later")}) as server, connect(server) as smtp:
+        smtp.chunking = step != "DATA"  # the DATA command's own reply
         with pytest.raises(exception) as info:
             smtp.sendmail("a@example.test", "b@example.test", MESSAGE)
         assert (info.value.smtp_code, info.value.smtp_error) == (451, b"4.3.0 Try later")
@@ -200,6 +201,7 @@ def test_a_421_closes_the_connection() -> None:
 def test_dropping_the_connection_on_cue(step: str) -> None:
     with CaptureServer(drop_at=step) as server:
         smtp = connect(server)
+        smtp.chunking = step != "DATA"  # dropped at the DATA command itself
         with pytest.raises(smtplib.SMTPServerDisconnected):
             smtp.sendmail("a@example.test", "b@example.test", MESSAGE)
         smtp.close()
