@@ -48,6 +48,8 @@ import re
 from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
+from _input import Input  # fuzz/ is on sys.path: run as a script, or loaded by the tests
+
 from smtp_proto import sasl
 from smtp_proto.body import CHUNK_SIZE
 from smtp_proto.client import CLOSE, LOCAL_HOSTNAME, RECEIVE, START_TLS, Client
@@ -132,33 +134,6 @@ EXTENSIONS = (
 )
 RAW_OPERATIONS = ("docmd", "putcmd", "getreply", "greeting")
 _BARE_CR_OR_LF = re.compile(rb"\r(?!\n)|(?<!\r)\n")
-
-
-class Input:
-    """Reads the fuzzer's bytes as small typed values; past the end everything is zero."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.position = 0
-
-    @property
-    def exhausted(self) -> bool:
-        return self.position >= len(self.data)
-
-    def byte(self) -> int:
-        value = self.data[self.position] if self.position < len(self.data) else 0
-        self.position += 1
-        return value
-
-    def pick(self, options: tuple[Any, ...]) -> Any:
-        return options[self.byte() % len(options)]
-
-    def field(self) -> bytes:
-        """A length-prefixed byte string (up to 255 bytes)."""
-        count = self.byte()
-        value = self.data[self.position : self.position + count]
-        self.position += count
-        return value
 
 
 class Finding(AssertionError):

@@ -33,6 +33,8 @@ import unicodedata
 from collections.abc import Callable
 from typing import NamedTuple
 
+import _input  # fuzz/ is on sys.path: run as a script, or loaded by the tests
+
 from smtp_proto import sasl
 from smtp_proto.sasl import SASLError
 
@@ -40,30 +42,8 @@ MAX_CHALLENGES = 8
 _PRINTABLE = bytes(byte for byte in range(0x21, 0x7F) if byte != ord(","))
 
 
-class Input:
-    """Reads the fuzzer's bytes as small typed values; past the end everything is zero."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.position = 0
-
-    @property
-    def exhausted(self) -> bool:
-        return self.position >= len(self.data)
-
-    def byte(self) -> int:
-        value = self.data[self.position] if self.position < len(self.data) else 0
-        self.position += 1
-        return value
-
-    def take(self, count: int) -> bytes:
-        value = self.data[self.position : self.position + count]
-        self.position += count
-        return value
-
-    def field(self) -> bytes:
-        """A length-prefixed byte string (up to 255 bytes)."""
-        return self.take(self.byte())
+class Input(_input.Input):
+    """The shared input reader, plus the strings SASL needs."""
 
     def text(self) -> str:
         """A length-prefixed string: UTF-8 where it is, lone surrogates where it is not."""

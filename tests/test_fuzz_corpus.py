@@ -25,9 +25,12 @@ TARGETS = ("fuzz_replies", "fuzz_ehlo", "fuzz_sasl", "fuzz_body", "fuzz_connecti
 
 
 def load_target(name: str) -> types.ModuleType:
-    """Import ``fuzz/<name>.py`` (a script directory, not a package) as a module."""
+    """Import ``fuzz/<name>.py`` (a script directory, not a package) as a module; the
+    directory goes on ``sys.path``, as when a target runs as a script, for its helpers."""
     if name in sys.modules:
         return sys.modules[name]
+    if str(FUZZ_DIR) not in sys.path:
+        sys.path.append(str(FUZZ_DIR))
     spec = importlib.util.spec_from_file_location(name, FUZZ_DIR / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
