@@ -656,7 +656,8 @@ class Client:
             yield from self.ehlo_or_helo_if_needed()
         source = _source(msg)
         binary = _binary_body(mail_options)
-        size = _size(source, binary)
+        # Measured only for a server that takes SIZE: a file is sought, bytes are scanned.
+        size = _size(source, binary) if "size" in self.esmtp_features else None
         extensions = self.connection.extensions
         if extensions.size and size is not None and size > extensions.size:
             raise SMTPMessageTooLarge(size, extensions.size, from_addr)
