@@ -13,7 +13,7 @@ whole pipelined group), multi-line replies, raw garbage or EOF, handed over in a
 pieces.  When the input runs out the server hangs up.
 
 Allowed outcomes of an operation: a result of the documented type, or an exception of the
-library (``SMTPException`` and subclasses); also ``UnicodeEncodeError`` for a ``str`` message
+library (``SMTPException`` and subclasses, and ``LocalProtocolError``, a ``ValueError``); also ``UnicodeEncodeError`` for a ``str`` message
 with non-ASCII characters (``smtplib`` raises it there too) and the transport's own
 ``OSError`` from the TLS handshake (re-raised, as ``smtplib`` lets ``ssl`` errors through)
 and a message source's own exception (the connection must then be as it was if the source
@@ -371,7 +371,7 @@ class Session:
         before = self.snapshot()
         try:
             return True, drive(operation, self.perform, self.abort)
-        except SMTPException as exc:
+        except (SMTPException, LocalProtocolError) as exc:
             if isinstance(exc, SMTPServerDisconnected) and self.client.is_connected:
                 raise Finding(f"{name}: {exc!r} raised but the client is still connected") from exc
             # Refused before anything was written: nothing may have changed either.

@@ -28,18 +28,26 @@ import binascii
 import contextlib
 import datetime
 import email.message
-import hmac
 import inspect
 import logging
 import os
 import re
 import sys
-from collections.abc import AsyncIterable, AsyncIterator, Generator, Iterable, Iterator, Sequence
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final, Protocol, TypeVar, runtime_checkable
 
 from . import sasl
+from .attributes import SMTPAttributes
 from .body import CHUNK_SIZE, BodyEncoder, normalised_size
 from .commands import (
     Auth,
@@ -63,7 +71,9 @@ from .commands import (
 )
 from .connection import _CLOSED, NEED_DATA, ClientConnection, ConnectionClosed
 from .errors import (
+    MalformedGreeting,
     ProtocolError,
+    RemoteProtocolError,
     SMTPAuthenticationError,
     SMTPDataError,
     SMTPException,
@@ -75,11 +85,13 @@ from .errors import (
     SMTPSenderRefused,
     SMTPServerDisconnected,
 )
+from .extensions import parse_ehlo
 from .message import prepare_message
 from .replies import Reply
 
 __all__ = [
     "CLOSE",
+    "Call",
     "END_OF_BODY",
     "LOCAL_HOSTNAME",
     "RECEIVE",
@@ -140,6 +152,40 @@ class NextChunk(Request):
     def __init__(self, source: AsyncIterator[Any]) -> None:
         super().__init__("NEXT_CHUNK")
         self.source = source
+
+
+class Call(Request):
+    """Call a public method of the adapter object that a subclass or a mock replaced, and
+    send its result into the operation (awaited first when it is awaitable).
+
+    Whatever the method raises is thrown into the operation, where ``smtplib``'s own handling
+    applies (``login`` catching ``SMTPAuthenticationError`` from ``auth``, say).
+    """
+
+    __slots__ = ("args", "kwargs", "method")
+
+    def __init__(
+        self, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        super().__init__("CALL")
+        self.method = method
+        self.args = args
+        self.kwargs = kwargs
+
+
+def _nothing_overridden(name: str) -> None:
+    """The ``overrides`` of a ``Client`` on its own: no public method to replace."""
+
+
+#: The methods through which ``smtplib`` writes commands and reads replies.
+_WIRE_METHODS = ("send", "putcmd", "getreply", "docmd")
+#: The methods ``smtplib``'s ``sendmail`` calls (directly or through the ones it calls).
+_TRANSACTION_METHODS = ("mail", "rcpt", "data", "rset", *_WIRE_METHODS)
+
+
+def _is_utf8(encoding: str) -> bool:
+    """Whether ``command_encoding`` names UTF-8 (``SMTPUTF8`` mode)."""
+    return encoding != "ascii" and encoding.lower().replace("_", "-") in ("utf-8", "utf8")
 
 
 IORequest = bytes | memoryview | Request
@@ -211,48 +257,51 @@ def _fix_line_ends(text: str) -> str:
     return _BARE_LINE_END.sub("\r\n", text)
 
 
-class Client:
+class Client(SMTPAttributes):
     """The state and operations of an ``smtplib.SMTP`` object, without any I/O.
 
-    The attributes are ``smtplib``'s (``helo_resp``, ``ehlo_resp``, ``does_esmtp``,
-    ``esmtp_features``, ``command_encoding``, ``user``, ``password``, ``debuglevel``,
-    ``local_hostname``); the methods have ``smtplib``'s names, arguments, results and
-    exceptions, but return operations for a transport to drive.
+    The methods have ``smtplib``'s names, arguments, results and exceptions, but return
+    operations for a transport to drive.  ``smtplib``'s attributes (``helo_resp``,
+    ``esmtp_features``, ``debuglevel``, ...) live on ``owner``: the adapter's ``SMTP`` object,
+    or the ``Client`` itself when it is used on its own.
+
+    The operations call each other as ``smtplib``'s methods do (``sendmail`` through
+    ``ehlo_or_helo_if_needed``, ``mail``, ``rcpt`` and ``data``, ``login`` through ``auth``,
+    every command through ``putcmd``, ``getreply`` and ``send``), so that a subclass or a mock
+    of the adapter's public method is honoured: ``overrides(name)`` returns the replaced
+    method, which the operation then calls (a ``Call`` request), or ``None``, and the core's
+    own operation runs inline.  With nothing replaced, ``sendmail`` takes the pipelined path.
     """
 
-    def __init__(self, local_hostname: str | None = None, *, lmtp: bool = False) -> None:
+    def __init__(
+        self,
+        local_hostname: str | None = None,
+        *,
+        lmtp: bool = False,
+        owner: SMTPAttributes | None = None,
+        overrides: Callable[[str], Callable[..., Any] | None] | None = None,
+    ) -> None:
+        SMTPAttributes.__init__(self)
+        #: The object holding ``smtplib``'s attributes: an adapter's ``SMTP``, or this one.
+        self.owner: Any = self if owner is None else owner
+        if owner is None:
+            self._local_hostname = local_hostname
+            if lmtp:
+                self.ehlo_msg = "lhlo"
         self.lmtp = lmtp
-        self.ehlo_msg = "lhlo" if lmtp else "ehlo"
-        self.local_hostname = local_hostname
-        self.debuglevel = 0
-        self.helo_resp: bytes | None = None
-        self.ehlo_resp: bytes | None = None
-        self.does_esmtp = False
-        self.esmtp_features: dict[str, str] = {}
-        self._command_encoding = "ascii"
-        self._utf8 = False
-        self.user: str | None = None
-        self.password: str | None = None
-        #: Per-recipient replies to the last LMTP message body (recipient -> (code, text)).
-        self.lmtp_replies: dict[str, tuple[int, bytes]] = {}
         #: The replies of the last ``sendmail``/``transaction``, as ``Reply`` objects.
         self.last_replies = TransactionReplies({}, {})
-        #: Send ``sendmail``'s message with BDAT (RFC 3030) when the server offers CHUNKING and
-        #: PIPELINING: one round trip per message instead of two, no dot-stuffing.  The results
-        #: and exceptions are DATA's; set it to ``False`` to use DATA all the same.
-        self.chunking = True
-        self._auth_challenge_count = 0
+        self._override = overrides or _nothing_overridden
         self._connection: ClientConnection | None = None
 
     @property
-    def command_encoding(self) -> str:
-        """How command lines are encoded: ``ascii``, or ``utf-8`` after ``MAIL ... SMTPUTF8``."""
-        return self._command_encoding
+    def local_hostname(self) -> str | None:
+        """The name sent with HELO/EHLO (looked up through ``LOCAL_HOSTNAME`` when ``None``)."""
+        return self._local_hostname
 
-    @command_encoding.setter
-    def command_encoding(self, value: str) -> None:
-        self._command_encoding = value
-        self._utf8 = value.lower().replace("_", "-") in ("utf-8", "utf8")
+    @local_hostname.setter
+    def local_hostname(self, value: str | None) -> None:
+        self._local_hostname = value
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -270,13 +319,18 @@ class Client:
 
     def connecting(self, host: str, port: int, source_address: object = None) -> None:
         """A transport is about to connect: start fresh state (and say so at debug level)."""
-        if self.debuglevel > 0:
+        if self.owner.debuglevel > 0:
             self.print_debug("connect: to", (host, port), source_address)
         self._connection = ClientConnection(lmtp=self.lmtp)
-        self.helo_resp = self.ehlo_resp = None
-        self.does_esmtp = False
-        self.esmtp_features = {}
-        self.command_encoding = "ascii"
+        self._forget_session()
+        self.owner.command_encoding = "ascii"
+
+    def _forget_session(self) -> None:
+        """Forget what HELO/EHLO learned (after STARTTLS, QUIT, or a new connection)."""
+        owner = self.owner
+        owner.helo_resp = owner.ehlo_resp = None
+        owner.esmtp_features = {}
+        owner.does_esmtp = False
 
     def close(self) -> None:
         """The transport closed the connection; the object may connect again."""
@@ -285,9 +339,18 @@ class Client:
         self._connection = None
 
     def greeting(self) -> Operation[tuple[int, bytes]]:
-        """Read the server's banner after connecting, as ``smtplib.SMTP.connect`` does."""
-        reply = (yield from self._exchange(b"", 1))[0]
-        if self.debuglevel > 0:
+        """Read the server's banner after connecting, as ``smtplib.SMTP.connect`` does.
+
+        A banner that is no reply at all (``199 hi``, garbage) raises ``MalformedGreeting``,
+        an ``SMTPConnectError`` as ``smtplib.SMTP(host)`` raises, and closes the connection.
+        """
+        try:
+            reply = yield from self._read_reply()
+        except RemoteProtocolError as exc:
+            if not exc.line:
+                raise  # a reply, but too long or too large
+            raise MalformedGreeting(exc.line) from exc
+        if self.owner.debuglevel > 0:
             self.print_debug("connect:", repr(reply.text))
         return reply.as_tuple()
 
@@ -295,18 +358,36 @@ class Client:
 
     def print_debug(self, *args: object) -> None:
         """Print a debug line to stderr as ``smtplib`` does (with a timestamp at level 2)."""
-        if self.debuglevel > 1:
+        if self.owner.debuglevel > 1:
             print(datetime.datetime.now().time(), *args, file=sys.stderr)
         else:
             print(*args, file=sys.stderr)
 
     def _trace_reply(self, reply: Reply) -> None:
         """Print (debuglevel) and log one reply."""
-        if self.debuglevel > 0:
+        if self.owner.debuglevel > 0:
             for raw_line in reply.raw.splitlines(keepends=True):
                 self.print_debug("reply:", repr(raw_line))
             self.print_debug(f"reply: retcode ({reply.code}); Msg: {reply.text!a}")
         logger.debug("reply: %d %r", reply.code, reply.text)
+
+    # ------------------------------------------------------------------ the call graph
+
+    def _call(self, name: str, *args: Any, **kwargs: Any) -> Operation[Any]:
+        """The public method ``name``: the replacement a subclass or a mock made of it on the
+        adapter object, else the core's own operation, run inline."""
+        method = self._override(name)
+        if method is None:
+            return (yield from getattr(self, name)(*args, **kwargs))
+        return (yield Call(method, args, kwargs))
+
+    def _wire_hooked(self) -> bool:
+        """Whether ``send``, ``putcmd``, ``getreply`` or ``docmd`` was replaced: then every
+        command goes through them, one at a time, as ``smtplib``'s do."""
+        override = self._override
+        return override is not _nothing_overridden and any(
+            override(name) is not None for name in _WIRE_METHODS
+        )
 
     # ------------------------------------------------------------------ I/O primitives
 
@@ -318,18 +399,35 @@ class Client:
     def _encode(self, *commands: Command) -> bytes:
         """The bytes of one command, or of a pipelined group of them; traced and logged."""
         connection = self.connection
-        connection.utf8 = self._utf8
+        connection.utf8 = _is_utf8(self.owner.command_encoding)
         if len(commands) == 1:
             data = connection.send(commands[0])
         else:
             data = connection.send_many(commands)
-        if self.debuglevel > 0 or logger.isEnabledFor(logging.DEBUG):
+        debuglevel = self.owner.debuglevel
+        if debuglevel > 0 or logger.isEnabledFor(logging.DEBUG):
             for command in commands:
                 line = _redacted_line(command)
-                if self.debuglevel > 0:
+                if debuglevel > 0:
                     self.print_debug("send:", repr(line + "\r\n"))
                 logger.debug("send: %r", line)
         return data
+
+    def _write(self, data: bytes | memoryview | str) -> Generator[IORequest, Any, None]:
+        """Write ``data`` through the adapter's ``send`` when it was replaced (a command line
+        as ``str``, as ``smtplib`` passes it; message data as bytes), else directly.  A
+        failure closes the connection: ``SMTPServerDisconnected``."""
+        send = self._override("send")
+        try:
+            if send is not None:
+                yield Call(send, (data,), {})
+            elif isinstance(data, str):
+                yield data.encode(self.owner.command_encoding)
+            else:
+                yield data
+        except OSError:
+            yield from self._abort()
+            raise SMTPServerDisconnected("Server not connected") from None
 
     def _exchange(
         self, data: bytes | memoryview, count: int, partial_at_eof: bool = False
@@ -341,14 +439,10 @@ class Client:
         errors and 421 close the connection; the errors raise what ``smtplib`` raises.
         """
         if data:
-            try:
-                yield data
-            except OSError:
-                yield from self._abort()
-                raise SMTPServerDisconnected("Server not connected") from None
+            yield from self._write(data)
         connection = self.connection
         replies: list[Reply] = []
-        tracing = self.debuglevel > 0 or logger.isEnabledFor(logging.DEBUG)
+        tracing = self.owner.debuglevel > 0 or logger.isEnabledFor(logging.DEBUG)
         try:
             while len(replies) < count:
                 event = connection.next_event()
@@ -380,15 +474,57 @@ class Client:
             yield from self._abort()  # 421 or the reply to QUIT: the server is going away
         return replies
 
-    def _command(self, command: Command) -> Generator[IORequest, Any, Reply]:
-        """Send one command and read its reply."""
-        return (yield from self._exchange(self._encode(command), 1))[0]
+    def _read_reply(self) -> Generator[IORequest, Any, Reply]:
+        """Read one reply: through the adapter's ``getreply`` when it was replaced."""
+        if self._override("getreply") is None:
+            return (yield from self._exchange(b"", 1))[0]
+        code, text = yield from self._call("getreply")
+        return Reply(code, tuple(text.split(b"\n")))
+
+    def _command(
+        self, command: Command, *, docmd: bool = False
+    ) -> Generator[IORequest, Any, Reply]:
+        """Send one command and read its reply.
+
+        ``docmd``: ``smtplib`` sends this one with ``docmd`` (else with ``putcmd`` and
+        ``getreply``); that is the path it takes when the wire methods were replaced.
+        """
+        if not self._wire_hooked():
+            return (yield from self._exchange(self._encode(command), 1))[0]
+        verb, _, args = command.line().partition(" ")
+        if docmd and self._override("docmd") is not None:
+            code, text = yield from self._call("docmd", verb, *([args] if args else []))
+            return Reply(code, tuple(text.split(b"\n")))
+        yield from self._call("putcmd", verb, *([args] if args else []))
+        return (yield from self._read_reply())
 
     # ------------------------------------------------------------------ low-level smtplib API
 
+    def send(self, data: bytes | str, *, raw: bool = True) -> Operation[None]:
+        """Write ``data`` as it is (``smtplib.SMTP.send``; a ``str`` in ``command_encoding``).
+
+        ``raw``: the caller's own bytes (not the write of an operation, which the adapter's
+        ``send`` performs with ``raw=False``); they bypass the protocol state machine, which
+        from then on accepts replies it cannot match to a command (``getreply`` reads them).
+        """
+        if isinstance(data, str):
+            data = data.encode(self.owner.command_encoding)
+        connection = self.connection
+        if raw:
+            connection.sent_raw()
+        try:
+            yield data
+        except OSError:
+            yield from self._abort()
+            raise SMTPServerDisconnected("Server not connected") from None
+
     def putcmd(self, cmd: str, args: str = "") -> Operation[None]:
         """Send one command line without reading its reply (``smtplib.SMTP.putcmd``)."""
-        yield from self._exchange(self._encode(Raw(cmd, args)), 0)
+        data = self._encode(Raw(cmd, args))
+        if self._override("send") is None:
+            yield from self._exchange(data, 0)
+        else:
+            yield from self._write(data.decode(self.owner.command_encoding))
 
     def getreply(self) -> Operation[tuple[int, bytes]]:
         """Read one reply (``smtplib.SMTP.getreply``)."""
@@ -401,58 +537,65 @@ class Client:
     # ------------------------------------------------------------------ greetings
 
     def _hostname(self) -> Generator[IORequest, Any, str]:
-        if self.local_hostname is None:
-            self.local_hostname = yield LOCAL_HOSTNAME
-        assert self.local_hostname is not None
-        return self.local_hostname
+        owner = self.owner
+        if owner._local_hostname is None:
+            owner._local_hostname = yield LOCAL_HOSTNAME
+        name: str = owner._local_hostname
+        return name
 
     def helo(self, name: str = "") -> Operation[tuple[int, bytes]]:
         """HELO; the reply text is kept in ``helo_resp``."""
         name = name or (yield from self._hostname())
         reply = yield from self._command(Helo(name))
-        self.helo_resp = reply.text
+        self.owner.helo_resp = reply.text
         return reply.as_tuple()
 
     def ehlo(self, name: str = "") -> Operation[tuple[int, bytes]]:
         """EHLO (LHLO for LMTP); on 250 fills ``esmtp_features`` and sets ``does_esmtp``."""
-        self.esmtp_features = {}
+        owner = self.owner
+        owner.esmtp_features = {}
         name = name or (yield from self._hostname())
-        greeting = Lhlo(name) if self.ehlo_msg.lower() == "lhlo" else Ehlo(name)
+        greeting = Lhlo(name) if owner.ehlo_msg.lower() == "lhlo" else Ehlo(name)
         reply = yield from self._command(greeting)
-        self.ehlo_resp = reply.text
+        owner.ehlo_resp = reply.text
         if reply.code == 250:
-            self.does_esmtp = True
-            self.esmtp_features = dict(self.connection.features)
+            owner.does_esmtp = True
+            owner.esmtp_features = parse_ehlo(reply.text)
         return reply.as_tuple()
 
     def ehlo_or_helo_if_needed(self) -> Operation[None]:
         """EHLO, falling back to HELO, unless one of them was done already."""
-        if self.helo_resp is None and self.ehlo_resp is None:
-            code, _ = yield from self.ehlo()
+        owner = self.owner
+        if owner.helo_resp is None and owner.ehlo_resp is None:
+            code, _ = yield from self._call("ehlo")
             if not 200 <= code <= 299:
-                code, text = yield from self.helo()
+                code, text = yield from self._call("helo")
                 if not 200 <= code <= 299:
                     raise SMTPHeloError(code, text)
 
-    def has_extn(self, opt: str) -> bool:
-        """Whether the server advertised the extension ``opt`` (case-insensitive)."""
-        return opt.lower() in self.esmtp_features
+    def _greeted(self) -> Operation[None]:
+        """``ehlo_or_helo_if_needed`` as ``smtplib``'s methods call it (a replacement is
+        always called), without an operation when nothing is to be done."""
+        if self._override("ehlo_or_helo_if_needed") is not None:
+            yield from self._call("ehlo_or_helo_if_needed")
+        elif self.owner.helo_resp is None and self.owner.ehlo_resp is None:
+            yield from self.ehlo_or_helo_if_needed()
 
     # ------------------------------------------------------------------ simple commands
 
     def rset(self) -> Operation[tuple[int, bytes]]:
         """RSET; also returns command encoding to ASCII."""
-        self.command_encoding = "ascii"
-        return (yield from self._command(Rset())).as_tuple()
+        self.owner.command_encoding = "ascii"
+        return (yield from self._command(Rset(), docmd=True)).as_tuple()
 
     def _rset(self) -> Operation[None]:
         """RSET, ignoring a closed connection (as after a refusal in ``sendmail``)."""
         with contextlib.suppress(SMTPServerDisconnected):
-            yield from self.rset()
+            yield from self._call("rset")
 
     def noop(self) -> Operation[tuple[int, bytes]]:
         """NOOP."""
-        return (yield from self._command(Noop())).as_tuple()
+        return (yield from self._command(Noop(), docmd=True)).as_tuple()
 
     def verify(self, address: str) -> Operation[tuple[int, bytes]]:
         """VRFY with the bare address."""
@@ -471,11 +614,11 @@ class Client:
     def quit(self) -> Operation[tuple[int, bytes]]:
         """QUIT, then close; forgets what EHLO/HELO learned."""
         try:
-            reply = yield from self._command(Quit())  # the reply to QUIT closes the connection
+            reply = yield from self._command(Quit(), docmd=True)  # its reply closes
         finally:
-            self.ehlo_resp = self.helo_resp = None
-            self.esmtp_features = {}
-            self.does_esmtp = False
+            self._forget_session()
+        if self.is_connected:
+            yield from self._abort()
         return reply.as_tuple()
 
     def exit(self) -> Operation[None]:
@@ -484,7 +627,7 @@ class Client:
         The transport closes its socket afterwards whatever happened.
         """
         try:
-            reply = yield from self._command(Raw("QUIT"))  # its reply closes the connection
+            reply = yield from self._command(Raw("QUIT"), docmd=True)  # its reply closes
         except SMTPServerDisconnected:
             return
         if reply.code != 221:
@@ -493,16 +636,17 @@ class Client:
     # ------------------------------------------------------------------ mail transaction
 
     def _mail_command(self, sender: str, options: Sequence[str]) -> Mail:
-        if not (options and self.does_esmtp):
+        owner = self.owner
+        if not (options and owner.does_esmtp):
             return Mail(sender)
         if any(option.lower() == "smtputf8" for option in options):
-            if not self.has_extn("smtputf8"):
+            if not owner.has_extn("smtputf8"):
                 raise SMTPNotSupportedError("SMTPUTF8 not supported by server")
-            self.command_encoding = "utf-8"
+            owner.command_encoding = "utf-8"
         return Mail(sender, tuple(options))
 
     def _rcpt_command(self, recipient: str, options: Sequence[str]) -> Rcpt:
-        return Rcpt(recipient, tuple(options) if options and self.does_esmtp else ())
+        return Rcpt(recipient, tuple(options) if options and self.owner.does_esmtp else ())
 
     def mail(self, sender: str, options: Sequence[str] = ()) -> Operation[tuple[int, bytes]]:
         """MAIL FROM; an ``SMTPUTF8`` option switches commands to UTF-8 (server permitting)."""
@@ -534,7 +678,7 @@ class Client:
     def _data(self, pieces: _Pieces) -> Generator[IORequest, Any, tuple[int, bytes]]:
         """DATA, then the body if the server says 354."""
         reply = yield from self._command(Data())
-        if self.debuglevel > 0:
+        if self.owner.debuglevel > 0:
             self.print_debug("data:", reply.as_tuple())
         if reply.code != 354:
             raise SMTPDataError(reply.code, reply.text)
@@ -554,7 +698,7 @@ class Client:
             yield from self._drop_unfinished_body()
             raise
         out += connection.end_data()  # the last piece goes out with the end of data
-        if self.debuglevel > 0:
+        if self.owner.debuglevel > 0:
             self.print_debug("send:", repr(out))
         return (yield from self._finish_body(out))
 
@@ -565,7 +709,7 @@ class Client:
 
     def _write_body(self, data: bytes) -> Generator[IORequest, Any, None]:
         """Send part of a message body, traced at debug level."""
-        if self.debuglevel > 0:
+        if self.owner.debuglevel > 0:
             self.print_debug("send:", repr(data))
         yield from self._exchange(data, 0)
 
@@ -576,7 +720,11 @@ class Client:
         refusal, else the last acceptance; a recipient never answered counts as refused.
         """
         if not self.lmtp:
-            reply = (yield from self._exchange(data, 1))[0]
+            if self._override("getreply") is None:
+                reply = (yield from self._exchange(data, 1))[0]
+            else:
+                yield from self._exchange(data, 0)
+                reply = yield from self._read_reply()
             self.last_replies = TransactionReplies(self.last_replies.rcpt, {"": reply})
             result = reply.as_tuple()
         else:
@@ -585,7 +733,7 @@ class Client:
             unanswered = replies[-1].as_tuple() if replies[-1].code == 421 else _UNANSWERED
             answers = [reply.as_tuple() for reply in replies]
             answers += [unanswered] * (len(expected) - len(answers))
-            self.lmtp_replies = {
+            self.owner.lmtp_replies = {
                 recipient: answer
                 for recipient, answer in zip(expected, answers, strict=True)
                 if recipient is not None
@@ -599,7 +747,7 @@ class Client:
             self.last_replies = TransactionReplies(self.last_replies.rcpt, final)
             refusals = [answer for answer in answers if not 200 <= answer[0] < 300]
             result = refusals[0] if refusals else answers[-1]
-        if self.debuglevel > 0:
+        if self.owner.debuglevel > 0:
             self.print_debug("data:", result)
         return result
 
@@ -652,12 +800,12 @@ class Client:
         The replies of the transaction are kept in ``last_replies`` (RCPT replies by
         recipient, and the final reply to the body, one per recipient for LMTP).
         """
-        if self.helo_resp is None and self.ehlo_resp is None:
-            yield from self.ehlo_or_helo_if_needed()
+        yield from self._greeted()
+        owner = self.owner
         source = _source(msg)
         binary = _binary_body(mail_options)
         # Measured only for a server that takes SIZE: a file is sought, bytes are scanned.
-        size = _size(source, binary) if "size" in self.esmtp_features else None
+        size = _size(source, binary) if owner.has_extn("size") else None
         extensions = self.connection.extensions
         if extensions.size and size is not None and size > extensions.size:
             raise SMTPMessageTooLarge(size, extensions.size, from_addr)
@@ -665,22 +813,68 @@ class Client:
             raise SMTPNotSupportedError(
                 "BODY=BINARYMIME needs BDAT, but the server does not advertise CHUNKING"
             )
-        if not self.does_esmtp:
+        if not owner.does_esmtp:
             options: Sequence[str] = ()
-        elif "size" in self.esmtp_features and size is not None:
+        elif size is not None:
             options = (f"size={size}", *mail_options)
         else:
             options = mail_options
+        self.last_replies = TransactionReplies({}, {})
+        if self._transaction_hooked():
+            return (
+                yield from self._sendmail_through_methods(from_addr, recipients, source, options)
+            )
         mail = self._mail_command(from_addr, options)
         rcpts = [self._rcpt_command(recipient, rcpt_opts) for recipient, rcpt_opts in recipients]
         pieces = _Pieces(source)
         yield from pieces.start()
-        self.last_replies = TransactionReplies({}, {})
         if extensions.pipelining and recipients:
-            return (yield from self._sendmail_pipelined(mail, rcpts, pieces, binary))
+            if binary or (owner.chunking and extensions.chunking):
+                return (yield from self._sendmail_bdat(mail, rcpts, pieces, binary))
+            return (yield from self._sendmail_pipelined(mail, rcpts, pieces))
         return (yield from self._sendmail_lockstep(mail, rcpts, pieces, binary))
 
-    def _sender_refused(self, mail: Mail, reply: Reply) -> Operation[None]:
+    def _transaction_hooked(self) -> bool:
+        """Whether a method ``sendmail`` calls in ``smtplib`` was replaced."""
+        override = self._override
+        return override is not _nothing_overridden and any(
+            override(name) is not None for name in _TRANSACTION_METHODS
+        )
+
+    def _sendmail_through_methods(
+        self,
+        from_addr: str,
+        recipients: Sequence[tuple[str, Sequence[str]]],
+        source: _Source,
+        options: Sequence[str],
+    ) -> Generator[IORequest, Any, dict[str, tuple[int, bytes]]]:
+        """``smtplib``'s ``sendmail``, step by step through the adapter's ``mail``, ``rcpt``,
+        ``data`` and ``rset`` (replaced or not), one command at a time."""
+        code, text = yield from self._call("mail", from_addr, options)
+        if code != 250:
+            if code != 421:
+                yield from self._rset()
+            raise SMTPSenderRefused(code, text, from_addr)
+        refused: dict[str, tuple[int, bytes]] = {}
+        for recipient, rcpt_options in recipients:
+            code, text = yield from self._call("rcpt", recipient, rcpt_options)
+            self.last_replies.rcpt[recipient] = Reply(code, tuple(text.split(b"\n")))
+            if code not in (250, 251):
+                refused[recipient] = (code, text)
+            if code == 421:
+                raise SMTPRecipientsRefused(refused)
+        if len(refused) == len(recipients):
+            yield from self._rset()
+            raise SMTPRecipientsRefused(refused)
+        if _binary_body(options):
+            pieces = _Pieces(source)
+            yield from pieces.start()
+            code, text = yield from self._send_chunks(pieces, True)
+        else:
+            code, text = yield from self._call("data", source)
+        return (yield from self._finish_transaction(code, text, refused, len(recipients)))
+
+    def _refuse_sender(self, mail: Mail, reply: Reply) -> Operation[None]:
         """After a refused MAIL: close on 421, RSET otherwise, then raise."""
         if reply.code != 421:
             yield from self._rset()
@@ -689,11 +883,12 @@ class Client:
     def _sendmail_lockstep(
         self, mail: Mail, rcpts: list[Rcpt], pieces: _Pieces, binary: bool
     ) -> Generator[IORequest, Any, dict[str, tuple[int, bytes]]]:
+        utf8 = _is_utf8(self.owner.command_encoding)
         for command in (mail, *rcpts):
-            command.encode(self._utf8)  # a refused RCPT (injection) refuses it all, unsent
+            command.encode(utf8)  # a refused RCPT (injection) refuses it all, unsent
         reply = yield from self._command(mail)
         if reply.code != 250:
-            yield from self._sender_refused(mail, reply)
+            yield from self._refuse_sender(mail, reply)
         refused: dict[str, tuple[int, bytes]] = {}
         for rcpt in rcpts:
             reply = yield from self._command(rcpt)
@@ -711,65 +906,83 @@ class Client:
             code, text = yield from self._data(pieces)
         return (yield from self._finish_transaction(code, text, refused, len(rcpts)))
 
-    def _sendmail_pipelined(
-        self, mail: Mail, rcpts: list[Rcpt], pieces: _Pieces, binary: bool
-    ) -> Generator[IORequest, Any, dict[str, tuple[int, bytes]]]:
-        """MAIL, the RCPTs and DATA in one write (RFC 2920); with CHUNKING (RFC 3030) a
-        message of one chunk goes in that same write as ``BDAT n LAST``.
-
-        Results and exceptions are those of the lock-step exchange.
-        """
-        connection = self.connection
-        chunked = binary or (self.chunking and connection.extensions.chunking)
-        piece, single = pieces.first
-        body_sent = chunked and single
-        if body_sent:
-            encoder = _bdat_encoder(binary)
-            body, tail = encoder.encode(piece), encoder.finish()
-            bdat = Bdat(len(body) + len(tail), last=True)
-            first = b"".join((self._encode(mail, *rcpts, bdat), body, tail))
-            if self.debuglevel > 0:
-                self.print_debug("send:", repr(bytes(body) + tail))
-        else:
-            first = self._encode(mail, *rcpts) if chunked else self._encode(mail, *rcpts, Data())
-        expected = len(rcpts) + 1 + (not chunked)
-        replies = yield from self._exchange(first, expected)
-        mail_reply = replies[0]
+    def _envelope_replies(
+        self, rcpts: list[Rcpt], replies: list[Reply]
+    ) -> tuple[dict[str, tuple[int, bytes]], bool]:
+        """The refused recipients among pipelined RCPT replies, and whether a 421 closed."""
         refused: dict[str, tuple[int, bytes]] = {}
         closed_at_rcpt = False
-        for rcpt, reply in zip(rcpts, replies[1:], strict=False):
+        for rcpt, reply in zip(rcpts, replies, strict=False):
             self.last_replies.rcpt[rcpt.recipient] = reply
             if reply.code not in (250, 251):
                 refused[rcpt.recipient] = reply.as_tuple()
             closed_at_rcpt = reply.code == 421
+        return refused, closed_at_rcpt
+
+    def _sendmail_pipelined(
+        self, mail: Mail, rcpts: list[Rcpt], pieces: _Pieces
+    ) -> Generator[IORequest, Any, dict[str, tuple[int, bytes]]]:
+        """MAIL, the RCPTs and DATA in one write (RFC 2920), then the body after a 354.
+
+        Results and exceptions are those of the lock-step exchange.
+        """
+        expected = len(rcpts) + 2
+        replies = yield from self._exchange(self._encode(mail, *rcpts, Data()), expected)
+        mail_reply = replies[0]
+        refused, closed_at_rcpt = self._envelope_replies(rcpts, replies[1:])
         proceed = mail_reply.code == 250 and not closed_at_rcpt and len(refused) < len(rcpts)
-        if chunked:
-            if not proceed:
-                if body_sent and self.is_connected:
-                    yield from self._finish_body(b"")  # the refused body's own reply
-                yield from self._envelope_failed(mail, mail_reply, refused, closed_at_rcpt)
-            if body_sent:
-                code, text = yield from self._finish_body(b"")
-            else:
-                code, text = yield from self._send_chunks(pieces, binary)
-        else:
-            data_reply = replies[-1] if len(replies) == expected else None
-            if self.debuglevel > 0 and data_reply is not None:
-                self.print_debug("data:", data_reply.as_tuple())
-            if not proceed:
-                if data_reply is not None and data_reply.code == 354:
-                    # The server opened a body we must not send (RFC 2920 3.1): send it empty.
-                    yield from self._send_body(_Pieces(b""))
-                yield from self._envelope_failed(mail, mail_reply, refused, closed_at_rcpt)
-            assert data_reply is not None
-            if data_reply.code != 354:
-                raise SMTPDataError(data_reply.code, data_reply.text)
-            code, text = yield from self._send_body(pieces)
+        data_reply = replies[-1] if len(replies) == expected else None
+        if self.owner.debuglevel > 0 and data_reply is not None:
+            self.print_debug("data:", data_reply.as_tuple())
+        if not proceed:
+            if data_reply is not None and data_reply.code == 354:
+                # The server opened a body we must not send (RFC 2920 3.1): send it empty.
+                yield from self._send_body(_Pieces(b""))
+            yield from self._refuse_envelope(mail, mail_reply, refused, closed_at_rcpt)
+        assert data_reply is not None
+        if data_reply.code != 354:
+            raise SMTPDataError(data_reply.code, data_reply.text)
+        code, text = yield from self._send_body(pieces)
         if code == 250 and not self.lmtp:
             return refused
         return (yield from self._finish_transaction(code, text, refused, len(rcpts)))
 
-    def _envelope_failed(
+    def _sendmail_bdat(
+        self, mail: Mail, rcpts: list[Rcpt], pieces: _Pieces, binary: bool
+    ) -> Generator[IORequest, Any, dict[str, tuple[int, bytes]]]:
+        """MAIL and the RCPTs in one write (RFC 2920) with, for a message of one chunk, the
+        whole body as ``BDAT n LAST`` (RFC 3030): one round trip.  A longer message streams
+        as BDAT chunks once the envelope is accepted.
+
+        Results and exceptions are those of the lock-step exchange with DATA.
+        """
+        piece, single = pieces.first
+        if single:
+            encoder = _bdat_encoder(binary)
+            body, tail = encoder.encode(piece), encoder.finish()
+            bdat = Bdat(len(body) + len(tail), last=True)
+            first = b"".join((self._encode(mail, *rcpts, bdat), body, tail))
+            if self.owner.debuglevel > 0:
+                self.print_debug("send:", repr(bytes(body) + tail))
+        else:
+            first = self._encode(mail, *rcpts)
+        replies = yield from self._exchange(first, len(rcpts) + 1)
+        mail_reply = replies[0]
+        refused, closed_at_rcpt = self._envelope_replies(rcpts, replies[1:])
+        proceed = mail_reply.code == 250 and not closed_at_rcpt and len(refused) < len(rcpts)
+        if not proceed:
+            if single and self.is_connected:
+                yield from self._finish_body(b"")  # the refused body's own reply
+            yield from self._refuse_envelope(mail, mail_reply, refused, closed_at_rcpt)
+        if single:
+            code, text = yield from self._finish_body(b"")
+        else:
+            code, text = yield from self._send_chunks(pieces, binary)
+        if code == 250 and not self.lmtp:
+            return refused
+        return (yield from self._finish_transaction(code, text, refused, len(rcpts)))
+
+    def _refuse_envelope(
         self,
         mail: Mail,
         mail_reply: Reply,
@@ -778,7 +991,7 @@ class Client:
     ) -> Operation[None]:
         """Raise what lock-step ``sendmail`` raises for a refused envelope (RSET as it does)."""
         if mail_reply.code != 250:
-            yield from self._sender_refused(mail, mail_reply)
+            yield from self._refuse_sender(mail, mail_reply)
         if not closed_at_rcpt:
             yield from self._rset()
         raise SMTPRecipientsRefused(refused)
@@ -833,7 +1046,7 @@ class Client:
         The command and the data go out as two writes, so a large chunk (a ``memoryview`` of
         the caller's message) is never copied to join them.
         """
-        if self.debuglevel > 0:
+        if self.owner.debuglevel > 0:
             self.print_debug("send:", repr(bytes(data)))
         yield from self._exchange(self._encode(Bdat(len(data), last=last)), 0)
         return (yield from self._exchange(data, replies))
@@ -842,8 +1055,9 @@ class Client:
         self, code: int, text: bytes, refused: dict[str, tuple[int, bytes]], total: int
     ) -> Generator[IORequest, Any, dict[str, tuple[int, bytes]]]:
         """Map the reply to the body onto ``sendmail``'s result (per recipient for LMTP)."""
-        if self.lmtp and self.lmtp_replies:
-            for recipient, (rcode, rtext) in self.lmtp_replies.items():
+        lmtp_replies = self.owner.lmtp_replies
+        if self.lmtp and lmtp_replies:
+            for recipient, (rcode, rtext) in lmtp_replies.items():
                 if not 200 <= rcode < 300:
                     refused[recipient] = (rcode, rtext)
             if len(refused) >= total:
@@ -863,23 +1077,24 @@ class Client:
         mail_options: Sequence[str] = (),
         rcpt_options: Sequence[str] = (),
     ) -> Operation[dict[str, tuple[int, bytes]]]:
-        """Send an ``email.message.Message`` with ``smtplib``'s header rules (Bcc never sent)."""
-        yield from self.ehlo_or_helo_if_needed()
+        """Send an ``email.message.Message`` with ``smtplib``'s header rules (Bcc never sent),
+        through ``sendmail`` as ``smtplib`` does (positional arguments)."""
+        yield from self._greeted()
         prepared = prepare_message(msg, from_addr, to_addrs, mail_options)
-        if prepared.international and not self.has_extn("smtputf8"):
+        if prepared.international and not self.owner.has_extn("smtputf8"):
             raise SMTPNotSupportedError(
                 "One or more source or delivery addresses require internationalized email "
                 "support, but the server does not advertise the required SMTPUTF8 capability"
             )
-        return (
-            yield from self.sendmail(
-                prepared.from_addr,
-                prepared.to_addrs,
-                prepared.data,
-                prepared.mail_options,
-                rcpt_options,
-            )
+        refused: dict[str, tuple[int, bytes]] = yield from self._call(
+            "sendmail",
+            prepared.from_addr,
+            prepared.to_addrs,
+            prepared.data,
+            prepared.mail_options,
+            rcpt_options,
         )
+        return refused
 
     # ------------------------------------------------------------------ STARTTLS
 
@@ -888,10 +1103,10 @@ class Client:
 
         The next command that needs it does EHLO again (RFC 3207).
         """
-        yield from self.ehlo_or_helo_if_needed()
-        if not self.has_extn("starttls"):
+        yield from self._greeted()
+        if not self.owner.has_extn("starttls"):
             raise SMTPNotSupportedError("STARTTLS extension not supported by server.")
-        reply = yield from self._command(StartTLS())
+        reply = yield from self._command(StartTLS(), docmd=True)
         if reply.code != 220:
             raise SMTPResponseException(reply.code, reply.text)
         try:
@@ -900,30 +1115,10 @@ class Client:
             yield from self._abort()
             raise
         self.connection.tls_established()
-        self.helo_resp = self.ehlo_resp = None
-        self.esmtp_features = {}
-        self.does_esmtp = False
+        self._forget_session()
         return reply.as_tuple()
 
     # ------------------------------------------------------------------ AUTH
-
-    def auth_cram_md5(self, challenge: bytes | None = None) -> str | None:
-        """``smtplib``'s CRAM-MD5 authobject, from ``user`` and ``password``."""
-        if challenge is None:
-            return None
-        assert self.user is not None and self.password is not None
-        digest = hmac.new(self.password.encode("utf-8"), challenge, "md5").hexdigest()
-        return f"{self.user} {digest}"
-
-    def auth_plain(self, challenge: bytes | None = None) -> str:
-        """``smtplib``'s PLAIN authobject (sent as UTF-8, so non-ASCII passwords work)."""
-        return f"\0{self.user}\0{self.password}"
-
-    def auth_login(self, challenge: bytes | None = None) -> str | None:
-        """``smtplib``'s LOGIN authobject: the user name first, then the password."""
-        if challenge is None or self._auth_challenge_count < 2:
-            return self.user
-        return self.password
 
     def auth(
         self,
@@ -937,16 +1132,17 @@ class Client:
         Returns the 235 (or 503, already authenticated) reply; raises
         ``SMTPAuthenticationError`` otherwise.
         """
+        owner = self.owner
         if isinstance(authobject, sasl.Mechanism):
             mech = authobject
         else:
             mech = sasl.AuthObject(mechanism, authobject, initial_response_ok)
         initial = mech.initial_response() if initial_response_ok else None
-        reply = yield from self._command(Auth(mech.name, initial))
-        self._auth_challenge_count = 0 if initial is None else 1
+        reply = yield from self._command(Auth(mech.name, initial), docmd=True)
+        owner._auth_challenge_count = 0 if initial is None else 1
         while reply.code == 334:
-            self._auth_challenge_count += 1
-            if self._auth_challenge_count > MAX_AUTH_CHALLENGES:
+            owner._auth_challenge_count += 1
+            if owner._auth_challenge_count > MAX_AUTH_CHALLENGES:
                 yield from self._cancel_auth()
                 raise SMTPException(
                     f"Server AUTH mechanism infinite loop. Last response: {reply.as_tuple()!r}"
@@ -960,7 +1156,7 @@ class Client:
             except sasl.SASLError as exc:
                 cancel = yield from self._cancel_auth()
                 raise SMTPAuthenticationError(cancel.code, cancel.text) from exc
-            reply = yield from self._command(AuthResponse(response))
+            reply = yield from self._command(AuthResponse(response), docmd=True)
         if reply.code == 235:
             mech.verify_success()
             return reply.as_tuple()
@@ -971,7 +1167,7 @@ class Client:
     def _cancel_auth(self) -> Generator[IORequest, Any, Reply]:
         """Cancel an AUTH exchange (``*``).  RFC 4954 has the server answer 501; one that
         sends yet another 334 ignores the cancellation, so the connection is closed."""
-        reply = yield from self._command(AuthResponse(b"", cancel=True))
+        reply = yield from self._command(AuthResponse(b"", cancel=True), docmd=True)
         if reply.code == 334:
             yield from self._abort()
         return reply
@@ -981,32 +1177,43 @@ class Client:
     ) -> Operation[tuple[int, bytes]]:
         """Log in with the first of CRAM-MD5, PLAIN, LOGIN that the server offers.
 
-        Like ``smtplib``, the next mechanism is tried when one fails; the last failure is
-        raised (at once if the failure closed the connection, as a 421 does).  User names
-        and passwords may be any Unicode text (sent as UTF-8).
+        Like ``smtplib``, through ``auth`` with the ``auth_...`` authobject of each mechanism
+        (a subclass's own ``auth`` or authobject is used; else this library's mechanism, which
+        takes any Unicode text as UTF-8); the next mechanism is tried when one fails, and the
+        last failure is raised (at once if the failure closed the connection, as a 421 does).
         """
-        yield from self.ehlo_or_helo_if_needed()
-        if not self.has_extn("auth"):
+        yield from self._greeted()
+        owner = self.owner
+        if not owner.has_extn("auth"):
             raise SMTPNotSupportedError("SMTP AUTH extension not supported by server.")
-        advertised = self.esmtp_features["auth"].upper().split()
+        advertised = owner.esmtp_features["auth"].upper().split()
         mechanisms = [name for name in sasl.PASSWORD_MECHANISMS if name in advertised]
         if not mechanisms:
             raise SMTPException("No suitable authentication method found.")
-        self.user, self.password = user, password
+        owner.user, owner.password = user, password
+        own_auth = self._override("auth") is None
         last_error: SMTPAuthenticationError | None = None
         for name in mechanisms:
+            method_name = "auth_" + name.lower().replace("-", "_")
+            authobject: Any = self._override(method_name)
+            if authobject is None:
+                authobject = (
+                    sasl.mechanism_for(name, user, password)
+                    if own_auth
+                    else getattr(owner, method_name)
+                )
             try:
-                return (
-                    yield from self.auth(
-                        name,
-                        sasl.mechanism_for(name, user, password),
-                        initial_response_ok=initial_response_ok,
-                    )
+                code, text = yield from self._call(
+                    "auth", name, authobject, initial_response_ok=initial_response_ok
                 )
             except SMTPAuthenticationError as exc:
                 last_error = exc
                 if not self.is_connected:
                     raise  # a 421, say: no other mechanism can be tried, and this says why
+                continue
+            if code in (235, 503):
+                return code, text
+            last_error = SMTPAuthenticationError(code, text)  # a replaced auth() returned it
         assert last_error is not None
         raise last_error
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from .errors import LocalProtocolError
+from .errors import CommandEncodingError, LocalProtocolError
 
 __all__ = [
     "Auth",
@@ -58,7 +58,7 @@ def _verbatim(address: str) -> str:
     trailing CRLF, say): an injection attempt must fail loudly, not be half-repaired.
     """
     if _CONTROL_TEXT.search(address) is not None:
-        raise LocalProtocolError(f"control character in address: {address!r}")
+        raise LocalProtocolError(_refusal("address", address))
     return address
 
 
@@ -106,12 +106,19 @@ def encode_line(line: str, utf8: bool) -> bytes:
     try:
         data = line.encode("utf-8" if utf8 else "ascii")
     except UnicodeEncodeError as exc:
-        raise LocalProtocolError(
-            f"non-ASCII characters in a command require SMTPUTF8: {line!r}"
+        raise CommandEncodingError(
+            exc.encoding, exc.object, exc.start, exc.end, exc.reason
         ) from exc
     if _CONTROL.search(data) is not None:
-        raise LocalProtocolError(f"control character in command: {line!r}")
+        raise LocalProtocolError(_refusal("command", line))
     return data + b"\r\n"
+
+
+def _refusal(what: str, text: str) -> str:
+    """Why ``text`` cannot be sent: in ``smtplib``'s words for a line break."""
+    if "\r" in text or "\n" in text:
+        return f"{what} contains prohibited newline characters: {text!r}"
+    return f"control character in {what}: {text!r}"
 
 
 class Command:

@@ -138,6 +138,7 @@ class ClientConnection:
         self._accepted: list[str] = []
         self._body: BodyEncoder | None = None
         self._eof = False
+        self._raw_writes = False
 
     # ------------------------------------------------------------------ receiving
 
@@ -186,6 +187,8 @@ class ClientConnection:
         if not pending:
             if reply.code == 421:
                 self._closed_by_server()
+                return reply
+            if self._raw_writes:
                 return reply
             self._fail(RemoteProtocolError(f"unexpected reply with no command pending: {reply}"))
         return self._on_reply(pending.popleft(), reply)
@@ -300,6 +303,12 @@ class ClientConnection:
                 self._pending.pop()
             self.state, self.features, self.extensions = before
             raise
+
+    def sent_raw(self) -> None:
+        """The caller wrote bytes of its own (``smtplib``'s ``send``): replies to them cannot
+        be matched to commands, so from now on a reply with no command pending is returned
+        as it comes instead of being refused."""
+        self._raw_writes = True
 
     def send_data(self, chunk: bytes | memoryview) -> bytes:
         """Encode part of a message body (after DATA's 354): line endings fixed, dots stuffed."""

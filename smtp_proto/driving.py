@@ -8,18 +8,22 @@ while I/O is under way (a cancellation, ``KeyboardInterrupt``, a timeout the fra
 as something else) leaves the byte stream in an unknown state, so ``abort()`` runs and the
 exception propagates: the connection is never reused half-way through a command.
 
-One request is the driver's own business, not the transport's: ``NextChunk``, the next chunk
-of an async message body.  ``drive_async`` awaits it (whatever the source raises is thrown
-into the operation, which decides what that means for the connection); ``drive`` cannot
-await, so it throws a ``TypeError`` into the operation instead.
+Two requests are the driver's own business, not the transport's.  ``Call``: a public method
+of the adapter that a subclass or a mock replaced, called (and awaited, by ``drive_async``,
+when it returns an awaitable) with its result sent into the operation and whatever it raises
+thrown in.  ``NextChunk``: the next chunk of an async message body, which ``drive_async``
+awaits (whatever the source raises is thrown into the operation, which decides what that
+means for the connection); ``drive`` cannot await, so it throws a ``TypeError`` into the
+operation instead.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, TypeVar
 
-from .client import END_OF_BODY, NextChunk
+from .client import END_OF_BODY, Call, NextChunk
 
 __all__ = ["drive", "drive_async"]
 
@@ -42,6 +46,12 @@ def drive(
                 result: T = done.value
                 return result
             error = None
+            if request.__class__ is Call:
+                try:
+                    value = request.method(*request.args, **request.kwargs)
+                except Exception as exc:  # the replacement's own error: the operation decides
+                    error = exc
+                continue
             if request.__class__ is NextChunk:
                 error = TypeError("an async iterable message body needs an async adapter")
                 continue
@@ -72,6 +82,14 @@ async def drive_async(
                 result: T = done.value
                 return result
             error = None
+            if request.__class__ is Call:
+                try:
+                    value = request.method(*request.args, **request.kwargs)
+                    if inspect.isawaitable(value):
+                        value = await value
+                except Exception as exc:  # the replacement's own error: the operation decides
+                    error = exc
+                continue
             if request.__class__ is NextChunk:
                 try:
                     value = await anext(request.source, END_OF_BODY)

@@ -1,18 +1,27 @@
-"""Exceptions: the stdlib ``smtplib`` hierarchy, same names and attributes, plus protocol errors.
+"""Exceptions: the stdlib ``smtplib`` classes themselves, extended, plus protocol errors.
 
-Code written for ``smtplib`` catches these by the same names and reads the same attributes
-(``smtp_code``, ``smtp_error``, ``sender``, ``recipients``).  Replies also carry the parsed
-RFC 3463 enhanced status code as ``enhanced_status`` where the server sent one.
+Each ``SMTP...`` exception here subclasses the ``smtplib`` class of the same name, so code
+that catches ``smtplib.SMTPException`` (Django's backend, ``logging.handlers.SMTPHandler``,
+retry decorators) catches what this library raises, through whichever module it imported.
+They keep ``smtplib``'s attributes (``smtp_code``, ``smtp_error``, ``sender``, ``recipients``)
+and add ``enhanced_status``, the RFC 3463 code parsed from the reply where the server sent one.
+
+``smtplib`` is imported for its classes only: the core still opens no socket.
 """
 
 from __future__ import annotations
 
+import smtplib
+
 from .status import EnhancedStatus, parse_enhanced_status
 
 __all__ = [
+    "CommandEncodingError",
     "LocalProtocolError",
+    "MalformedGreeting",
     "ProtocolError",
     "RemoteProtocolError",
+    "ReplyLineTooLong",
     "SMTPAuthenticationError",
     "SMTPConnectError",
     "SMTPDataError",
@@ -27,25 +36,20 @@ __all__ = [
 ]
 
 
-class SMTPException(OSError):
-    """Base class of every exception this library raises about SMTP."""
+class SMTPException(smtplib.SMTPException):
+    """Base class of every exception this library raises about SMTP (an ``OSError``)."""
 
 
-class SMTPNotSupportedError(SMTPException):
+class SMTPNotSupportedError(SMTPException, smtplib.SMTPNotSupportedError):
     """The command or option is not supported by the server."""
 
 
-class SMTPServerDisconnected(SMTPException):
+class SMTPServerDisconnected(SMTPException, smtplib.SMTPServerDisconnected):
     """The connection is closed: by the server, by a network error, or never opened."""
 
 
-class SMTPResponseException(SMTPException):
+class SMTPResponseException(SMTPException, smtplib.SMTPResponseException):
     """The server answered with an error code; ``smtp_code`` and ``smtp_error`` hold the reply."""
-
-    def __init__(self, code: int, msg: bytes | str) -> None:
-        self.smtp_code = code
-        self.smtp_error = msg
-        self.args = (code, msg)
 
     @property
     def enhanced_status(self) -> EnhancedStatus | None:
@@ -56,14 +60,8 @@ class SMTPResponseException(SMTPException):
         return parse_enhanced_status(self.smtp_code, text)
 
 
-class SMTPSenderRefused(SMTPResponseException):
+class SMTPSenderRefused(SMTPResponseException, smtplib.SMTPSenderRefused):
     """The server refused the envelope sender (``sender``)."""
-
-    def __init__(self, code: int, msg: bytes | str, sender: str) -> None:
-        self.smtp_code = code
-        self.smtp_error = msg
-        self.sender = sender
-        self.args = (code, msg, sender)
 
 
 class SMTPMessageTooLarge(SMTPSenderRefused):
@@ -85,47 +83,78 @@ class SMTPMessageTooLarge(SMTPSenderRefused):
         return type(self), (self.size, self.limit, self.sender)
 
 
-class SMTPRecipientsRefused(SMTPException):
+class SMTPRecipientsRefused(SMTPException, smtplib.SMTPRecipientsRefused):
     """Every recipient was refused; ``recipients`` maps each one to its ``(code, text)`` reply."""
 
-    def __init__(self, recipients: dict[str, tuple[int, bytes]]) -> None:
-        self.recipients = recipients
-        self.args = (recipients,)
+    recipients: dict[str, tuple[int, bytes]]
 
 
-class SMTPDataError(SMTPResponseException):
+class SMTPDataError(SMTPResponseException, smtplib.SMTPDataError):
     """The server refused the message data."""
 
 
-class SMTPConnectError(SMTPResponseException):
-    """The server's greeting was not a 220."""
+class SMTPConnectError(SMTPResponseException, smtplib.SMTPConnectError):
+    """The server's greeting was not a 220, or not a reply at all."""
 
 
-class SMTPHeloError(SMTPResponseException):
+class SMTPHeloError(SMTPResponseException, smtplib.SMTPHeloError):
     """The server refused HELO or EHLO."""
 
 
-class SMTPAuthenticationError(SMTPResponseException):
+class SMTPAuthenticationError(SMTPResponseException, smtplib.SMTPAuthenticationError):
     """Authentication failed: the server refused the credentials or every mechanism tried."""
 
 
-class ProtocolError(SMTPException):
-    """A protocol rule was broken: by the caller (:class:`LocalProtocolError`, nothing sent, the
-    connection unchanged) or by the server (:class:`RemoteProtocolError`, the connection closed).
-    """
+class ProtocolError(Exception):
+    """A protocol rule was broken: by the caller (:class:`LocalProtocolError`, a ``ValueError``:
+    nothing sent, the connection unchanged) or by the server (:class:`RemoteProtocolError`, an
+    ``SMTPServerDisconnected``: the connection closed)."""
 
 
 class LocalProtocolError(ProtocolError, ValueError):
     """The caller asked for something that would corrupt the byte stream.
 
     Examples: CR, LF or NUL inside a command argument, a command while a message body is open.
-    Like ``smtplib``'s refusal of newlines in commands, it is also a ``ValueError``.  Nothing is
-    sent and the connection stays usable.
+    A programming error, not a network one: a ``ValueError`` (what ``smtplib`` raises for a
+    newline in a command), never an ``OSError``, so ``except OSError`` around network code
+    does not swallow it.  Nothing is sent and the connection stays usable.
     """
+
+
+class CommandEncodingError(LocalProtocolError, UnicodeEncodeError):
+    """A command holds non-ASCII text and the session is not in SMTPUTF8 mode.
+
+    A ``UnicodeEncodeError``, as ``smtplib`` raises, but raised before anything is sent.
+    """
+
+    def __str__(self) -> str:
+        return f"{super().__str__()} (non-ASCII text in a command requires SMTPUTF8)"
 
 
 class RemoteProtocolError(ProtocolError, SMTPServerDisconnected):
     """The server sent something no correct server sends (garbage, overlong lines, ...).
 
-    It is an ``SMTPServerDisconnected`` too: the connection is closed after one.
+    It is an ``SMTPServerDisconnected`` too: the connection is closed after one.  ``line``
+    is the offending reply line, when one line was at fault.
     """
+
+    line = b""
+
+
+class ReplyLineTooLong(RemoteProtocolError, SMTPResponseException):
+    """A reply line longer than the limit: ``smtplib``'s ``SMTPResponseException(500, "Line
+    too long.")``, and a ``RemoteProtocolError`` (the connection is closed)."""
+
+    def __init__(self) -> None:
+        SMTPResponseException.__init__(self, 500, "Line too long.")
+
+
+class MalformedGreeting(RemoteProtocolError, SMTPConnectError):
+    """The server's banner is no SMTP reply (``199 hi``, garbage): the ``SMTPConnectError``
+    ``smtplib.SMTP(host)`` raises for it (the code the line starts with, else -1), and a
+    ``RemoteProtocolError`` (the connection is closed)."""
+
+    def __init__(self, line: bytes) -> None:
+        code = int(line[:3]) if line[:3].isdigit() else -1
+        SMTPConnectError.__init__(self, code, line[4:].strip() if code != -1 else line)
+        self.line = line

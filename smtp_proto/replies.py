@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .errors import RemoteProtocolError
+from .errors import RemoteProtocolError, ReplyLineTooLong
 from .status import EnhancedStatus, parse_enhanced_status
 
 __all__ = ["EnhancedStatus", "Reply", "ReplyParser", "parse_enhanced_status"]
@@ -127,14 +127,16 @@ class ReplyParser:
         while True:
             if end < 0 or end - start > MAX_LINE_LENGTH:
                 if len(buffer) - start > MAX_LINE_LENGTH:
-                    raise RemoteProtocolError("reply line too long")
+                    raise ReplyLineTooLong
                 return None
             self._position = end + 1
             if end > start and buffer[end - 1] == 13:  # CRLF; a bare LF is tolerated
                 end -= 1
             match = _LINE.fullmatch(buffer, start, end)
             if match is None:
-                raise RemoteProtocolError(f"malformed reply line {buffer[start:end][:80]!r}")
+                error = RemoteProtocolError(f"malformed reply line {buffer[start:end][:80]!r}")
+                error.line = bytes(buffer[start:end][:MAX_LINE_LENGTH])
+                raise error
             code, separator, text = match.groups()
             text = text.strip(b" \t") if text else b""
             lines = self._lines

@@ -259,7 +259,7 @@ class Submission:
         encrypted = self.implicit_tls
         yield from self._hello(client, encrypted)
         if self.starttls != "never" and not encrypted:
-            if client.has_extn("starttls"):
+            if client.owner.has_extn("starttls"):
                 yield from client.starttls()
                 encrypted = True
                 yield from self._hello(client, encrypted)
@@ -278,7 +278,7 @@ class Submission:
         options = self._mail_options(client)
         dsn = self.dsn
         rcpts = [(r, dsn.rcpt_options(r) if dsn else []) for r in self.recipients]
-        client.chunking = self.chunking
+        client.owner.chunking = self.chunking
         refusal: SMTPRecipientsRefused | None = None
         try:
             yield from client.transaction(self.sender, rcpts, self.body, options)
@@ -346,7 +346,7 @@ class Submission:
 def _authenticate(client: Client, credentials: _Credentials) -> Operation[None]:
     """AUTH with a password (the named mechanism, or ``login``'s choice) or an OAuth 2 token
     (OAUTHBEARER or XOAUTH2, whichever is offered, or the named one)."""
-    advertised = client.esmtp_features.get("auth", "").upper().split()
+    advertised = client.owner.esmtp_features.get("auth", "").upper().split()
     if not advertised:
         raise SMTPAuthNotSupportedError("SMTP AUTH extension not supported by server.")
     name = credentials.mechanism.upper() if credentials.mechanism else None

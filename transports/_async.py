@@ -1,35 +1,42 @@
 """The ``smtplib`` API as coroutines, shared by the asyncio and trio adapters.
 
 A framework adapter subclasses ``AsyncSMTPBase`` and supplies only its I/O: opening a TCP or
-Unix connection (``_open``), performing one I/O request (``_perform``), dropping the
-connection at once (``_abort``) and a lock.  Everything else, protocol and API alike, is here
+Unix connection (``_open``) or taking a connected socket (``_adopt``), performing one I/O
+request (``_perform``), dropping the connection at once (``_abort``), a worker thread and a
+lock.  Everything else, protocol and API alike, is here
 or in ``smtp_proto.Client``.
 """
 
 from __future__ import annotations
 
 import email.message
+import inspect
+import socket
 import ssl
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
+from functools import partial
 from types import TracebackType
 from typing import Any, TypeVar
 
-from smtp_proto.client import Client, Message, Operation
+from smtp_proto.client import Message, Operation
 from smtp_proto.driving import drive_async
 from smtp_proto.errors import SMTPConnectError
 
 from ._common import (
+    _RUNNING,
     GLOBAL_DEFAULT_TIMEOUT,
     LMTP_PORT,
-    SMTP_PORT,
     SMTP_SSL_PORT,
-    ClientAttributes,
     Deadline,
+    SMTPObject,
     default_tls_context,
+    open_socket,
+    register_api,
     resolve_timeout,
     split_host_port,
+    tls_context_with_client_cert,
 )
 
 __all__ = ["AsyncLMTPBase", "AsyncSMTPBase", "AsyncSMTPSSLBase"]
@@ -38,7 +45,7 @@ T = TypeVar("T")
 Self = TypeVar("Self", bound="AsyncSMTPBase")
 
 
-class AsyncSMTPBase(ClientAttributes):
+class AsyncSMTPBase(SMTPObject):
     """An SMTP client connection whose methods are the ``smtplib.SMTP`` methods, awaitable.
 
     Unlike ``smtplib.SMTP``, the constructor does no I/O: ``async with SMTP(host, port)``
@@ -51,10 +58,12 @@ class AsyncSMTPBase(ClientAttributes):
     waiting until the reply's last line has arrived: a server that sends a reply slowly, a
     byte at a time, times out like a silent one (``SMTPServerDisconnected`` caused by
     ``TimeoutError``), and the object is closed.
+
+    The coroutines call each other as ``smtplib``'s methods do, so a subclass's override (a
+    coroutine, or a plain method) or a mock of one of them is awaited where ``smtplib`` would
+    call it; the connection's lock is held once for the outermost call.
     """
 
-    default_port = SMTP_PORT
-    _lmtp = False
     _implicit_tls = False
 
     def __init__(
@@ -65,12 +74,16 @@ class AsyncSMTPBase(ClientAttributes):
         timeout: float | None = GLOBAL_DEFAULT_TIMEOUT,
         source_address: tuple[str, int] | None = None,
     ) -> None:
+        SMTPObject.__init__(self)
         self._host = host
         self._port = port
         self.timeout = resolve_timeout(timeout)
         self.source_address = source_address
+        self.command_encoding = "ascii"
+        if local_hostname:
+            self._local_hostname = local_hostname
         self.context: ssl.SSLContext | None = None
-        self._client = Client(local_hostname, lmtp=self._lmtp)
+        self._client = self._new_client()
         self._tls_context: ssl.SSLContext | None = None
         self._lock: AbstractAsyncContextManager[Any] = self._make_lock()
         self._deadline = Deadline(self._now)
@@ -89,6 +102,14 @@ class AsyncSMTPBase(ClientAttributes):
         """Connect to ``host:port`` (a Unix socket when ``port`` is 0), in TLS if asked."""
         raise NotImplementedError
 
+    async def _adopt(self, sock: socket.socket, tls: ssl.SSLContext | None) -> None:
+        """Take ``sock`` (connected by a replaced ``_get_socket``) as the connection."""
+        raise NotImplementedError
+
+    async def _in_thread(self, function: Callable[[], T]) -> T:
+        """``function()`` in a worker thread, off the event loop."""
+        raise NotImplementedError
+
     async def _perform(self, request: Any) -> Any:
         """Carry out one I/O request of a core operation."""
         raise NotImplementedError
@@ -105,9 +126,25 @@ class AsyncSMTPBase(ClientAttributes):
     # ------------------------------------------------------------------ lifecycle
 
     async def _run(self, operation: Operation[T]) -> T:
-        async with self._lock:
+        if self._inside_operation():  # called by a replacement, from inside an operation
             self._deadline.start_operation()
             return await drive_async(operation, self._perform, self.close)
+        async with self._lock:
+            self._deadline.start_operation()
+            token = _RUNNING.set(self)
+            try:
+                return await drive_async(operation, self._perform, self.close)
+            finally:
+                _RUNNING.reset(token)
+
+    async def _get_socket(self, host: str, port: int, timeout: float | None) -> socket.socket:
+        """A connected socket: the hook ``smtplib`` code overrides to connect another way (a
+        proxy, say), here a coroutine or a plain method.  Unless it is replaced, the adapter
+        connects with its framework's own I/O and does not call it; called, it connects a
+        blocking socket in a worker thread."""
+        return await self._in_thread(
+            partial(open_socket, host, port, timeout, self.source_address, lmtp=self._lmtp)
+        )
 
     async def connect(
         self, host: str = "", port: int = 0, source_address: tuple[str, int] | None = None
@@ -127,7 +164,11 @@ class AsyncSMTPBase(ClientAttributes):
         tls = (self.context or default_tls_context()) if self._implicit_tls else None
         async with self._lock:
             try:
-                await self._open(host, 0 if unix else port, tls)
+                if type(self)._get_socket is AsyncSMTPBase._get_socket:
+                    await self._open(host, 0 if unix else port, tls)
+                else:
+                    sock = self._get_socket(host, port, self.timeout)
+                    await self._adopt(await sock if inspect.isawaitable(sock) else sock, tls)
             except BaseException:
                 self.close()
                 raise
@@ -159,6 +200,12 @@ class AsyncSMTPBase(ClientAttributes):
             self.close()
 
     # ------------------------------------------------------------------ smtplib API
+
+    async def send(self, s: str | bytes) -> None:
+        """Write ``s`` as it is (a ``str`` in ``command_encoding``): every write of a session
+        goes through here, so a replacement sees the bytes on the wire, as with ``smtplib``.
+        Called by other code, the bytes bypass the protocol core, as in ``smtplib``."""
+        await self._run(self._client.send(s, raw=not self._inside_operation()))
 
     async def putcmd(self, cmd: str, args: str = "") -> None:
         """Send a command line without reading the reply."""
@@ -200,9 +247,19 @@ class AsyncSMTPBase(ClientAttributes):
             self._client.auth(mechanism, authobject, initial_response_ok=initial_response_ok)
         )
 
-    async def starttls(self, *, context: ssl.SSLContext | None = None) -> tuple[int, bytes]:
-        """Upgrade to TLS, verifying the server's certificate unless ``context`` says otherwise."""
-        self._tls_context = context
+    async def starttls(
+        self,
+        keyfile: str | None = None,
+        certfile: str | None = None,
+        *,
+        context: ssl.SSLContext | None = None,
+    ) -> tuple[int, bytes]:
+        """Upgrade to TLS, verifying the server's certificate unless ``context`` says otherwise.
+
+        ``keyfile`` and ``certfile`` (a client certificate) are taken on Python 3.11 only, with
+        ``smtplib``'s ``DeprecationWarning``, as there; pass a ``context`` instead.
+        """
+        self._tls_context = tls_context_with_client_cert(keyfile, certfile, context)
         return await self._run(self._client.starttls())
 
     async def sendmail(
@@ -266,11 +323,15 @@ class AsyncSMTPBase(ClientAttributes):
         return await self._run(self._client.help(args))
 
     async def quit(self) -> tuple[int, bytes]:
-        """QUIT and close."""
+        """QUIT and close (through ``close()``)."""
         try:
             return await self._run(self._client.quit())
         finally:
-            self.close()
+            if self.is_connected:
+                self.close()
+
+
+register_api(AsyncSMTPBase)
 
 
 class AsyncSMTPSSLBase(AsyncSMTPBase):
@@ -279,22 +340,26 @@ class AsyncSMTPSSLBase(AsyncSMTPBase):
     default_port = SMTP_SSL_PORT
     _implicit_tls = True
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 (smtplib's signature)
         self,
         host: str = "",
         port: int = 0,
         local_hostname: str | None = None,
-        *,
+        keyfile: str | None = None,
+        certfile: str | None = None,
         timeout: float | None = GLOBAL_DEFAULT_TIMEOUT,
         source_address: tuple[str, int] | None = None,
         context: ssl.SSLContext | None = None,
     ) -> None:
+        """``keyfile`` and ``certfile``: Python 3.11 only, deprecated, as in ``smtplib``."""
         super().__init__(host, port, local_hostname, timeout, source_address)
-        self.context = context
+        self.keyfile, self.certfile = keyfile, certfile
+        self.context = tls_context_with_client_cert(keyfile, certfile, context)
 
 
 class AsyncLMTPBase(AsyncSMTPBase):
     """LMTP: LHLO, a Unix socket when the host is an absolute path: mixed into ``LMTP``."""
 
     default_port = LMTP_PORT
+    ehlo_msg = "lhlo"
     _lmtp = True

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import socket
 import ssl
+import sys
+import warnings
 from collections.abc import Callable
+from contextvars import ContextVar
 from math import inf
-from typing import Any
+from typing import Any, ClassVar
 
+from smtp_proto.attributes import SMTPAttributes
 from smtp_proto.body import quotedata
 from smtp_proto.client import Client
 from smtp_proto.commands import quoteaddr
@@ -24,15 +28,19 @@ __all__ = [
     "LMTP_PORT",
     "SMTP_PORT",
     "SMTP_SSL_PORT",
-    "ClientAttributes",
+    "HOOKS",
     "Deadline",
+    "SMTPObject",
     "bCRLF",
     "default_tls_context",
     "local_hostname",
+    "open_socket",
     "quoteaddr",
     "quotedata",
+    "register_api",
     "resolve_timeout",
     "split_host_port",
+    "tls_context_with_client_cert",
 ]
 
 SMTP_PORT = 25
@@ -129,70 +137,128 @@ def split_host_port(host: str, port: int, default_port: int) -> tuple[str, int]:
     return host, port or default_port
 
 
+def open_socket(
+    host: str,
+    port: int,
+    timeout: float | None,
+    source_address: tuple[str, int] | None,
+    *,
+    lmtp: bool = False,
+) -> socket.socket:
+    """A blocking socket connected to ``host:port``, or for LMTP to the Unix socket ``host``
+    when it is an absolute path: what ``_get_socket`` returns unless a subclass says otherwise."""
+    if not (lmtp and host.startswith("/")):
+        return socket.create_connection((host, port), timeout, source_address)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(host)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def default_tls_context() -> ssl.SSLContext:
     """Certificates and host names verified: unlike ``smtplib``, which verifies neither."""
     return ssl.create_default_context()
 
 
-class _Delegated:
-    """An attribute stored on the adapter's ``Client``, so user code reads and sets it as usual."""
+#: The adapter object whose operation is being driven in this context (thread or task): a
+#: public method called from inside an operation (a subclass's override calling the base
+#: method) runs inside it, on the same connection, without taking the lock again.
+_RUNNING: ContextVar[object] = ContextVar("smtp_proto_running", default=None)
 
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
+#: The public methods the core's operations call, as ``smtplib``'s call each other: a
+#: subclass's or a mock's replacement of one of them is called instead of the core's step.
+HOOKS = (
+    "auth",
+    "auth_cram_md5",
+    "auth_login",
+    "auth_plain",
+    "data",
+    "docmd",
+    "ehlo",
+    "ehlo_or_helo_if_needed",
+    "getreply",
+    "helo",
+    "mail",
+    "putcmd",
+    "rcpt",
+    "rset",
+    "send",
+    "sendmail",
+)
 
-    def __get__(self, instance: Any, owner: type | None = None) -> Any:
-        if instance is None:
-            return self
-        return getattr(instance._client, self.name)
 
-    def __set__(self, instance: Any, value: Any) -> None:
-        setattr(instance._client, self.name, value)
+def tls_context_with_client_cert(
+    keyfile: str | None, certfile: str | None, context: ssl.SSLContext | None
+) -> ssl.SSLContext | None:
+    """The context for ``starttls``/``SMTP_SSL``: ``context``, or, given ``smtplib``'s
+    deprecated ``keyfile``/``certfile`` (Python 3.11 only, with its ``DeprecationWarning``),
+    a default (verifying) context holding that client certificate."""
+    if keyfile is None and certfile is None:
+        return context
+    if sys.version_info >= (3, 12):
+        raise TypeError("keyfile and certfile were removed in Python 3.12: use a context")
+    if context is not None:
+        raise ValueError("context and keyfile/certfile arguments are mutually exclusive")
+    warnings.warn(
+        "keyfile and certfile are deprecated, use a custom context instead",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    context = default_tls_context()
+    context.load_cert_chain(certfile, keyfile)  # type: ignore[arg-type]
+    return context
 
 
-class ClientAttributes:
-    """The ``smtplib.SMTP`` attributes and plain (non-I/O) methods, shared by every adapter."""
+class SMTPObject(SMTPAttributes):
+    """What every adapter's ``SMTP`` shares that is not I/O: ``smtplib``'s attributes (on the
+    object itself, class defaults included; see ``SMTPAttributes``), ``set_debuglevel``, and
+    how the core learns which public methods a subclass or a mock replaced."""
 
+    default_port = SMTP_PORT
+    file = None
+    _lmtp = False
+    #: The adapter's own function for each name in ``HOOKS`` (set by ``register_api``).
+    _api: ClassVar[dict[str, Any]] = {}
     _client: Client
 
-    helo_resp = _Delegated()
-    ehlo_resp = _Delegated()
-    does_esmtp = _Delegated()
-    esmtp_features = _Delegated()
-    command_encoding = _Delegated()
-    user = _Delegated()
-    password = _Delegated()
-    debuglevel = _Delegated()
-    ehlo_msg = _Delegated()
-    lmtp_replies = _Delegated()
-    chunking = _Delegated()
+    def _new_client(self) -> Client:
+        """The protocol core for this object, which holds its attributes."""
+        return Client(lmtp=self._lmtp, owner=self, overrides=self._override)
+
+    def _override(self, name: str) -> Callable[..., Any] | None:
+        """The method ``name`` if a subclass or a mock replaced it (on the class or on this
+        object), else ``None``: the core then runs its own step inline."""
+        replaced = self.__dict__.get(name)
+        if replaced is not None:
+            return replaced  # type: ignore[no-any-return]
+        if getattr(type(self), name) is self._api[name]:
+            return None
+        return getattr(self, name)  # type: ignore[no-any-return]
+
+    def _inside_operation(self) -> bool:
+        """Whether this call comes from inside one of this object's operations."""
+        return _RUNNING.get() is self
 
     @property
     def local_hostname(self) -> str:
         """The name sent with HELO/EHLO; looked up once, the first time it is needed."""
-        if self._client.local_hostname is None:
-            self._client.local_hostname = local_hostname()
-        return self._client.local_hostname
+        if self._local_hostname is None:
+            self._local_hostname = local_hostname()
+        return self._local_hostname
 
     @local_hostname.setter
     def local_hostname(self, value: str) -> None:
-        self._client.local_hostname = value
+        self._local_hostname = value
 
     def set_debuglevel(self, debuglevel: int) -> None:
         """1 prints the transcript to stderr as ``smtplib`` does; 2 adds timestamps."""
-        self._client.debuglevel = debuglevel
+        self.debuglevel = debuglevel
 
-    def has_extn(self, opt: str) -> bool:
-        """Whether the server advertised the extension ``opt``."""
-        return self._client.has_extn(opt)
 
-    def auth_cram_md5(self, challenge: bytes | None = None) -> str | None:
-        """The CRAM-MD5 authobject for ``auth()``."""
-        return self._client.auth_cram_md5(challenge)
-
-    def auth_plain(self, challenge: bytes | None = None) -> str:
-        """The PLAIN authobject for ``auth()``."""
-        return self._client.auth_plain(challenge)
-
-    def auth_login(self, challenge: bytes | None = None) -> str | None:
-        """The LOGIN authobject for ``auth()``."""
-        return self._client.auth_login(challenge)
+def register_api(cls: type[SMTPObject]) -> None:
+    """Record ``cls``'s public methods as the ones a subclass or a mock may replace."""
+    cls._api = {name: getattr(cls, name) for name in HOOKS}

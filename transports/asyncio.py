@@ -18,10 +18,12 @@ closes the connection and propagates.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from math import inf
-from typing import Any, Unpack
+from typing import Any, TypeVar, Unpack
 
 from smtp_proto.client import CLOSE, LOCAL_HOSTNAME, RECEIVE, START_TLS
 from smtp_proto.errors import RemoteProtocolError, SMTPServerDisconnected
@@ -38,6 +40,8 @@ from ._smtplib_names import *  # noqa: F403 (the smtplib module surface)
 
 __all__ = ["LMTP", "SMTP", "SMTP_SSL", "send"]
 __all__ += _smtplib_names.__all__
+
+T = TypeVar("T")
 
 
 #: Received bytes held unread before the transport stops reading from the socket: past it the
@@ -191,6 +195,17 @@ class SMTP(AsyncSMTPBase):
                 _, stream = await loop.create_unix_connection(_Stream, host)
         self._stream = stream
 
+    async def _adopt(self, sock: socket.socket, tls: ssl.SSLContext | None) -> None:
+        sock.setblocking(False)
+        async with asyncio.timeout(self.timeout):
+            _, stream = await asyncio.get_running_loop().create_connection(
+                _Stream, sock=sock, ssl=tls, server_hostname=self._host if tls else None
+            )
+        self._stream = stream
+
+    async def _in_thread(self, function: Callable[[], T]) -> T:
+        return await asyncio.to_thread(function)
+
     async def _perform(self, request: Any) -> Any:
         stream = self._stream
         if stream is None:
@@ -207,7 +222,7 @@ class SMTP(AsyncSMTPBase):
             await self._start_tls(stream)
             return None
         if request is LOCAL_HOSTNAME:
-            return await asyncio.to_thread(local_hostname)
+            return await self._in_thread(local_hostname)
         raise AssertionError(f"unknown I/O request {request!r}")
 
     async def _start_tls(self, stream: _Stream) -> None:

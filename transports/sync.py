@@ -28,23 +28,26 @@ from math import inf
 from types import TracebackType
 from typing import Any, TypeVar, Unpack
 
-from smtp_proto.client import CLOSE, LOCAL_HOSTNAME, RECEIVE, START_TLS, Client, Message, Operation
+from smtp_proto.client import CLOSE, LOCAL_HOSTNAME, RECEIVE, START_TLS, Message, Operation
 from smtp_proto.driving import drive
 from smtp_proto.errors import SMTPConnectError, SMTPServerDisconnected
 from smtp_proto.send import SendResult
 
 from . import _smtplib_names
 from ._common import (
+    _RUNNING,
     GLOBAL_DEFAULT_TIMEOUT,
     LMTP_PORT,
-    SMTP_PORT,
     SMTP_SSL_PORT,
-    ClientAttributes,
     Deadline,
+    SMTPObject,
     default_tls_context,
     local_hostname,
+    open_socket,
+    register_api,
     resolve_timeout,
     split_host_port,
+    tls_context_with_client_cert,
 )
 from ._send import SendMessage, SendOptions, send_blocking
 from ._smtplib_names import *  # noqa: F403 (the smtplib module surface)
@@ -59,7 +62,7 @@ _RECV_SIZE = 1 << 16
 _LATE = 0.005
 
 
-class SMTP(ClientAttributes):
+class SMTP(SMTPObject):
     """An SMTP client connection with the ``smtplib.SMTP`` API, over a blocking socket.
 
     ``timeout`` (seconds, ``None`` for none) bounds connecting, each complete write and each
@@ -67,10 +70,13 @@ class SMTP(ClientAttributes):
     last line has arrived: a server that sends a reply slowly, a byte at a time, times out
     like a silent one (``SMTPServerDisconnected`` caused by ``TimeoutError``), and the
     object is closed.
+
+    The methods call each other as ``smtplib``'s do (``send_message`` through ``sendmail``,
+    ``connect`` through ``_get_socket``, every write through ``send``, ...), so subclasses
+    and mocks of them work as they do with ``smtplib``.
     """
 
-    default_port = SMTP_PORT
-    _lmtp = False
+    sock: socket.socket | None = None
 
     def __init__(
         self,
@@ -80,12 +86,14 @@ class SMTP(ClientAttributes):
         timeout: float | None = GLOBAL_DEFAULT_TIMEOUT,
         source_address: tuple[str, int] | None = None,
     ) -> None:
+        SMTPObject.__init__(self)
         self._host = host
         self.timeout = resolve_timeout(timeout)
         self.source_address = source_address
-        self.sock: socket.socket | None = None
-        self.file = None
-        self._client = Client(local_hostname, lmtp=self._lmtp)
+        self.command_encoding = "ascii"
+        if local_hostname:
+            self._local_hostname = local_hostname
+        self._client = self._new_client()
         self._tls_context: ssl.SSLContext | None = None
         self._deadline = Deadline(time.monotonic)
         if host:
@@ -111,9 +119,11 @@ class SMTP(ClientAttributes):
 
     # ------------------------------------------------------------------ transport
 
-    def _open_socket(self, host: str, port: int) -> socket.socket:
-        """A connected socket to ``host:port`` (``SMTP_SSL`` wraps it in TLS)."""
-        return socket.create_connection((host, port), self.timeout, self.source_address)
+    def _get_socket(self, host: str, port: int, timeout: float | None) -> socket.socket:
+        """A connected socket to ``host:port``: the hook ``smtplib`` code overrides to connect
+        another way (a proxy, say).  ``SMTP_SSL`` wraps it in TLS; for ``LMTP`` a ``host``
+        that is an absolute path is a Unix socket."""
+        return open_socket(host, port, timeout, self.source_address, lmtp=self._lmtp)
 
     def connect(
         self, host: str = "localhost", port: int = 0, source_address: tuple[str, int] | None = None
@@ -121,24 +131,24 @@ class SMTP(ClientAttributes):
         """Connect and read the greeting; returns its ``(code, text)``."""
         if source_address:
             self.source_address = source_address
-        if self._lmtp and host.startswith("/"):
-            port = 0  # a Unix socket
-        else:
+        if not (self._lmtp and host.startswith("/")):
             host, port = split_host_port(host, port, self.default_port)
         self.close()
         self._host = host
         self._client.connecting(host, port, self.source_address)
         sys.audit("smtplib.connect", self, host, port)
         try:
-            self.sock = self._open_socket(host, port)
+            self.sock = self._get_socket(host, port, self.timeout)
         except BaseException:
             self.close()  # the client state too: a later command says "not connected"
             raise
+        self.file = None
         return self._run(self._client.greeting())
 
     def close(self) -> None:
         """Close the connection; the object can connect again."""
         sock, self.sock = self.sock, None
+        self.file = None
         self._client.close()
         if sock is not None:
             sock.close()
@@ -164,6 +174,7 @@ class SMTP(ClientAttributes):
             _arm(sock, self._deadline.for_write(self.timeout))
             context = self._tls_context or default_tls_context()
             self.sock = context.wrap_socket(sock, server_hostname=self._host)
+            self.file = None
             return None
         if request is LOCAL_HOSTNAME:
             return local_hostname()
@@ -172,9 +183,19 @@ class SMTP(ClientAttributes):
     def _run(self, operation: Operation[T]) -> T:
         """Drive a core operation to its end over this socket."""
         self._deadline.start_operation()
-        return drive(operation, self._perform, self.close)
+        token = _RUNNING.set(self)
+        try:
+            return drive(operation, self._perform, self.close)
+        finally:
+            _RUNNING.reset(token)
 
     # ------------------------------------------------------------------ smtplib API
+
+    def send(self, s: str | bytes) -> None:
+        """Write ``s`` as it is (a ``str`` in ``command_encoding``): every write of a session
+        goes through here, so a replacement sees the bytes on the wire, as with ``smtplib``.
+        Called by other code, the bytes bypass the protocol core, as in ``smtplib``."""
+        self._run(self._client.send(s, raw=not self._inside_operation()))
 
     def putcmd(self, cmd: str, args: str = "") -> None:
         """Send a command line without reading the reply."""
@@ -216,9 +237,19 @@ class SMTP(ClientAttributes):
             self._client.auth(mechanism, authobject, initial_response_ok=initial_response_ok)
         )
 
-    def starttls(self, *, context: ssl.SSLContext | None = None) -> tuple[int, bytes]:
-        """Upgrade to TLS, verifying the server's certificate unless ``context`` says otherwise."""
-        self._tls_context = context
+    def starttls(
+        self,
+        keyfile: str | None = None,
+        certfile: str | None = None,
+        *,
+        context: ssl.SSLContext | None = None,
+    ) -> tuple[int, bytes]:
+        """Upgrade to TLS, verifying the server's certificate unless ``context`` says otherwise.
+
+        ``keyfile`` and ``certfile`` (a client certificate) are taken on Python 3.11 only, with
+        ``smtplib``'s ``DeprecationWarning``, as there; pass a ``context`` instead.
+        """
+        self._tls_context = tls_context_with_client_cert(keyfile, certfile, context)
         return self._run(self._client.starttls())
 
     def sendmail(
@@ -282,11 +313,15 @@ class SMTP(ClientAttributes):
         return self._run(self._client.help(args))
 
     def quit(self) -> tuple[int, bytes]:
-        """QUIT and close."""
+        """QUIT and close (through ``close()``)."""
         try:
             return self._run(self._client.quit())
         finally:
-            self.close()
+            if self.sock is not None:
+                self.close()
+
+
+register_api(SMTP)
 
 
 def _arm(sock: socket.socket, when: float) -> None:
@@ -308,23 +343,27 @@ class SMTP_SSL(SMTP):
 
     default_port = SMTP_SSL_PORT
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 (smtplib's signature)
         self,
         host: str = "",
         port: int = 0,
         local_hostname: str | None = None,
-        *,
+        keyfile: str | None = None,
+        certfile: str | None = None,
         timeout: float | None = GLOBAL_DEFAULT_TIMEOUT,
         source_address: tuple[str, int] | None = None,
         context: ssl.SSLContext | None = None,
     ) -> None:
+        """``keyfile`` and ``certfile``: Python 3.11 only, deprecated, as in ``smtplib``."""
+        self.keyfile, self.certfile = keyfile, certfile
+        context = tls_context_with_client_cert(keyfile, certfile, context)
         self.context = context or default_tls_context()
         super().__init__(host, port, local_hostname, timeout, source_address)
 
-    def _open_socket(self, host: str, port: int) -> socket.socket:
-        sock = super()._open_socket(host, port)
+    def _get_socket(self, host: str, port: int, timeout: float | None) -> socket.socket:
+        sock = super()._get_socket(host, port, timeout)
         try:
-            return self.context.wrap_socket(sock, server_hostname=host)
+            return self.context.wrap_socket(sock, server_hostname=self._host)
         except BaseException:
             sock.close()
             raise
@@ -334,6 +373,7 @@ class LMTP(SMTP):
     """LMTP (RFC 2033): LHLO, a Unix socket when ``host`` is a path, one reply per recipient."""
 
     default_port = LMTP_PORT
+    ehlo_msg = "lhlo"
     _lmtp = True
 
     def __init__(
@@ -345,19 +385,6 @@ class LMTP(SMTP):
         timeout: float | None = GLOBAL_DEFAULT_TIMEOUT,
     ) -> None:
         super().__init__(host, port, local_hostname, timeout, source_address)
-
-    def _open_socket(self, host: str, port: int) -> socket.socket:
-        """A TCP connection, or one to the Unix socket ``host`` when it is a path (port 0)."""
-        if port:
-            return super()._open_socket(host, port)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(self.timeout)
-            sock.connect(host)
-        except BaseException:
-            sock.close()
-            raise
-        return sock
 
 
 def send(

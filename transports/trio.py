@@ -25,7 +25,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, suppress
 from math import inf
-from typing import Any, Unpack
+from typing import Any, TypeVar, Unpack
 
 import trio
 
@@ -46,6 +46,7 @@ from ._smtplib_names import *  # noqa: F403 (the smtplib module surface)
 __all__ = ["LMTP", "SMTP", "SMTP_SSL", "send"]
 __all__ += _smtplib_names.__all__
 
+T = TypeVar("T")
 _RECEIVE_SIZE = 1 << 16
 
 
@@ -82,12 +83,27 @@ class SMTP(AsyncSMTPBase):
             connected = await _connect(host, port, self.source_address)
         if connected is None:
             raise TimeoutError(f"timed out connecting to {host}")
-        self._socket, self._raw = connected
+        await self._take(*connected, tls)
+
+    async def _adopt(self, sock: socket.socket, tls: ssl.SSLContext | None) -> None:
+        sock.setblocking(False)
+        if sock.family != socket.AF_UNIX:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        await self._take(trio.socket.from_stdlib_socket(sock), sock, tls)
+
+    async def _take(
+        self, sock: trio.socket.SocketType, raw: socket.socket, tls: ssl.SSLContext | None
+    ) -> None:
+        """Use the connected ``sock`` (``raw`` as the standard library's), in TLS if asked."""
+        self._socket, self._raw = sock, raw
         self._turns.yielded = True
         # The run's clock itself: trio.current_time finds it anew on every call.
         self._deadline = Deadline(trio.lowlevel.current_clock().current_time)
         if tls is not None:
             await self._handshake(tls)
+
+    async def _in_thread(self, function: Callable[[], T]) -> T:
+        return await trio.to_thread.run_sync(function)
 
     async def _handshake(self, context: ssl.SSLContext) -> None:
         assert self._socket is not None
@@ -143,7 +159,7 @@ class SMTP(AsyncSMTPBase):
             await self._handshake(self._tls_context or default_tls_context())
             return None
         if request is LOCAL_HOSTNAME:
-            return await trio.to_thread.run_sync(local_hostname)
+            return await self._in_thread(local_hostname)
         raise AssertionError(f"unknown I/O request {request!r}")
 
     def _abort(self) -> None:
