@@ -252,7 +252,7 @@ class TransactionReplies:
     body: dict[str, Reply]
 
 
-def _fix_line_ends(text: str) -> str:
+def fix_line_ends(text: str) -> str:
     """CRLF for every line end of a ``str`` message, as ``smtplib`` does before encoding."""
     return _BARE_LINE_END.sub("\r\n", text)
 
@@ -1234,7 +1234,7 @@ def _source(msg: Message) -> _Source:
     if isinstance(msg, bytes):
         return msg
     if isinstance(msg, str):
-        return _fix_line_ends(msg).encode("ascii")
+        return fix_line_ends(msg).encode("ascii")
     if isinstance(msg, bytearray | memoryview):
         return bytes(msg)
     if isinstance(msg, Readable) and inspect.iscoroutinefunction(msg.read):

@@ -58,7 +58,7 @@ def _verbatim(address: str) -> str:
     trailing CRLF, say): an injection attempt must fail loudly, not be half-repaired.
     """
     if _CONTROL_TEXT.search(address) is not None:
-        raise LocalProtocolError(_refusal("address", address))
+        raise LocalProtocolError(_refusal("address contains", address))
     return address
 
 
@@ -110,15 +110,16 @@ def encode_line(line: str, utf8: bool) -> bytes:
             exc.encoding, exc.object, exc.start, exc.end, exc.reason
         ) from exc
     if _CONTROL.search(data) is not None:
-        raise LocalProtocolError(_refusal("command", line))
+        raise LocalProtocolError(_refusal("command and arguments contain", line))
     return data + b"\r\n"
 
 
 def _refusal(what: str, text: str) -> str:
-    """Why ``text`` cannot be sent: in ``smtplib``'s words for a line break."""
+    """Why ``text`` cannot be sent: for a line break, in ``smtplib``'s words and escaping."""
     if "\r" in text or "\n" in text:
-        return f"{what} contains prohibited newline characters: {text!r}"
-    return f"control character in {what}: {text!r}"
+        escaped = text.replace("\n", "\\n").replace("\r", "\\r")
+        return f"{what} prohibited newline characters: {escaped}"
+    return f"{what} a control character: {text!r}"
 
 
 class Command:

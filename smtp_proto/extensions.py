@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["Extensions", "parse_ehlo"]
+__all__ = ["OLDSTYLE_AUTH", "Extensions", "parse_ehlo"]
 
 _KEYWORD = re.compile(r"([A-Za-z0-9][A-Za-z0-9-]*) ?")
-_OLD_STYLE_AUTH = re.compile(r"auth=(.*)", re.IGNORECASE)
+#: The pre-RFC 2554 ``AUTH=`` EHLO line some servers still send (``smtplib.OLDSTYLE_AUTH``).
+OLDSTYLE_AUTH = re.compile(r"auth=(.*)", re.IGNORECASE)
 
 
 def parse_ehlo(text: bytes) -> dict[str, str]:
@@ -20,7 +21,7 @@ def parse_ehlo(text: bytes) -> dict[str, str]:
     """
     features: dict[str, str] = {}
     for line in text.decode("latin-1").split("\n")[1:]:
-        old_auth = _OLD_STYLE_AUTH.match(line)
+        old_auth = OLDSTYLE_AUTH.match(line)
         if old_auth is not None:
             features["auth"] = f"{features.get('auth', '')} {old_auth[1]}"
             continue

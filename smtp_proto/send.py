@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from . import sasl
-from .client import Client, Message, Operation, _fix_line_ends
+from .client import Client, Message, Operation, fix_line_ends
 from .dsn import DSN
 from .errors import (
     SMTPHeloError,
@@ -216,7 +216,7 @@ class Submission:
                 )
             targets = [recipients] if isinstance(recipients, str) else list(recipients)
             if isinstance(message, str):
-                message = _fix_line_ends(message).encode("utf-8")
+                message = fix_line_ends(message).encode("utf-8")
             elif isinstance(message, bytearray | memoryview):
                 message = bytes(message)
             body = message

@@ -77,7 +77,7 @@ class AsyncSMTPBase(SMTPObject):
         SMTPObject.__init__(self)
         self._host = host
         self._port = port
-        self.timeout = resolve_timeout(timeout)
+        self.timeout = timeout
         self.source_address = source_address
         self.command_encoding = "ascii"
         if local_hostname:
@@ -158,6 +158,7 @@ class AsyncSMTPBase(SMTPObject):
         if not unix:
             host, port = split_host_port(host, port, self.default_port)
         self.close()
+        self._timeout = resolve_timeout(self.timeout, socket.getdefaulttimeout())
         self._host = host
         self._client.connecting(host, port, self.source_address)
         sys.audit("smtplib.connect", self, host, port)

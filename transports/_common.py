@@ -58,11 +58,11 @@ GLOBAL_DEFAULT_TIMEOUT: Any = socket._GLOBAL_DEFAULT_TIMEOUT  # type: ignore[att
 DEFAULT_TIMEOUT = 600.0
 
 
-def resolve_timeout(timeout: object) -> float | None:
-    """The timeout to use: the caller's, else the socket default, else ``DEFAULT_TIMEOUT``."""
+def resolve_timeout(timeout: object, socket_default: float | None) -> float | None:
+    """The timeout to use: the caller's, else the socket module's default (``socket_default``,
+    read when connecting, as ``smtplib`` does), else ``DEFAULT_TIMEOUT``."""
     if timeout is GLOBAL_DEFAULT_TIMEOUT:
-        timeout = socket.getdefaulttimeout()
-        return DEFAULT_TIMEOUT if timeout is None else timeout
+        return DEFAULT_TIMEOUT if socket_default is None else socket_default
     if timeout is not None and not timeout:
         raise ValueError("Non-blocking socket (timeout=0) is not supported")
     return timeout  # type: ignore[return-value]
@@ -144,14 +144,21 @@ def open_socket(
     source_address: tuple[str, int] | None,
     *,
     lmtp: bool = False,
+    sockets: Any = socket,
 ) -> socket.socket:
     """A blocking socket connected to ``host:port``, or for LMTP to the Unix socket ``host``
-    when it is an absolute path: what ``_get_socket`` returns unless a subclass says otherwise."""
+    when it is an absolute path: what ``_get_socket`` returns unless a subclass says otherwise.
+
+    ``timeout`` may be ``GLOBAL_DEFAULT_TIMEOUT`` (the socket module's default).  ``sockets``
+    is the socket module to use: the blocking adapter passes its own global, which tests of
+    ``smtplib`` code replace with a mock (``smtplib.socket = mock_socket``).
+    """
     if not (lmtp and host.startswith("/")):
-        return socket.create_connection((host, port), timeout, source_address)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        return sockets.create_connection((host, port), timeout, source_address)  # type: ignore[no-any-return]
+    sock: socket.socket = sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM)
     try:
-        sock.settimeout(timeout)
+        if timeout is not GLOBAL_DEFAULT_TIMEOUT:
+            sock.settimeout(timeout)
         sock.connect(host)
     except BaseException:
         sock.close()
@@ -220,6 +227,10 @@ class SMTPObject(SMTPAttributes):
 
     default_port = SMTP_PORT
     file = None
+    #: As given: a number, ``None``, or ``GLOBAL_DEFAULT_TIMEOUT`` (resolved when connecting).
+    timeout: Any = GLOBAL_DEFAULT_TIMEOUT
+    #: The timeout in force on the connection (see ``resolve_timeout``).
+    _timeout: float | None = DEFAULT_TIMEOUT
     _lmtp = False
     #: The adapter's own function for each name in ``HOOKS`` (set by ``register_api``).
     _api: ClassVar[dict[str, Any]] = {}

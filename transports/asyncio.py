@@ -181,7 +181,7 @@ class SMTP(AsyncSMTPBase):
 
     async def _open(self, host: str, port: int, tls: ssl.SSLContext | None) -> None:
         loop = asyncio.get_running_loop()
-        async with asyncio.timeout(self.timeout):
+        async with asyncio.timeout(self._timeout):
             if port:
                 _, stream = await loop.create_connection(
                     _Stream,
@@ -197,7 +197,7 @@ class SMTP(AsyncSMTPBase):
 
     async def _adopt(self, sock: socket.socket, tls: ssl.SSLContext | None) -> None:
         sock.setblocking(False)
-        async with asyncio.timeout(self.timeout):
+        async with asyncio.timeout(self._timeout):
             _, stream = await asyncio.get_running_loop().create_connection(
                 _Stream, sock=sock, ssl=tls, server_hostname=self._host if tls else None
             )
@@ -211,10 +211,10 @@ class SMTP(AsyncSMTPBase):
         if stream is None:
             raise SMTPServerDisconnected("please run connect() first")
         if request.__class__ is bytes or request.__class__ is memoryview:
-            await stream.write(request, self._deadline.for_write(self.timeout))
+            await stream.write(request, self._deadline.for_write(self._timeout))
             return None
         if request is RECEIVE:
-            return await stream.read(self._deadline.for_read(self._client, self.timeout))
+            return await stream.read(self._deadline.for_read(self._client, self._timeout))
         if request is CLOSE:
             self._abort()
             return None
@@ -230,7 +230,7 @@ class SMTP(AsyncSMTPBase):
             raise RemoteProtocolError("server sent data after its 220 to STARTTLS")
         assert stream.transport is not None
         context = self._tls_context or default_tls_context()
-        async with asyncio.timeout(self.timeout):
+        async with asyncio.timeout(self._timeout):
             transport = await asyncio.get_running_loop().start_tls(
                 stream.transport, stream, context, server_hostname=self._host
             )

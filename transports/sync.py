@@ -88,7 +88,7 @@ class SMTP(SMTPObject):
     ) -> None:
         SMTPObject.__init__(self)
         self._host = host
-        self.timeout = resolve_timeout(timeout)
+        self.timeout = timeout
         self.source_address = source_address
         self.command_encoding = "ascii"
         if local_hostname:
@@ -123,7 +123,9 @@ class SMTP(SMTPObject):
         """A connected socket to ``host:port``: the hook ``smtplib`` code overrides to connect
         another way (a proxy, say).  ``SMTP_SSL`` wraps it in TLS; for ``LMTP`` a ``host``
         that is an absolute path is a Unix socket."""
-        return open_socket(host, port, timeout, self.source_address, lmtp=self._lmtp)
+        return open_socket(
+            host, port, timeout, self.source_address, lmtp=self._lmtp, sockets=socket
+        )
 
     def connect(
         self, host: str = "localhost", port: int = 0, source_address: tuple[str, int] | None = None
@@ -134,6 +136,7 @@ class SMTP(SMTPObject):
         if not (self._lmtp and host.startswith("/")):
             host, port = split_host_port(host, port, self.default_port)
         self.close()
+        self._timeout = resolve_timeout(self.timeout, socket.getdefaulttimeout())
         self._host = host
         self._client.connecting(host, port, self.source_address)
         sys.audit("smtplib.connect", self, host, port)
@@ -160,18 +163,18 @@ class SMTP(SMTPObject):
             raise SMTPServerDisconnected("please run connect() first")
         if request.__class__ is bytes or request.__class__ is memoryview:
             sys.audit("smtplib.send", self, request)
-            _arm(sock, self._deadline.for_write(self.timeout))
+            _arm(sock, self._deadline.for_write(self._timeout))
             sock.sendall(request)  # the socket's timeout bounds the whole call
             return None
         if request is RECEIVE:
-            _arm(sock, self._deadline.for_read(self._client, self.timeout))
+            _arm(sock, self._deadline.for_read(self._client, self._timeout))
             return sock.recv(_RECV_SIZE)
         if request is CLOSE:
             self.close()
             return None
         if request is START_TLS:
             # The ssl module bounds the whole handshake by the socket's timeout.
-            _arm(sock, self._deadline.for_write(self.timeout))
+            _arm(sock, self._deadline.for_write(self._timeout))
             context = self._tls_context or default_tls_context()
             self.sock = context.wrap_socket(sock, server_hostname=self._host)
             self.file = None

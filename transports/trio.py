@@ -73,9 +73,9 @@ class SMTP(AsyncSMTPBase):
 
     def _time_limit(self) -> trio.CancelScope:
         """A cancel scope for connecting or a TLS handshake: ``timeout`` seconds, or none."""
-        if self.timeout is None:
+        if self._timeout is None:
             return trio.CancelScope()
-        return trio.move_on_after(self.timeout)
+        return trio.move_on_after(self._timeout)
 
     async def _open(self, host: str, port: int, tls: ssl.SSLContext | None) -> None:
         connected: tuple[trio.socket.SocketType, socket.socket] | None = None
@@ -127,7 +127,7 @@ class SMTP(AsyncSMTPBase):
         if sock is None:
             raise SMTPServerDisconnected("please run connect() first")
         if request is RECEIVE:
-            deadline = self._deadline.for_read(self._client, self.timeout)
+            deadline = self._deadline.for_read(self._client, self._timeout)
             if self._tls is None:
                 if self._wrote:
                     self._wrote = False
@@ -142,7 +142,7 @@ class SMTP(AsyncSMTPBase):
             self._turns.yielded = True
             return await _receive_tls(self._tls, deadline)
         if request.__class__ is bytes or request.__class__ is memoryview:
-            deadline = self._deadline.for_write(self.timeout)
+            deadline = self._deadline.for_write(self._timeout)
             if self._tls is None:
                 self._wrote = True
                 if await _send(sock, request, deadline):
