@@ -479,23 +479,29 @@ class Client(SMTPAttributes):
         if self._override("getreply") is None:
             return (yield from self._exchange(b"", 1))[0]
         code, text = yield from self._call("getreply")
-        return Reply(code, tuple(text.split(b"\n")))
+        return _as_reply(code, text)
 
     def _command(
         self, command: Command, *, docmd: bool = False
     ) -> Generator[IORequest, Any, Reply]:
         """Send one command and read its reply.
 
-        ``docmd``: ``smtplib`` sends this one with ``docmd`` (else with ``putcmd`` and
-        ``getreply``); that is the path it takes when the wire methods were replaced.
+        When a wire method was replaced, the command goes as ``smtplib`` sends it: through
+        ``docmd`` (if ``smtplib`` uses it for this command, flagged by ``docmd``) or else
+        ``putcmd``, each as replaced, else written through ``send``; the reply is read
+        through ``getreply``.
         """
         if not self._wire_hooked():
             return (yield from self._exchange(self._encode(command), 1))[0]
         verb, _, args = command.line().partition(" ")
+        arguments = (verb, args) if args else (verb,)
         if docmd and self._override("docmd") is not None:
-            code, text = yield from self._call("docmd", verb, *([args] if args else []))
-            return Reply(code, tuple(text.split(b"\n")))
-        yield from self._call("putcmd", verb, *([args] if args else []))
+            code, text = yield from self._call("docmd", *arguments)
+            return _as_reply(code, text)
+        if self._override("putcmd") is not None:
+            yield from self._call("putcmd", *arguments)
+        else:
+            yield from self._write(self._encode(command).decode(self.owner.command_encoding))
         return (yield from self._read_reply())
 
     # ------------------------------------------------------------------ low-level smtplib API
@@ -858,7 +864,7 @@ class Client(SMTPAttributes):
         refused: dict[str, tuple[int, bytes]] = {}
         for recipient, rcpt_options in recipients:
             code, text = yield from self._call("rcpt", recipient, rcpt_options)
-            self.last_replies.rcpt[recipient] = Reply(code, tuple(text.split(b"\n")))
+            self.last_replies.rcpt[recipient] = _as_reply(code, text)
             if code not in (250, 251):
                 refused[recipient] = (code, text)
             if code == 421:
@@ -1216,6 +1222,13 @@ class Client(SMTPAttributes):
             last_error = SMTPAuthenticationError(code, text)  # a replaced auth() returned it
         assert last_error is not None
         raise last_error
+
+
+def _as_reply(code: int, text: bytes | str) -> Reply:
+    """A reply that a replaced method returned as ``smtplib``'s ``(code, text)``."""
+    if isinstance(text, str):
+        text = text.encode("utf-8", "replace")
+    return Reply(code, tuple(text.split(b"\n")))
 
 
 def _redacted_line(command: Command) -> str:
