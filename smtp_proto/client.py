@@ -392,9 +392,12 @@ class Client(SMTPAttributes):
     # ------------------------------------------------------------------ I/O primitives
 
     def _abort(self) -> Generator[IORequest, Any, None]:
-        """Close the transport and forget the connection."""
-        self.close()
-        yield CLOSE
+        """Close the transport (which sees the connection still open, as a subclass's
+        ``close()`` does in ``smtplib``), and forget the connection."""
+        try:
+            yield CLOSE
+        finally:
+            self.close()
 
     def _encode(self, *commands: Command) -> bytes:
         """The bytes of one command, or of a pipelined group of them; traced and logged."""
@@ -494,12 +497,14 @@ class Client(SMTPAttributes):
         if not self._wire_hooked():
             return (yield from self._exchange(self._encode(command), 1))[0]
         verb, _, args = command.line().partition(" ")
-        arguments = (verb, args) if args else (verb,)
         if docmd and self._override("docmd") is not None:
-            code, text = yield from self._call("docmd", *arguments)
+            code, text = yield from self._call("docmd", *((verb, args) if args else (verb,)))
             return _as_reply(code, text)
         if self._override("putcmd") is not None:
-            yield from self._call("putcmd", *arguments)
+            # smtplib passes the (maybe empty) arguments, but for DATA's bare putcmd("data")
+            yield from self._call(
+                "putcmd", *((verb,) if command.__class__ is Data else (verb, args))
+            )
         else:
             yield from self._write(self._encode(command).decode(self.owner.command_encoding))
         return (yield from self._read_reply())
@@ -811,7 +816,7 @@ class Client(SMTPAttributes):
         source = _source(msg)
         binary = _binary_body(mail_options)
         # Measured only for a server that takes SIZE: a file is sought, bytes are scanned.
-        size = _size(source, binary) if owner.has_extn("size") else None
+        size = _size(source, binary) if owner.does_esmtp and owner.has_extn("size") else None
         extensions = self.connection.extensions
         if extensions.size and size is not None and size > extensions.size:
             raise SMTPMessageTooLarge(size, extensions.size, from_addr)
@@ -856,7 +861,7 @@ class Client(SMTPAttributes):
     ) -> Generator[IORequest, Any, dict[str, tuple[int, bytes]]]:
         """``smtplib``'s ``sendmail``, step by step through the adapter's ``mail``, ``rcpt``,
         ``data`` and ``rset`` (replaced or not), one command at a time."""
-        code, text = yield from self._call("mail", from_addr, options)
+        code, text = yield from self._call("mail", from_addr, list(options))
         if code != 250:
             if code != 421:
                 yield from self._rset()
@@ -1095,9 +1100,9 @@ class Client(SMTPAttributes):
         refused: dict[str, tuple[int, bytes]] = yield from self._call(
             "sendmail",
             prepared.from_addr,
-            prepared.to_addrs,
+            prepared.to_addrs if to_addrs is None else to_addrs,  # as given, like smtplib
             prepared.data,
-            prepared.mail_options,
+            prepared.mail_options if prepared.international else mail_options,
             rcpt_options,
         )
         return refused

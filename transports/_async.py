@@ -120,8 +120,8 @@ class AsyncSMTPBase(SMTPObject):
 
     @property
     def is_connected(self) -> bool:
-        """Whether a connection is open."""
-        return self._client.is_connected
+        """Whether a connection is open (until ``close()``: as ``smtplib``'s ``sock``)."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -157,7 +157,7 @@ class AsyncSMTPBase(SMTPObject):
         unix = self._lmtp and host.startswith("/")
         if not unix:
             host, port = split_host_port(host, port, self.default_port)
-        self.close()
+        self._drop()  # not through close(): smtplib's connect does not call it
         self._timeout = resolve_timeout(self.timeout, socket.getdefaulttimeout())
         self._host = host
         self._client.connecting(host, port, self.source_address)
@@ -177,6 +177,10 @@ class AsyncSMTPBase(SMTPObject):
 
     def close(self) -> None:
         """Close the connection; the object can connect again."""
+        self._drop()
+
+    def _drop(self) -> None:
+        """Close the connection and forget it."""
         self._client.close()
         self._abort()
 

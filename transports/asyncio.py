@@ -216,7 +216,7 @@ class SMTP(AsyncSMTPBase):
         if request is RECEIVE:
             return await stream.read(self._deadline.for_read(self._client, self._timeout))
         if request is CLOSE:
-            self._abort()
+            self.close()  # as smtplib's methods do, so a subclass's close() sees it
             return None
         if request is START_TLS:
             await self._start_tls(stream)
@@ -237,6 +237,10 @@ class SMTP(AsyncSMTPBase):
         if transport is None:
             raise SMTPServerDisconnected("connection closed during the TLS handshake")
         stream.transport = transport
+
+    @property
+    def is_connected(self) -> bool:
+        return self._stream is not None
 
     def _abort(self) -> None:
         stream, self._stream = self._stream, None

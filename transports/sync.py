@@ -135,7 +135,7 @@ class SMTP(SMTPObject):
             self.source_address = source_address
         if not (self._lmtp and host.startswith("/")):
             host, port = split_host_port(host, port, self.default_port)
-        self.close()
+        self._drop()  # not through close(): smtplib's connect does not call it
         self._timeout = resolve_timeout(self.timeout, socket.getdefaulttimeout())
         self._host = host
         self._client.connecting(host, port, self.source_address)
@@ -150,6 +150,10 @@ class SMTP(SMTPObject):
 
     def close(self) -> None:
         """Close the connection; the object can connect again."""
+        self._drop()
+
+    def _drop(self) -> None:
+        """Close the connection and forget it."""
         sock, self.sock = self.sock, None
         self.file = None
         self._client.close()

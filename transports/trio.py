@@ -152,7 +152,7 @@ class SMTP(AsyncSMTPBase):
                 await _send_tls(self._tls, request, deadline)
             return None
         if request is CLOSE:
-            self._abort()
+            self.close()  # as smtplib's methods do, so a subclass's close() sees it
             return None
         self._turns.yielded = True
         if request is START_TLS:
@@ -161,6 +161,10 @@ class SMTP(AsyncSMTPBase):
         if request is LOCAL_HOSTNAME:
             return await self._in_thread(local_hostname)
         raise AssertionError(f"unknown I/O request {request!r}")
+
+    @property
+    def is_connected(self) -> bool:
+        return self._raw is not None
 
     def _abort(self) -> None:
         sock, self._socket, self._raw, self._tls = self._socket, None, None, None
