@@ -13,8 +13,9 @@ whole pipelined group), multi-line replies, raw garbage or EOF, handed over in a
 pieces.  When the input runs out the server hangs up.
 
 Allowed outcomes of an operation: a result of the documented type, or an exception of the
-library (``SMTPException`` and subclasses, and ``LocalProtocolError``, a ``ValueError``); also ``UnicodeEncodeError`` for a ``str`` message
-with non-ASCII characters (``smtplib`` raises it there too) and the transport's own
+library (``SMTPException`` and subclasses, and ``LocalProtocolError``, a ``ValueError``);
+also ``UnicodeEncodeError`` for a ``str`` message with non-ASCII characters (``smtplib``
+raises it there too) and the transport's own
 ``OSError`` from the TLS handshake (re-raised, as ``smtplib`` lets ``ssl`` errors through)
 and a message source's own exception (the connection must then be as it was if the source
 failed before DATA, and closed if it failed in the middle of the body).  Anything else

@@ -566,7 +566,8 @@ class Client(SMTPAttributes):
         owner = self.owner
         owner.esmtp_features = {}
         name = name or (yield from self._hostname())
-        greeting = Lhlo(name) if owner.ehlo_msg.lower() == "lhlo" else Ehlo(name)
+        verb = owner.ehlo_msg
+        greeting = Lhlo(name) if verb == "lhlo" else Ehlo(name, verb)
         reply = yield from self._command(greeting)
         owner.ehlo_resp = reply.text
         if reply.code == 250:

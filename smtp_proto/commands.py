@@ -164,12 +164,17 @@ class Helo(Command):
 
 @dataclass(frozen=True, slots=True)
 class Ehlo(Command):
-    """EHLO, the extended greeting that asks for the server's extensions."""
+    """EHLO, the extended greeting that asks for the server's extensions.
+
+    ``verb``: what to send for it (``smtplib``'s ``ehlo_msg``, which a subclass may change);
+    the reply is read as an EHLO reply whatever the verb.
+    """
 
     name: str
+    verb: str = "ehlo"
 
     def line(self) -> str:
-        return f"ehlo {self.name}"
+        return f"{self.verb} {self.name}"
 
 
 @dataclass(frozen=True, slots=True)

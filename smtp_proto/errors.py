@@ -148,6 +148,9 @@ class ReplyLineTooLong(RemoteProtocolError, SMTPResponseException):
     def __init__(self) -> None:
         SMTPResponseException.__init__(self, 500, "Line too long.")
 
+    def __reduce__(self) -> tuple[type[ReplyLineTooLong], tuple[()]]:
+        return type(self), ()
+
 
 class MalformedGreeting(RemoteProtocolError, SMTPConnectError):
     """The server's banner is no SMTP reply (``199 hi``, garbage): the ``SMTPConnectError``
@@ -156,5 +159,8 @@ class MalformedGreeting(RemoteProtocolError, SMTPConnectError):
 
     def __init__(self, line: bytes) -> None:
         code = int(line[:3]) if line[:3].isdigit() else -1
-        SMTPConnectError.__init__(self, code, line[4:].strip() if code != -1 else line)
+        SMTPConnectError.__init__(self, code, line[4:].strip())  # smtplib's text, even for -1
         self.line = line
+
+    def __reduce__(self) -> tuple[type[MalformedGreeting], tuple[bytes]]:
+        return type(self), (self.line,)

@@ -125,7 +125,7 @@ class ReplyParser:
                 self._position = end + 1
                 return reply
         while True:
-            if end < 0 or end - start > MAX_LINE_LENGTH:
+            if end < 0 or end - start >= MAX_LINE_LENGTH:  # smtplib's limit counts the LF
                 if len(buffer) - start > MAX_LINE_LENGTH:
                     raise ReplyLineTooLong
                 return None

@@ -256,7 +256,6 @@ class AsyncSMTPBase(SMTPObject):
         self,
         keyfile: str | None = None,
         certfile: str | None = None,
-        *,
         context: ssl.SSLContext | None = None,
     ) -> tuple[int, bytes]:
         """Upgrade to TLS, verifying the server's certificate unless ``context`` says otherwise.
@@ -368,3 +367,13 @@ class AsyncLMTPBase(AsyncSMTPBase):
     default_port = LMTP_PORT
     ehlo_msg = "lhlo"
     _lmtp = True
+
+    def __init__(
+        self,
+        host: str = "",
+        port: int = LMTP_PORT,
+        local_hostname: str | None = None,
+        source_address: tuple[str, int] | None = None,
+        timeout: float | None = GLOBAL_DEFAULT_TIMEOUT,
+    ) -> None:
+        super().__init__(host, port, local_hostname, timeout, source_address)

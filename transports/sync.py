@@ -248,7 +248,6 @@ class SMTP(SMTPObject):
         self,
         keyfile: str | None = None,
         certfile: str | None = None,
-        *,
         context: ssl.SSLContext | None = None,
     ) -> tuple[int, bytes]:
         """Upgrade to TLS, verifying the server's certificate unless ``context`` says otherwise.
