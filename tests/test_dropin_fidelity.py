@@ -73,6 +73,8 @@ INJECTED_EHLO = "command and arguments contain prohibited newline characters: eh
 DEFAULT_LIMIT = 600.0
 CLIENT_NAME = "client-cert.example.test"
 DEPRECATED = "keyfile and certfile are deprecated, use a custom context instead"
+#: The keyfile/certfile tests: smtplib takes them up to Python 3.11 (the 3.12 case is below).
+up_to_311 = pytest.mark.skipif(sys.version_info >= (3, 12), reason="smtplib 3.12 has no keyfile")
 
 
 def module(name: str) -> ModuleType:
@@ -1079,6 +1081,7 @@ def assert_deprecation(record: pytest.WarningsRecorder, caller: str) -> None:
 CALLS_FROM = Adapter.call.__code__.co_filename
 
 
+@up_to_311
 @all_adapters
 async def test_starttls_keyfile_certfile_against_postfix(
     adapter: Adapter,
@@ -1106,6 +1109,7 @@ async def test_starttls_keyfile_certfile_against_postfix(
     await adapter.call(smtp.quit)
 
 
+@up_to_311
 @all_adapters
 async def test_starttls_keyfile_certfile_still_verifies_the_server(
     adapter: Adapter, postfix: PostfixServer, client_cert: tuple[str, str]
@@ -1141,6 +1145,7 @@ async def test_starttls_presents_the_client_certificate(
     assert len(inner.envelopes) == 1
 
 
+@up_to_311
 @all_adapters
 async def test_starttls_keyfile_with_a_context_is_a_value_error(
     adapter: Adapter, tls_ca: LocalCA, client_cert: tuple[str, str]
@@ -1162,6 +1167,7 @@ async def test_starttls_keyfile_with_a_context_is_a_value_error(
     assert inner.commands == [b"noop", b"quit"]
 
 
+@up_to_311
 @all_adapters
 async def test_smtp_ssl_positional_keyfile_certfile(
     adapter: Adapter, tls_ca: LocalCA, client_cert: tuple[str, str], trusted_test_ca: None
@@ -1196,6 +1202,7 @@ async def test_smtp_ssl_positional_keyfile_certfile(
     assert len(inner.envelopes) == 1
 
 
+@up_to_311
 @all_adapters
 async def test_smtp_ssl_keyfile_with_a_context_is_a_value_error(
     adapter: Adapter, tls_ca: LocalCA, client_cert: tuple[str, str]
@@ -1397,6 +1404,49 @@ async def test_lmtp_positional_arguments_as_smtplib(adapter: Adapter) -> None:
     assert (ours.timeout, ours.source_address) == (5.0, None)
 
 
-def test_this_is_python_311() -> None:
-    """keyfile/certfile are accepted on 3.11 only: the tests above assume this interpreter."""
-    assert sys.version_info[:2] == (3, 11)
+@all_adapters
+async def test_keyfile_taken_as_this_pythons_smtplib_takes_it(
+    adapter: Adapter, client_cert: tuple[str, str]
+) -> None:
+    """A ``keyfile`` for ``SMTP_SSL``: the deprecation warning up to 3.11, a ``TypeError`` from
+    3.12 on, where smtplib removed the argument; the same for both."""
+    keyfile, certfile = client_cert
+    arguments = ("", 0, None, keyfile, certfile)
+    if sys.version_info >= (3, 12):
+        with pytest.raises(TypeError):
+            smtplib.SMTP_SSL(*arguments)  # type: ignore[call-arg]
+        with pytest.raises(TypeError):
+            adapter.module.SMTP_SSL(*arguments)
+        return
+    with pytest.warns(DeprecationWarning, match=DEPRECATED):
+        smtplib.SMTP_SSL(*arguments)  # type: ignore[call-arg]
+    with pytest.warns(DeprecationWarning, match=DEPRECATED):
+        adapter.module.SMTP_SSL(*arguments)
+
+
+@all_adapters
+async def test_ssl_class_deriving_from_its_own_smtp_subclass_too(
+    adapter: Adapter, postfix: PostfixServer, tls_ca: LocalCA
+) -> None:
+    """python-emails' SSL client derives from ``SMTP_SSL`` and from its own ``SMTP`` subclass,
+    whose ``__init__`` takes other arguments, and calls each base's ``__init__`` by name:
+    ``SMTP_SSL.__init__`` must call ``SMTP.__init__`` by name too (as smtplib's does), not
+    ``super()``, which would land in the application's class."""
+    module = adapter.module
+
+    class WithResponse(module.SMTP):  # type: ignore[name-defined,misc]
+        def __init__(self, owner: str, **kwargs: Any) -> None:
+            self.owner_name = owner
+            module.SMTP.__init__(self, **kwargs)
+
+    class WithResponseSSL(module.SMTP_SSL, WithResponse):  # type: ignore[name-defined,misc]
+        def __init__(self, owner: str, **kwargs: Any) -> None:
+            module.SMTP_SSL.__init__(self, **kwargs)
+            self.owner_name = owner
+
+    options = {"local_hostname": LOCAL_NAME, "timeout": TIMEOUT}
+    smtp = WithResponseSSL("app", context=tls_ca.client_context(), **options)
+    assert smtp.owner_name == "app"
+    assert (await adapter.call(smtp.connect, postfix.host, postfix.smtps_port))[0] == 220
+    assert (await adapter.call(smtp.noop))[0] == 250
+    await adapter.call(smtp.quit)

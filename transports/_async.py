@@ -20,9 +20,10 @@ from functools import partial
 from types import TracebackType
 from typing import Any, TypeVar
 
-from smtp_proto.client import Message, Operation
 from smtp_proto.driving import drive_async
 from smtp_proto.errors import SMTPConnectError
+from smtp_proto.requests import Operation
+from smtp_proto.source import Message
 
 from ._common import (
     _RUNNING,
@@ -356,7 +357,9 @@ class AsyncSMTPSSLBase(AsyncSMTPBase):
         context: ssl.SSLContext | None = None,
     ) -> None:
         """``keyfile`` and ``certfile``: Python 3.11 only, deprecated, as in ``smtplib``."""
-        super().__init__(host, port, local_hostname, timeout, source_address)
+        # As smtplib: the base class by name, so that a subclass that also derives from its own
+        # SMTP subclass (python-emails' SSL client) does not get these arguments.
+        AsyncSMTPBase.__init__(self, host, port, local_hostname, timeout, source_address)
         self.keyfile, self.certfile = keyfile, certfile
         self.context = tls_context_with_client_cert(keyfile, certfile, context)
 
@@ -376,4 +379,10 @@ class AsyncLMTPBase(AsyncSMTPBase):
         source_address: tuple[str, int] | None = None,
         timeout: float | None = GLOBAL_DEFAULT_TIMEOUT,
     ) -> None:
-        super().__init__(host, port, local_hostname, timeout, source_address)
+        super().__init__(
+            host,
+            port,
+            local_hostname=local_hostname,
+            timeout=timeout,
+            source_address=source_address,
+        )

@@ -8,10 +8,11 @@ import ssl
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypedDict
 
-from smtp_proto.client import Message, Operation
 from smtp_proto.dsn import DSN
 from smtp_proto.errors import SMTPConnectError
+from smtp_proto.requests import Operation
 from smtp_proto.send import SendResult, Submission, TLSMode
+from smtp_proto.source import Message
 
 from ._common import GLOBAL_DEFAULT_TIMEOUT
 

@@ -8,7 +8,7 @@ real code imports included (python-emails does ``from smtplib import _have_ssl``
 import re
 from email.base64mime import body_encode as encode_base64
 
-from smtp_proto.client import MAX_AUTH_CHALLENGES, fix_line_ends
+from smtp_proto.authentication import MAX_AUTH_CHALLENGES
 from smtp_proto.commands import address_only
 from smtp_proto.errors import (
     SMTPAuthenticationError,
@@ -25,6 +25,7 @@ from smtp_proto.errors import (
 )
 from smtp_proto.extensions import OLDSTYLE_AUTH
 from smtp_proto.replies import MAX_LINE_LENGTH
+from smtp_proto.source import fix_line_ends
 
 from ._common import CRLF, LMTP_PORT, SMTP_PORT, SMTP_SSL_PORT, bCRLF, quoteaddr, quotedata
 

@@ -25,8 +25,8 @@ from contextlib import AbstractAsyncContextManager
 from math import inf
 from typing import Any, TypeVar, Unpack
 
-from smtp_proto.client import CLOSE, LOCAL_HOSTNAME, RECEIVE, START_TLS
 from smtp_proto.errors import RemoteProtocolError, SMTPServerDisconnected
+from smtp_proto.requests import CLOSE, LOCAL_HOSTNAME, RECEIVE, START_TLS
 from smtp_proto.send import SendResult
 
 from . import _smtplib_names

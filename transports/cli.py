@@ -45,7 +45,6 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, NoReturn, TextIO
 
-from smtp_proto.client import Message
 from smtp_proto.errors import (
     SMTPAuthenticationError,
     SMTPConnectError,
@@ -60,6 +59,7 @@ from smtp_proto.send import (
     SMTPSecurityError,
     TLSMode,
 )
+from smtp_proto.source import Message
 
 from . import sync
 from ._send import SendOptions

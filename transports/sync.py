@@ -28,10 +28,11 @@ from math import inf
 from types import TracebackType
 from typing import Any, TypeVar, Unpack
 
-from smtp_proto.client import CLOSE, LOCAL_HOSTNAME, RECEIVE, START_TLS, Message, Operation
 from smtp_proto.driving import drive
 from smtp_proto.errors import SMTPConnectError, SMTPServerDisconnected
+from smtp_proto.requests import CLOSE, LOCAL_HOSTNAME, RECEIVE, START_TLS, Operation
 from smtp_proto.send import SendResult
+from smtp_proto.source import Message
 
 from . import _smtplib_names
 from ._common import (
@@ -364,7 +365,9 @@ class SMTP_SSL(SMTP):
         self.keyfile, self.certfile = keyfile, certfile
         context = tls_context_with_client_cert(keyfile, certfile, context)
         self.context = context or default_tls_context()
-        super().__init__(host, port, local_hostname, timeout, source_address)
+        # As smtplib: the base class by name, so that a subclass that also derives from its own
+        # SMTP subclass (python-emails' SSL client) does not get these arguments.
+        SMTP.__init__(self, host, port, local_hostname, timeout, source_address)
 
     def _get_socket(self, host: str, port: int, timeout: float | None) -> socket.socket:
         sock = super()._get_socket(host, port, timeout)
@@ -390,7 +393,13 @@ class LMTP(SMTP):
         source_address: tuple[str, int] | None = None,
         timeout: float | None = GLOBAL_DEFAULT_TIMEOUT,
     ) -> None:
-        super().__init__(host, port, local_hostname, timeout, source_address)
+        super().__init__(
+            host,
+            port,
+            local_hostname=local_hostname,
+            timeout=timeout,
+            source_address=source_address,
+        )
 
 
 def send(

@@ -29,8 +29,8 @@ from typing import Any, TypeVar, Unpack
 
 import trio
 
-from smtp_proto.client import CLOSE, LOCAL_HOSTNAME, RECEIVE, START_TLS
 from smtp_proto.errors import SMTPServerDisconnected
+from smtp_proto.requests import CLOSE, LOCAL_HOSTNAME, RECEIVE, START_TLS
 from smtp_proto.send import SendResult
 
 from . import _smtplib_names

@@ -27,12 +27,13 @@ import tempfile
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SHIM = HERE / "shim"
+POSTFIX = Path("/usr/sbin/postfix")  # installed by .ci/install-servers.sh
 DJANGO_VERSION = "5.2.20"  # the newest 5.2 LTS: Django 6 needs Python 3.12
 EMAILS_VERSION = "1.1.3"
 FLASK_MAILMAN_GIT = "https://github.com/waynerv/flask-mailman"  # its sdist ships no tests
@@ -95,6 +96,7 @@ class Suite:
     pythonpath: list[Path] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)  # "{port}": the local aiosmtpd's
     smtpd: bool = False  # start a local aiosmtpd sink for the run
+    postfix: bool = False  # start a private Postfix for the run: see private_postfix()
 
 
 @dataclass
@@ -205,12 +207,14 @@ def emails(work: Work) -> list[Suite]:
     requirements = [f"emails=={EMAILS_VERSION}", "pytest", "aiosmtpd"]
     smoke = ["-m", "pytest", "-p", "no:cacheprovider", "-c", os.devnull, "--junitxml={junit}"]
     smoke.append(str(HERE / "smoke_emails.py"))
+    if why := postfix_missing():  # then its test is not parametrised: 1 skipped
+        print(f"postfix: {why}, python-emails -> Postfix not run", flush=True)
     try:
         src = work.git_source("python-emails", "EMAILS_SRC", EMAILS_GIT)
     except Unavailable as e:
         print(f"emails-tests: UNAVAILABLE: {e}; running the smoke test only", flush=True)
         python = work.venv("emails", requirements)
-        return [Suite("emails-smoke", python, work.root, smoke, "junit")]
+        return [Suite("emails-smoke", python, work.root, smoke, "junit", postfix=not why)]
     for name in ("base.txt", "tests-base.txt"):  # tests.txt adds Django, for its Django tests
         requirements += ["-r", str(src / "requirements" / name)]
     python = work.venv("emails", requirements)
@@ -223,7 +227,7 @@ def emails(work: Work) -> list[Suite]:
         "SMTP_TEST_LOCAL_WITHOUT_TLS": "true",
     }
     return [
-        Suite("emails-smoke", python, work.root, smoke, "junit"),
+        Suite("emails-smoke", python, work.root, smoke, "junit", postfix=not why),
         # The checkout first on PYTHONPATH, so its emails package shadows the PyPI one.
         Suite("emails-tests", python, src, argv, "junit", [src], env, smtpd=True),
     ]
@@ -273,6 +277,44 @@ def smtpd(python: Path, log: Path) -> Iterator[int]:
         server.wait(timeout=10)
 
 
+def postfix_missing() -> str | None:
+    """Why no Postfix can be started here, if none can."""
+    if not POSTFIX.exists():
+        return "not installed"
+    if os.geteuid() != 0:
+        return "installed, but starting it needs root"
+    return None
+
+
+@contextmanager
+def private_postfix(maillog: Path) -> Iterator[dict[str, str]]:
+    """A private Postfix on 127.0.0.1 (tests/servers/postfix.py: STARTTLS required, then AUTH,
+    on its submission port; a test CA); yields where it is as CONSUMERS_POSTFIX_* variables.
+    Its log is copied to ``maillog`` when it stops."""
+    if str(HERE.parents[1]) not in sys.path:  # this checkout, for tests.servers (needs trustme)
+        sys.path.insert(0, str(HERE.parents[1]))
+    from tests.servers import certs, postfix, util  # noqa: PLC0415 (only with Postfix)
+
+    with ExitStack() as cleanup:
+        ca = util.make_scratch("tls")
+        cleanup.callback(util.remove_scratch, ca)
+        try:
+            server = postfix.start_postfix(certs.make_local_ca(ca))
+        except util.ServerError as e:
+            raise SetupError(f"Postfix did not start: {e}") from None
+        cleanup.callback(util.remove_scratch, server.scratch)
+        cleanup.callback(shutil.copyfile, server.log_path, maillog)
+        cleanup.callback(server.stop)
+        yield {
+            "CONSUMERS_POSTFIX_HOST": server.host,
+            "CONSUMERS_POSTFIX_PORT": str(server.submission_port),
+            "CONSUMERS_POSTFIX_SMTPS_PORT": str(server.smtps_port),
+            "CONSUMERS_POSTFIX_CAFILE": str(server.cafile),
+            "CONSUMERS_POSTFIX_MAILDIR": str(server.maildir),
+            "CONSUMERS_POSTFIX_LOG": str(server.log_path),
+        }
+
+
 def check_shim(python: Path, env: dict[str, str]) -> None:
     """The replacement took: site only prints an error raised by a sitecustomize."""
     probe = call(
@@ -294,10 +336,16 @@ def run_mode(suite: Suite, mode: str, work: Work) -> Counts:
     junit.unlink(missing_ok=True)
     argv = [a.replace("{junit}", str(junit)) for a in suite.argv]
     started = time.monotonic()
-    server: AbstractContextManager[int] = nullcontext(0)
-    if suite.smtpd:
-        server = smtpd(suite.python, work.log(f"{suite.name}-{mode}-smtpd.log"))
-    with server as port, log.open("w") as out:
+    with ExitStack() as servers, log.open("w") as out:
+        port = 0
+        if suite.smtpd:
+            port = servers.enter_context(
+                smtpd(suite.python, work.log(f"{suite.name}-{mode}-smtpd.log"))
+            )
+        if suite.postfix:
+            env.update(
+                servers.enter_context(private_postfix(work.log(f"{suite.name}-{mode}-maillog.log")))
+            )
         env.update({k: v.replace("{port}", str(port)) for k, v in suite.env.items()})
         try:
             run: Command = [suite.python, *argv]
