@@ -6,17 +6,7 @@
 """
 
 from .body import BodyEncoder
-from .client import (
-    CLOSE,
-    END_OF_BODY,
-    LOCAL_HOSTNAME,
-    RECEIVE,
-    START_TLS,
-    Client,
-    IORequest,
-    NextChunk,
-    Operation,
-)
+from .client import Client
 from .commands import (
     Auth,
     AuthResponse,
@@ -58,6 +48,16 @@ from .errors import (
 )
 from .extensions import Extensions, parse_ehlo
 from .replies import EnhancedStatus, Reply, ReplyParser
+from .requests import (
+    CLOSE,
+    END_OF_BODY,
+    LOCAL_HOSTNAME,
+    RECEIVE,
+    START_TLS,
+    IORequest,
+    NextChunk,
+    Operation,
+)
 from .send import (
     SendResult,
     SMTPAllRecipientsRefused,

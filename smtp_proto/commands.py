@@ -38,6 +38,7 @@ __all__ = [
     "StartTLS",
     "Vrfy",
     "address_only",
+    "is_utf8",
     "quoteaddr",
 ]
 
@@ -94,6 +95,11 @@ def address_only(addrstring: str) -> str:
     """The bare addr-spec of an address (for VRFY and EXPN), or the input if it does not parse."""
     display_name, addr_spec = email.utils.parseaddr(addrstring)
     return addr_spec if display_name or addr_spec else addrstring
+
+
+def is_utf8(encoding: str) -> bool:
+    """Whether ``command_encoding`` names UTF-8 (``SMTPUTF8`` mode)."""
+    return encoding != "ascii" and encoding.lower().replace("_", "-") in ("utf-8", "utf8")
 
 
 def encode_line(line: str, utf8: bool) -> bytes:

@@ -23,7 +23,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, TypeVar
 
-from .client import END_OF_BODY, Call, NextChunk
+from .requests import END_OF_BODY, Call, NextChunk
 
 __all__ = ["drive", "drive_async"]
 

@@ -58,6 +58,13 @@ class Reply:
         """2xx or 3xx."""
         return self.code < 400
 
+    @classmethod
+    def from_tuple(cls, code: int, text: bytes | str) -> Reply:
+        """The reply a replaced method returned as ``smtplib``'s ``(code, text)``."""
+        if isinstance(text, str):
+            text = text.encode("utf-8", "replace")
+        return cls(code, tuple(text.split(b"\n")))
+
     def as_tuple(self) -> tuple[int, bytes]:
         """``(code, text)``, the shape every ``smtplib`` method returns."""
         return self.code, b"\n".join(self.lines)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from . import sasl
-from .client import Client, Message, Operation, fix_line_ends
+from .client import Client
 from .dsn import DSN
 from .errors import (
     SMTPHeloError,
@@ -30,6 +30,8 @@ from .errors import (
 )
 from .message import prepare_message
 from .replies import Reply
+from .requests import Operation
+from .source import Message, fix_line_ends
 
 __all__ = [
     "SMTPAllRecipientsRefused",

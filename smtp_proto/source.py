@@ -1,0 +1,184 @@
+"""The message to send, read in pieces: from ``bytes``, a file object or a (sync or async)
+iterable, with its size known up front when it can be (for SIZE)."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+from collections.abc import AsyncIterable, AsyncIterator, Generator, Iterable, Iterator
+from functools import partial
+from typing import Any, Protocol, runtime_checkable
+
+from .body import CHUNK_SIZE, normalised_size
+from .requests import END_OF_BODY, IORequest, NextChunk
+
+__all__ = ["Message", "Pieces", "Readable", "Source", "fix_line_ends", "known_size", "source_of"]
+
+
+@runtime_checkable
+class Readable(Protocol):
+    """A binary file object: ``read(n)`` returns at most ``n`` bytes, ``b""`` at the end."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+
+#: A message body: ``str`` (ASCII), ``bytes``, a binary file object (read from its position
+#: on) or an iterable of ``bytes`` chunks, sync or async (async ones with the async adapters);
+#: the streamed ones are read a chunk at a time.
+Message = bytes | str | Readable | Iterable[bytes] | AsyncIterable[bytes]
+#: A message as it is read to be sent: ``source_of(message)``.
+Source = bytes | Readable | Iterable[bytes] | AsyncIterable[bytes]
+
+_BARE_LINE_END = re.compile(r"\r\n|\n|\r")
+
+
+def fix_line_ends(text: str) -> str:
+    """CRLF for every line end of a ``str`` message, as ``smtplib`` does before encoding."""
+    return _BARE_LINE_END.sub("\r\n", text)
+
+
+def source_of(msg: Message) -> Source:
+    """``msg`` to send: a ``str`` encoded as ``smtplib`` does, other bytes-like objects as
+    bytes, file objects and iterables as they are (an async file object as an async
+    iterable of its reads)."""
+    if isinstance(msg, bytes):
+        return msg
+    if isinstance(msg, str):
+        return fix_line_ends(msg).encode("ascii")
+    if isinstance(msg, bytearray | memoryview):
+        return bytes(msg)
+    if isinstance(msg, Readable) and inspect.iscoroutinefunction(msg.read):
+        return _async_reads(msg)
+    return msg
+
+
+async def _async_reads(file: Any) -> AsyncIterator[bytes]:
+    """The reads of an async file object, ``CHUNK_SIZE`` bytes at a time."""
+    while chunk := await file.read(CHUNK_SIZE):
+        yield chunk
+
+
+def known_size(source: Source, binary: bool) -> int | None:
+    """The size of a message as sent, if known before reading it: exact for bytes (line ends
+    normalised unless ``binary``), a file's size otherwise (an estimate, as RFC 1870 allows:
+    its bare line ends are not counted)."""
+    if isinstance(source, bytes):
+        return len(source) if binary else normalised_size(source)
+    if not isinstance(source, Readable):
+        return None
+    file: Any = source
+    if not (hasattr(file, "seek") and hasattr(file, "tell")):
+        return None
+    try:
+        if hasattr(file, "seekable") and not file.seekable():
+            return None
+        position = file.tell()
+    except (OSError, ValueError):
+        return None
+    try:
+        file.seek(0, os.SEEK_END)
+        end: int | None = file.tell()
+    except (OSError, ValueError):
+        end = None
+    file.seek(position)  # errors propagate: the message must be read from where it starts
+    return None if end is None else max(end - position, 0)
+
+
+def _reads(source: Readable | Iterable[bytes]) -> Iterator[object]:
+    """What a file object reads or an iterable yields."""
+    if isinstance(source, Readable):
+        return iter(partial(source.read, CHUNK_SIZE), b"")
+    return iter(source)
+
+
+class Pieces:
+    """A message in ``CHUNK_SIZE`` pieces, each with whether it is the last one.
+
+    The pieces depend on the bytes only, not on how a file or an iterable hands them over.
+    ``start()`` reads the first piece (and the next, to know whether it is the last) before
+    the caller sends anything, so that a source that cannot be read fails while the
+    connection is still usable.  Sync sources are read directly; an async iterable is pulled
+    through the driver with ``NextChunk`` requests.  At most two pieces are held at a time.
+    """
+
+    __slots__ = (
+        "_ahead",
+        "_async",
+        "_buffer",
+        "_data",
+        "_ended",
+        "_iterator",
+        "_offset",
+        "_taken",
+        "first",
+    )
+
+    def __init__(self, source: Source) -> None:
+        self.first: tuple[bytes | memoryview, bool] = (b"", True)
+        self._data: memoryview | None = None
+        self._iterator: Any = None
+        self._async = False
+        self._buffer = bytearray()
+        self._ended = False
+        self._ahead: bytes | memoryview | None = None
+        self._offset = 0
+        self._taken = False
+        if isinstance(source, bytes):
+            if len(source) <= CHUNK_SIZE:
+                self.first, self._ended = (source, True), True  # the common case, made quick
+            self._data = memoryview(source)  # pieces of it without copies
+        elif isinstance(source, AsyncIterable):
+            self._iterator, self._async = aiter(source), True
+        else:
+            self._iterator = _reads(source)
+
+    def start(self) -> Generator[IORequest, Any, None]:
+        """Read the first piece (and look one ahead)."""
+        if self._data is not None and self._ended:
+            return
+        piece = yield from self._slice()
+        self._ahead = yield from self._slice()
+        self.first = (piece or b"", self._ahead is None)
+
+    def next(self) -> Generator[IORequest, Any, tuple[bytes | memoryview, bool]]:
+        """The next piece (the first one first) and whether it is the last."""
+        if not self._taken:
+            self._taken = True
+            return self.first
+        piece = self._ahead
+        assert piece is not None, "read past the last piece"
+        self._ahead = yield from self._slice()
+        return piece, self._ahead is None
+
+    def _slice(self) -> Generator[IORequest, Any, bytes | memoryview | None]:
+        """The next ``CHUNK_SIZE`` bytes (fewer at the end), ``None`` when there are none."""
+        data = self._data
+        if data is not None:
+            start = self._offset
+            if start >= len(data):
+                return None
+            self._offset = start + CHUNK_SIZE
+            return data[start : start + CHUNK_SIZE]
+        buffer = self._buffer
+        while len(buffer) < CHUNK_SIZE and not self._ended:
+            if self._async:
+                chunk = yield NextChunk(self._iterator)
+                if chunk is END_OF_BODY:
+                    self._ended = True
+                    break
+            else:
+                chunk = next(self._iterator, END_OF_BODY)
+                if chunk is END_OF_BODY:
+                    self._ended = True
+                    break
+            if not isinstance(chunk, bytes | bytearray | memoryview):
+                raise TypeError(f"message chunks must be bytes, not {type(chunk).__name__}")
+            if not buffer and len(chunk) == CHUNK_SIZE:
+                return bytes(chunk)
+            buffer += chunk
+        if not buffer:
+            return None
+        piece = bytes(buffer[:CHUNK_SIZE])
+        del buffer[:CHUNK_SIZE]
+        return piece
