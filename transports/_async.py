@@ -9,12 +9,11 @@ or in ``smtp_proto.Client``.
 
 from __future__ import annotations
 
-import email.message
 import inspect
 import socket
 import ssl
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from functools import partial
 from types import TracebackType
@@ -23,8 +22,8 @@ from typing import Any, TypeVar
 from smtp_proto.driving import drive_async
 from smtp_proto.errors import SMTPConnectError
 from smtp_proto.requests import Operation
-from smtp_proto.source import Message
 
+from ._api_async import AsyncAPI
 from ._common import (
     _RUNNING,
     GLOBAL_DEFAULT_TIMEOUT,
@@ -34,7 +33,6 @@ from ._common import (
     SMTPObject,
     default_tls_context,
     open_socket,
-    register_api,
     resolve_timeout,
     split_host_port,
     tls_context_with_client_cert,
@@ -46,7 +44,7 @@ T = TypeVar("T")
 Self = TypeVar("Self", bound="AsyncSMTPBase")
 
 
-class AsyncSMTPBase(SMTPObject):
+class AsyncSMTPBase(AsyncAPI):
     """An SMTP client connection whose methods are the ``smtplib.SMTP`` methods, awaitable.
 
     Unlike ``smtplib.SMTP``, the constructor does no I/O: ``async with SMTP(host, port)``
@@ -117,11 +115,6 @@ class AsyncSMTPBase(SMTPObject):
 
     def _abort(self) -> None:
         """Drop the connection now, without waiting (also from a cancelled task)."""
-        raise NotImplementedError
-
-    @property
-    def is_connected(self) -> bool:
-        """Whether a connection is open (until ``close()``: as ``smtplib``'s ``sock``)."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ lifecycle
@@ -204,139 +197,6 @@ class AsyncSMTPBase(SMTPObject):
                 await self._run(self._client.exit())
         finally:
             self.close()
-
-    # ------------------------------------------------------------------ smtplib API
-
-    async def send(self, s: str | bytes) -> None:
-        """Write ``s`` as it is (a ``str`` in ``command_encoding``): every write of a session
-        goes through here, so a replacement sees the bytes on the wire, as with ``smtplib``.
-        Called by other code, the bytes bypass the protocol core, as in ``smtplib``."""
-        await self._run(self._client.send(s, raw=not self._inside_operation()))
-
-    async def putcmd(self, cmd: str, args: str = "") -> None:
-        """Send a command line without reading the reply."""
-        await self._run(self._client.putcmd(cmd, args))
-
-    async def getreply(self) -> tuple[int, bytes]:
-        """Read one reply."""
-        return await self._run(self._client.getreply())
-
-    async def docmd(self, cmd: str, args: str = "") -> tuple[int, bytes]:
-        """Send a command and return its reply."""
-        return await self._run(self._client.docmd(cmd, args))
-
-    async def helo(self, name: str = "") -> tuple[int, bytes]:
-        """HELO."""
-        return await self._run(self._client.helo(name))
-
-    async def ehlo(self, name: str = "") -> tuple[int, bytes]:
-        """EHLO (LHLO for LMTP)."""
-        return await self._run(self._client.ehlo(name))
-
-    async def ehlo_or_helo_if_needed(self) -> None:
-        """EHLO, or HELO if EHLO fails, unless done already."""
-        await self._run(self._client.ehlo_or_helo_if_needed())
-
-    async def login(
-        self, user: str, password: str, *, initial_response_ok: bool = True
-    ) -> tuple[int, bytes]:
-        """Authenticate with CRAM-MD5, PLAIN or LOGIN, whichever the server offers first."""
-        return await self._run(
-            self._client.login(user, password, initial_response_ok=initial_response_ok)
-        )
-
-    async def auth(
-        self, mechanism: str, authobject: Any, *, initial_response_ok: bool = True
-    ) -> tuple[int, bytes]:
-        """Authenticate with one mechanism and an authobject (or ``smtp_proto.sasl`` mechanism)."""
-        return await self._run(
-            self._client.auth(mechanism, authobject, initial_response_ok=initial_response_ok)
-        )
-
-    async def starttls(
-        self,
-        keyfile: str | None = None,
-        certfile: str | None = None,
-        context: ssl.SSLContext | None = None,
-    ) -> tuple[int, bytes]:
-        """Upgrade to TLS, verifying the server's certificate unless ``context`` says otherwise.
-
-        ``keyfile`` and ``certfile`` (a client certificate) are taken on Python 3.11 only, with
-        ``smtplib``'s ``DeprecationWarning``, as there; pass a ``context`` instead.
-        """
-        self._tls_context = tls_context_with_client_cert(keyfile, certfile, context)
-        return await self._run(self._client.starttls())
-
-    async def sendmail(
-        self,
-        from_addr: str,
-        to_addrs: str | Sequence[str],
-        msg: Message,
-        mail_options: Sequence[str] = (),
-        rcpt_options: Sequence[str] = (),
-    ) -> dict[str, tuple[int, bytes]]:
-        """Send one message; returns the refused recipients."""
-        return await self._run(
-            self._client.sendmail(from_addr, to_addrs, msg, mail_options, rcpt_options)
-        )
-
-    async def send_message(
-        self,
-        msg: email.message.Message,
-        from_addr: str | None = None,
-        to_addrs: str | Sequence[str] | None = None,
-        mail_options: Sequence[str] = (),
-        rcpt_options: Sequence[str] = (),
-    ) -> dict[str, tuple[int, bytes]]:
-        """Send an ``email.message.Message``, envelope taken from its headers."""
-        return await self._run(
-            self._client.send_message(msg, from_addr, to_addrs, mail_options, rcpt_options)
-        )
-
-    async def mail(self, sender: str, options: Sequence[str] = ()) -> tuple[int, bytes]:
-        """MAIL FROM."""
-        return await self._run(self._client.mail(sender, options))
-
-    async def rcpt(self, recip: str, options: Sequence[str] = ()) -> tuple[int, bytes]:
-        """RCPT TO."""
-        return await self._run(self._client.rcpt(recip, options))
-
-    async def data(self, msg: Message) -> tuple[int, bytes]:
-        """DATA and the message."""
-        return await self._run(self._client.data(msg))
-
-    async def rset(self) -> tuple[int, bytes]:
-        """RSET."""
-        return await self._run(self._client.rset())
-
-    async def noop(self) -> tuple[int, bytes]:
-        """NOOP."""
-        return await self._run(self._client.noop())
-
-    async def verify(self, address: str) -> tuple[int, bytes]:
-        """VRFY."""
-        return await self._run(self._client.verify(address))
-
-    vrfy = verify
-
-    async def expn(self, address: str) -> tuple[int, bytes]:
-        """EXPN."""
-        return await self._run(self._client.expn(address))
-
-    async def help(self, args: str = "") -> bytes:
-        """HELP; returns the reply text."""
-        return await self._run(self._client.help(args))
-
-    async def quit(self) -> tuple[int, bytes]:
-        """QUIT and close (through ``close()``)."""
-        try:
-            return await self._run(self._client.quit())
-        finally:
-            if self.is_connected:
-                self.close()
-
-
-register_api(AsyncSMTPBase)
 
 
 class AsyncSMTPSSLBase(AsyncSMTPBase):

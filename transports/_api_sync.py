@@ -1,0 +1,172 @@
+"""The ``smtplib.SMTP`` methods, as blocking calls (the sync adapter).
+
+GENERATED from ``_api_async.py`` by ``tools/unasync.py``: edit that file, not this one.
+Each method is one line: the core's operation of the same name, run by the adapter's ``_run``.
+"""
+
+from __future__ import annotations
+
+import email.message
+import ssl
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from smtp_proto.requests import Operation
+from smtp_proto.source import Message
+
+from ._common import SMTPObject, register_api, tls_context_with_client_cert
+
+__all__ = ["SyncAPI"]
+
+T = TypeVar("T")
+
+
+class SyncAPI(SMTPObject):
+    """The ``smtplib.SMTP`` methods as blocking calls; an adapter supplies ``_run`` (drive an
+    operation on the connection), ``close`` and ``is_connected``."""
+
+    _tls_context: ssl.SSLContext | None = None
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether a connection is open (until ``close()``: as ``smtplib``'s ``sock``)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Close the connection; the object can connect again."""
+        raise NotImplementedError
+
+    def _run(self, operation: Operation[T]) -> T:
+        """Drive ``operation`` to its end on this object's connection."""
+        raise NotImplementedError
+
+    def send(self, s: str | bytes) -> None:
+        """Write ``s`` as it is (a ``str`` in ``command_encoding``): every write of a session
+        goes through here, so a replacement sees the bytes on the wire, as with ``smtplib``.
+        Called by other code, the bytes bypass the protocol core, as in ``smtplib``."""
+        self._run(self._client.send(s, raw=not self._inside_operation()))
+
+    def putcmd(self, cmd: str, args: str = "") -> None:
+        """Send a command line without reading the reply."""
+        self._run(self._client.putcmd(cmd, args))
+
+    def getreply(self) -> tuple[int, bytes]:
+        """Read one reply."""
+        return self._run(self._client.getreply())
+
+    def docmd(self, cmd: str, args: str = "") -> tuple[int, bytes]:
+        """Send a command and return its reply."""
+        return self._run(self._client.docmd(cmd, args))
+
+    def helo(self, name: str = "") -> tuple[int, bytes]:
+        """HELO."""
+        return self._run(self._client.helo(name))
+
+    def ehlo(self, name: str = "") -> tuple[int, bytes]:
+        """EHLO (LHLO for LMTP)."""
+        return self._run(self._client.ehlo(name))
+
+    def ehlo_or_helo_if_needed(self) -> None:
+        """EHLO, or HELO if EHLO fails, unless done already."""
+        self._run(self._client.ehlo_or_helo_if_needed())
+
+    def login(
+        self, user: str, password: str, *, initial_response_ok: bool = True
+    ) -> tuple[int, bytes]:
+        """Authenticate with CRAM-MD5, PLAIN or LOGIN, whichever the server offers first."""
+        return self._run(
+            self._client.login(user, password, initial_response_ok=initial_response_ok)
+        )
+
+    def auth(
+        self, mechanism: str, authobject: Any, *, initial_response_ok: bool = True
+    ) -> tuple[int, bytes]:
+        """Authenticate with one mechanism and an authobject (or ``smtp_proto.sasl`` mechanism)."""
+        return self._run(
+            self._client.auth(mechanism, authobject, initial_response_ok=initial_response_ok)
+        )
+
+    def starttls(
+        self,
+        keyfile: str | None = None,
+        certfile: str | None = None,
+        context: ssl.SSLContext | None = None,
+    ) -> tuple[int, bytes]:
+        """Upgrade to TLS, verifying the server's certificate unless ``context`` says otherwise.
+
+        ``keyfile`` and ``certfile`` (a client certificate) are taken on Python 3.11 only, with
+        ``smtplib``'s ``DeprecationWarning``, as there; pass a ``context`` instead.
+        """
+        self._tls_context = tls_context_with_client_cert(keyfile, certfile, context)
+        return self._run(self._client.starttls())
+
+    def sendmail(
+        self,
+        from_addr: str,
+        to_addrs: str | Sequence[str],
+        msg: Message,
+        mail_options: Sequence[str] = (),
+        rcpt_options: Sequence[str] = (),
+    ) -> dict[str, tuple[int, bytes]]:
+        """Send one message; returns the refused recipients."""
+        return self._run(
+            self._client.sendmail(from_addr, to_addrs, msg, mail_options, rcpt_options)
+        )
+
+    def send_message(
+        self,
+        msg: email.message.Message,
+        from_addr: str | None = None,
+        to_addrs: str | Sequence[str] | None = None,
+        mail_options: Sequence[str] = (),
+        rcpt_options: Sequence[str] = (),
+    ) -> dict[str, tuple[int, bytes]]:
+        """Send an ``email.message.Message``, envelope taken from its headers."""
+        return self._run(
+            self._client.send_message(msg, from_addr, to_addrs, mail_options, rcpt_options)
+        )
+
+    def mail(self, sender: str, options: Sequence[str] = ()) -> tuple[int, bytes]:
+        """MAIL FROM."""
+        return self._run(self._client.mail(sender, options))
+
+    def rcpt(self, recip: str, options: Sequence[str] = ()) -> tuple[int, bytes]:
+        """RCPT TO."""
+        return self._run(self._client.rcpt(recip, options))
+
+    def data(self, msg: Message) -> tuple[int, bytes]:
+        """DATA and the message."""
+        return self._run(self._client.data(msg))
+
+    def rset(self) -> tuple[int, bytes]:
+        """RSET."""
+        return self._run(self._client.rset())
+
+    def noop(self) -> tuple[int, bytes]:
+        """NOOP."""
+        return self._run(self._client.noop())
+
+    def verify(self, address: str) -> tuple[int, bytes]:
+        """VRFY."""
+        return self._run(self._client.verify(address))
+
+    vrfy = verify
+
+    def expn(self, address: str) -> tuple[int, bytes]:
+        """EXPN."""
+        return self._run(self._client.expn(address))
+
+    def help(self, args: str = "") -> bytes:
+        """HELP; returns the reply text."""
+        return self._run(self._client.help(args))
+
+    def quit(self) -> tuple[int, bytes]:
+        """QUIT and close (through ``close()``)."""
+        try:
+            return self._run(self._client.quit())
+        finally:
+            if self.is_connected:
+                self.close()
+
+
+register_api(SyncAPI)
