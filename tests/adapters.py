@@ -170,6 +170,17 @@ class Adapter:
                 assert entered is client
                 yield client
 
+    async def sessions_done(self, server: ScriptedServer) -> None:
+        """Wait until every session's handler on ``server`` returned, without blocking an
+        event loop (whose own work, such as really closing an aborted socket, the handlers
+        may be waiting for)."""
+        if self.name == "asyncio":
+            await asyncio.to_thread(server.wait_sessions_done)
+        elif self.name == "trio":
+            await trio.to_thread.run_sync(server.wait_sessions_done)
+        else:
+            server.wait_sessions_done()
+
     def is_connected(self, client: Any) -> bool:
         """Whether ``client`` holds an open connection (sync: ``sock``, async: ``is_connected``)."""
         if self.is_async:

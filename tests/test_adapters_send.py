@@ -3,7 +3,6 @@ server: secure defaults, DSN, BDAT/BINARYMIME, SIZE, LMTP results and async bodi
 
 from __future__ import annotations
 
-import asyncio
 import email
 import email.message
 import email.policy
@@ -11,7 +10,6 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-import trio
 from smtp_proto.transports.testing import CaptureServer
 
 from smtp_proto import DSN, RecipientDSN, SendResult, SMTPSecurityError
@@ -34,17 +32,6 @@ EHLO = f"ehlo {LOCAL_NAME}".encode()
 ESMTP = ("PIPELINING", "8BITMIME", "SIZE 100000", "ENHANCEDSTATUSCODES")
 
 
-async def sessions_done(adapter: Adapter, server: ScriptedServer) -> None:
-    """Wait until the server's handlers returned, without blocking an event loop (asyncio
-    closes an aborted transport on its next iteration)."""
-    if adapter.name == "asyncio":
-        await asyncio.to_thread(server.wait_sessions_done)
-    elif adapter.name == "trio":
-        await trio.to_thread.run_sync(server.wait_sessions_done)
-    else:
-        server.wait_sessions_done()
-
-
 async def refused_after_ehlo(
     adapter: Adapter, features: tuple[str, ...], message: Any, **options: Any
 ) -> SMTPNotSupportedError:
@@ -54,7 +41,7 @@ async def refused_after_ehlo(
     with ScriptedServer(handler) as server:
         with pytest.raises(SMTPNotSupportedError) as caught:
             await send(adapter, message, server.host, server.port, tls="none", **options)
-        await sessions_done(adapter, server)
+        await adapter.sessions_done(server)
     assert handler.commands == [EHLO]
     return caught.value
 
@@ -233,7 +220,7 @@ async def test_no_starttls_means_nothing_sent_beyond_ehlo(adapter: Adapter, tls:
                 username="user",
                 password="secret",
             )
-        await sessions_done(adapter, server)
+        await adapter.sessions_done(server)
     assert handler.commands == [EHLO]
     assert b"secret" not in bytes(server.sessions[0].received)
     assert isinstance(SMTPSecurityError("x"), SMTPNotSupportedError)
@@ -252,7 +239,7 @@ async def test_credentials_not_sent_in_clear_text_unless_allowed(adapter: Adapte
     with ScriptedServer(handler) as server:
         with pytest.raises(SMTPSecurityError, match="credentials"):
             await send(adapter, b"Subject: s\r\n\r\n", server.host, server.port, **options)
-        await sessions_done(adapter, server)
+        await adapter.sessions_done(server)
         assert handler.commands == [EHLO] and handler.authenticated == []
         result = await send(
             adapter, b"Subject: s\r\n\r\n", server.host, server.port, plaintext_auth=True, **options
@@ -437,7 +424,7 @@ async def test_every_recipient_refused_raises(adapter: Adapter) -> None:
             await send(
                 adapter, b"s", server.host, server.port, tls="none", sender=SENDER, recipients="r"
             )
-        await sessions_done(adapter, server)
+        await adapter.sessions_done(server)
     assert isinstance(caught.value, SMTPRecipientsRefused)  # what sendmail raises
     assert caught.value.recipients == {"r": (550, b"5.1.1 no such user")}
     result = caught.value.result
@@ -468,7 +455,7 @@ async def test_every_lmtp_recipient_failing_after_the_message_raises_with_the_re
                 sender=SENDER,
                 recipients=["full@x", "gone@x"],
             )
-        await sessions_done(adapter, server)
+        await adapter.sessions_done(server)
     result = caught.value.result
     assert set(caught.value.recipients) == {"full@x", "gone@x"}
     assert list(result.lmtp_replies) == ["full@x"]  # told apart from the RCPT refusal
@@ -548,7 +535,7 @@ async def test_bdat_refused_mid_transaction(adapter: Adapter) -> None:
             await send(
                 adapter, body, server.host, server.port, tls="none", sender=SENDER, recipients="r"
             )
-        await sessions_done(adapter, server)
+        await adapter.sessions_done(server)
     assert caught.value.smtp_code == 552
     assert str(caught.value.enhanced_status) == "5.3.4"
     assert handler.chunks >= 2

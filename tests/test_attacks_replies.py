@@ -25,7 +25,6 @@ from smtp_proto.errors import (
 )
 from smtp_proto.replies import MAX_LINE_LENGTH, MAX_LINES_PER_REPLY, ReplyParser
 from tests.adapters import Adapter, all_adapters
-from tests.attacks import sessions_done
 from tests.scripted_server import ScriptedServer, Session, StandardESMTP
 from tests.servers.certs import LocalCA
 
@@ -95,7 +94,7 @@ async def test_endless_reply_is_cut_off(adapter: Adapter, step: str, flood: str)
         assert not adapter.is_connected(smtp)
         with pytest.raises(SMTPServerDisconnected):
             await adapter.call(smtp.noop)
-        await sessions_done(adapter, server)
+        await adapter.sessions_done(server)
         assert 0 < written[0] < FLOOD_BOUND, f"the server got {written[0]} bytes out"
         assert (await adapter.call(smtp.connect, server.host, server.port))[0] == 220
         assert await adapter.call(smtp.noop) == (250, b"2.0.0 OK")
@@ -289,7 +288,7 @@ async def test_endless_auth_challenges_even_after_cancel(adapter: Adapter, label
         assert not adapter.is_connected(smtp)
         with pytest.raises(SMTPServerDisconnected):
             await adapter.call(smtp.noop)
-        await sessions_done(adapter, server)
+        await adapter.sessions_done(server)
     assert behaviour.cancelled == [True]
     assert behaviour.responses == [ANSWERS[label]]
 

@@ -21,7 +21,6 @@ from smtp_proto.errors import (
     SMTPServerDisconnected,
 )
 from tests.adapters import LOCAL_NAME, MESSAGE, Adapter, all_adapters
-from tests.attacks import sessions_done
 from tests.scripted_server import ScriptedServer, Session, StandardESMTP
 from tests.servers.certs import BAD_CERTIFICATES, LocalCA, bad_server_context
 
@@ -71,7 +70,7 @@ async def test_starttls_response_injection_is_refused(
         assert not adapter.is_connected(smtp)
         with pytest.raises(SMTPServerDisconnected):
             await adapter.call(smtp.login, USER, PASSWORD)
-        await sessions_done(adapter, server)
+        await adapter.sessions_done(server)
     assert len(behaviour.tls_errors) == 1, "the client completed the TLS handshake"
     assert bytes(server.sessions[0].received) == EHLO + b"\r\nSTARTTLS\r\n"
     assert behaviour.commands == [EHLO, b"STARTTLS"]
@@ -188,7 +187,7 @@ async def test_starttls_not_advertised(adapter: Adapter) -> None:
         with pytest.raises(SMTPNotSupportedError):
             await adapter.call(smtp.starttls)
         smtp.close()
-        await sessions_done(adapter, server)
+        await adapter.sessions_done(server)
     assert bytes(server.sessions[0].received) == EHLO + b"\r\n"
 
 
@@ -212,7 +211,7 @@ async def test_starttls_refused(adapter: Adapter, reply: str) -> None:
         assert info.value.smtp_code == int(reply[:3])
         assert info.value.smtp_error == reply[4:].encode()
         smtp.close()
-        await sessions_done(adapter, server)
+        await adapter.sessions_done(server)
     assert bytes(server.sessions[0].received) == EHLO + b"\r\nSTARTTLS\r\n"
 
 
@@ -256,7 +255,7 @@ async def test_starttls_handshake_failure(adapter: Adapter, kind: str) -> None:
         assert not adapter.is_connected(smtp)
         with pytest.raises(SMTPServerDisconnected):
             await adapter.call(smtp.login, USER, PASSWORD)
-        await sessions_done(adapter, server)
+        await adapter.sessions_done(server)
     received = bytes(server.sessions[0].received)
     prefix = EHLO + b"\r\nSTARTTLS\r\n\x16"
     assert received.startswith(prefix)
@@ -310,7 +309,7 @@ async def test_smtp_ssl_refuses_a_bad_certificate(
             await adapter.call(smtp.connect, server.host, server.port)
         check_refusal(info.value, VERIFY_MESSAGES[kind])
         assert not adapter.is_connected(smtp)
-        await sessions_done(adapter, server)
+        await adapter.sessions_done(server)
     assert behaviour.commands == []
     assert len(behaviour.tls_errors) == 1  # the server saw the client abort the handshake
 

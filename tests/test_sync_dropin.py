@@ -20,17 +20,11 @@ from tests.servers.postfix import PostfixServer
 Delivered = Callable[..., list[bytes]]
 LOCAL_NAME = "client.example.test"
 
+#: smtplib's exception classes, by name.
 EXCEPTION_NAMES = [
-    "SMTPException",
-    "SMTPNotSupportedError",
-    "SMTPServerDisconnected",
-    "SMTPResponseException",
-    "SMTPSenderRefused",
-    "SMTPRecipientsRefused",
-    "SMTPDataError",
-    "SMTPConnectError",
-    "SMTPHeloError",
-    "SMTPAuthenticationError",
+    name
+    for name, value in vars(stdlib_smtplib).items()
+    if isinstance(value, type) and issubclass(value, stdlib_smtplib.SMTPException)
 ]
 
 

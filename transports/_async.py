@@ -27,7 +27,6 @@ from ._api_async import AsyncAPI
 from ._common import (
     _RUNNING,
     GLOBAL_DEFAULT_TIMEOUT,
-    LMTP_PORT,
     SMTP_SSL_PORT,
     Deadline,
     SMTPObject,
@@ -38,7 +37,7 @@ from ._common import (
     tls_context_with_client_cert,
 )
 
-__all__ = ["AsyncLMTPBase", "AsyncSMTPBase", "AsyncSMTPSSLBase"]
+__all__ = ["AsyncSMTPBase", "AsyncSMTPSSLBase"]
 
 T = TypeVar("T")
 Self = TypeVar("Self", bound="AsyncSMTPBase")
@@ -222,27 +221,3 @@ class AsyncSMTPSSLBase(AsyncSMTPBase):
         AsyncSMTPBase.__init__(self, host, port, local_hostname, timeout, source_address)
         self.keyfile, self.certfile = keyfile, certfile
         self.context = tls_context_with_client_cert(keyfile, certfile, context)
-
-
-class AsyncLMTPBase(AsyncSMTPBase):
-    """LMTP: LHLO, a Unix socket when the host is an absolute path: mixed into ``LMTP``."""
-
-    default_port = LMTP_PORT
-    ehlo_msg = "lhlo"
-    _lmtp = True
-
-    def __init__(
-        self,
-        host: str = "",
-        port: int = LMTP_PORT,
-        local_hostname: str | None = None,
-        source_address: tuple[str, int] | None = None,
-        timeout: float | None = GLOBAL_DEFAULT_TIMEOUT,
-    ) -> None:
-        super().__init__(
-            host,
-            port,
-            local_hostname=local_hostname,
-            timeout=timeout,
-            source_address=source_address,
-        )

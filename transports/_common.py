@@ -26,6 +26,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "GLOBAL_DEFAULT_TIMEOUT",
     "LMTP_PORT",
+    "LMTPBase",
     "SMTP_PORT",
     "SMTP_SSL_PORT",
     "HOOKS",
@@ -268,6 +269,32 @@ class SMTPObject(SMTPAttributes):
     def set_debuglevel(self, debuglevel: int) -> None:
         """1 prints the transcript to stderr as ``smtplib`` does; 2 adds timestamps."""
         self.debuglevel = debuglevel
+
+
+class LMTPBase(SMTPObject):
+    """LMTP (RFC 2033): LHLO, a Unix socket when ``host`` is an absolute path, one reply per
+    recipient; mixed in before an adapter's ``SMTP``, with ``smtplib.LMTP``'s constructor."""
+
+    default_port = LMTP_PORT
+    ehlo_msg = "lhlo"
+    _lmtp = True
+
+    def __init__(
+        self,
+        host: str = "",
+        port: int = LMTP_PORT,
+        local_hostname: str | None = None,
+        source_address: tuple[str, int] | None = None,
+        timeout: float | None = GLOBAL_DEFAULT_TIMEOUT,
+    ) -> None:
+        # The adapter's SMTP is next in the MRO, not SMTPAttributes as mypy sees it.
+        super().__init__(  # type: ignore[call-arg]
+            host,
+            port,
+            local_hostname=local_hostname,
+            timeout=timeout,
+            source_address=source_address,
+        )
 
 
 def register_api(cls: type[SMTPObject]) -> None:

@@ -30,8 +30,9 @@ from smtp_proto.requests import CLOSE, LOCAL_HOSTNAME, RECEIVE, START_TLS
 from smtp_proto.send import SendResult
 
 from . import _smtplib_names
-from ._async import AsyncLMTPBase, AsyncSMTPBase, AsyncSMTPSSLBase
+from ._async import AsyncSMTPBase, AsyncSMTPSSLBase
 from ._common import (
+    LMTPBase,
     default_tls_context,
     local_hostname,
 )
@@ -252,7 +253,7 @@ class SMTP_SSL(AsyncSMTPSSLBase, SMTP):
     """SMTP over implicit TLS (port 465) on asyncio, certificates verified by default."""
 
 
-class LMTP(AsyncLMTPBase, SMTP):
+class LMTP(LMTPBase, SMTP):
     """LMTP on asyncio; ``host`` may be the absolute path of a Unix socket."""
 
 

@@ -36,9 +36,9 @@ from ._api_sync import SyncAPI
 from ._common import (
     _RUNNING,
     GLOBAL_DEFAULT_TIMEOUT,
-    LMTP_PORT,
     SMTP_SSL_PORT,
     Deadline,
+    LMTPBase,
     SMTPObject,
     default_tls_context,
     local_hostname,
@@ -247,28 +247,8 @@ class SMTP_SSL(SMTP):
             raise
 
 
-class LMTP(SMTP):
-    """LMTP (RFC 2033): LHLO, a Unix socket when ``host`` is a path, one reply per recipient."""
-
-    default_port = LMTP_PORT
-    ehlo_msg = "lhlo"
-    _lmtp = True
-
-    def __init__(
-        self,
-        host: str = "",
-        port: int = LMTP_PORT,
-        local_hostname: str | None = None,
-        source_address: tuple[str, int] | None = None,
-        timeout: float | None = GLOBAL_DEFAULT_TIMEOUT,
-    ) -> None:
-        super().__init__(
-            host,
-            port,
-            local_hostname=local_hostname,
-            timeout=timeout,
-            source_address=source_address,
-        )
+class LMTP(LMTPBase, SMTP):
+    """LMTP (RFC 2033) over a blocking socket: TCP, or a Unix socket when ``host`` is a path."""
 
 
 def send(

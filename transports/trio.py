@@ -34,9 +34,10 @@ from smtp_proto.requests import CLOSE, LOCAL_HOSTNAME, RECEIVE, START_TLS
 from smtp_proto.send import SendResult
 
 from . import _smtplib_names
-from ._async import AsyncLMTPBase, AsyncSMTPBase, AsyncSMTPSSLBase
+from ._async import AsyncSMTPBase, AsyncSMTPSSLBase
 from ._common import (
     Deadline,
+    LMTPBase,
     default_tls_context,
     local_hostname,
 )
@@ -315,7 +316,7 @@ class SMTP_SSL(AsyncSMTPSSLBase, SMTP):
     """SMTP over implicit TLS (port 465) on trio, certificates verified by default."""
 
 
-class LMTP(AsyncLMTPBase, SMTP):
+class LMTP(LMTPBase, SMTP):
     """LMTP on trio; ``host`` may be the absolute path of a Unix socket."""
 
 
