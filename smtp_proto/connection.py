@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Final, NoReturn
 
@@ -202,51 +202,64 @@ class ClientConnection:
         return greeting
 
     def _on_reply(self, command: Command, reply: Reply) -> Reply:
-        code = reply.code
-        if code == 421:
+        if reply.code == 421:
             self._closed_by_server()
             return reply
         kind: type[Command] = type(command)
         if kind is Raw:
             assert isinstance(command, Raw)
             kind = _RAW_KINDS.get(command.verb.upper(), Raw)
-        if kind is Rcpt:
-            if code < 300:
-                assert isinstance(command, Rcpt)
-                self._accepted.append(command.recipient)
-        elif kind is DataEnd:
-            if not self._pending or type(self._pending[0]) is not DataEnd:
-                self._accepted.clear()
-        elif kind is Data:
-            if code == 354:
-                self.state = _BODY
-                self._body = BodyEncoder(stuff_dots=True)
-        elif kind is Mail or kind is Rset:
-            self._accepted.clear()
-        elif kind is Ehlo or kind is Lhlo:
-            if code == 250:
-                self.features = parse_ehlo(reply.text)
-                self.extensions = Extensions.from_features(self.features)
-        elif kind is Auth or kind is AuthResponse:
-            self.state = _SASL if code == 334 else _READY
-        elif kind is StartTLS:
-            if code == 220:
-                if self._parser.buffered:
-                    self._fail(RemoteProtocolError("server sent data after its 220 to STARTTLS"))
-                self.state = _TLS_HANDSHAKE
-        elif kind is Quit:
-            self.state = _CLOSED
-            self._pending.clear()
-        elif kind is Bdat:
-            assert isinstance(command, Bdat)
-            if command.last and self.lmtp and len(self._accepted) > 1:
-                # LMTP answers BDAT LAST once per accepted recipient; this reply is the
-                # first one's.  (Only known now: RCPTs may be pipelined with the BDATs.)
-                followers = [DataEnd(recipient) for recipient in self._accepted[1:]]
-                self._pending.extendleft(reversed(followers))
-            elif code >= 300 or command.last:
-                self._accepted.clear()
+        effect = _REPLY_EFFECTS.get(kind)
+        if effect is not None:
+            effect(self, command, reply.code, reply)
         return reply
+
+    # What a reply to each kind of command changes (``_REPLY_EFFECTS``).
+
+    def _after_rcpt(self, command: Command, code: int, reply: Reply) -> None:
+        if code < 300:
+            assert isinstance(command, Rcpt)
+            self._accepted.append(command.recipient)
+
+    def _after_data_end(self, command: Command, code: int, reply: Reply) -> None:
+        if not self._pending or type(self._pending[0]) is not DataEnd:
+            self._accepted.clear()  # the last of an LMTP message's replies, or SMTP's one
+
+    def _after_data(self, command: Command, code: int, reply: Reply) -> None:
+        if code == 354:
+            self.state = _BODY
+            self._body = BodyEncoder(stuff_dots=True)
+
+    def _after_new_transaction(self, command: Command, code: int, reply: Reply) -> None:
+        self._accepted.clear()
+
+    def _after_ehlo(self, command: Command, code: int, reply: Reply) -> None:
+        if code == 250:
+            self.features = parse_ehlo(reply.text)
+            self.extensions = Extensions.from_features(self.features)
+
+    def _after_auth(self, command: Command, code: int, reply: Reply) -> None:
+        self.state = _SASL if code == 334 else _READY
+
+    def _after_starttls(self, command: Command, code: int, reply: Reply) -> None:
+        if code == 220:
+            if self._parser.buffered:
+                self._fail(RemoteProtocolError("server sent data after its 220 to STARTTLS"))
+            self.state = _TLS_HANDSHAKE
+
+    def _after_quit(self, command: Command, code: int, reply: Reply) -> None:
+        self.state = _CLOSED
+        self._pending.clear()
+
+    def _after_bdat(self, command: Command, code: int, reply: Reply) -> None:
+        assert isinstance(command, Bdat)
+        if command.last and self.lmtp and len(self._accepted) > 1:
+            # LMTP answers BDAT LAST once per accepted recipient; this reply is the first
+            # one's.  (Only known now: RCPTs may be pipelined with the BDATs.)
+            followers = [DataEnd(recipient) for recipient in self._accepted[1:]]
+            self._pending.extendleft(reversed(followers))
+        elif code >= 300 or command.last:
+            self._accepted.clear()
 
     def _closed_by_server(self) -> None:
         """A 421: the server is closing; nothing else will be answered."""
@@ -350,3 +363,21 @@ class ClientConnection:
         self.state = _CLOSED
         self._pending.clear()
         self._body = None
+
+
+_ReplyEffect = Callable[[ClientConnection, Command, int, Reply], None]
+#: What a reply changes in the connection's state, by the kind of command it answers.
+_REPLY_EFFECTS: dict[type[Command], _ReplyEffect] = {
+    Rcpt: ClientConnection._after_rcpt,
+    DataEnd: ClientConnection._after_data_end,
+    Data: ClientConnection._after_data,
+    Mail: ClientConnection._after_new_transaction,
+    Rset: ClientConnection._after_new_transaction,
+    Ehlo: ClientConnection._after_ehlo,
+    Lhlo: ClientConnection._after_ehlo,
+    Auth: ClientConnection._after_auth,
+    AuthResponse: ClientConnection._after_auth,
+    StartTLS: ClientConnection._after_starttls,
+    Quit: ClientConnection._after_quit,
+    Bdat: ClientConnection._after_bdat,
+}

@@ -137,42 +137,60 @@ class ReplyParser:
                     raise ReplyLineTooLong
                 return None
             self._position = end + 1
-            if end > start and buffer[end - 1] == 13:  # CRLF; a bare LF is tolerated
-                end -= 1
-            match = _LINE.fullmatch(buffer, start, end)
-            if match is None:
-                error = RemoteProtocolError(f"malformed reply line {buffer[start:end][:80]!r}")
-                error.line = bytes(buffer[start:end][:MAX_LINE_LENGTH])
-                raise error
-            code, separator, text = match.groups()
-            text = text.strip(b" \t") if text else b""
-            lines = self._lines
-            if lines and code != self._code:
-                raise RemoteProtocolError(
-                    f"reply code changed from {self._code!r} to {code!r} within one reply"
-                )
-            if separator != b"-" and not lines:
-                reply = Reply(int(code), (text,), buffer[start : self._position])
-                if len(reply.raw) <= RECENT_LINE_LENGTH:
-                    if len(self._recent) >= RECENT_REPLIES:
-                        self._recent.clear()  # relearn: the server's replies have changed
-                    self._recent[reply.raw] = reply
-                return reply
-            if len(lines) >= MAX_LINES_PER_REPLY:
-                raise RemoteProtocolError("reply has too many lines")
+            code, separator, text = _parse_line(buffer, start, end)
             raw_line = buffer[start : self._position]
-            self._raw_size += len(raw_line)
-            if self._raw_size > self.max_buffer:
-                raise RemoteProtocolError(f"reply longer than {self.max_buffer} bytes")
-            lines.append(text)
-            self._raw.append(raw_line)
-            if separator == b"-":
-                self._code = code
-                start = self._position
-                end = buffer.find(b"\n", start)
-                continue
-            reply = Reply(int(code), tuple(lines), b"".join(self._raw))
-            self._lines = []
-            self._raw = []
-            self._raw_size = 0
-            return reply
+            if separator != b"-" and not self._lines:
+                return self._single_line_reply(code, text, raw_line)
+            reply = self._add_line(code, separator, text, raw_line)
+            if reply is not None:
+                return reply
+            start = self._position
+            end = buffer.find(b"\n", start)
+
+    def _single_line_reply(self, code: bytes, text: bytes, raw_line: bytes) -> Reply:
+        """A reply of one line, remembered (see the class docstring)."""
+        reply = Reply(int(code), (text,), raw_line)
+        if len(raw_line) <= RECENT_LINE_LENGTH:
+            if len(self._recent) >= RECENT_REPLIES:
+                self._recent.clear()  # relearn: the server's replies have changed
+            self._recent[raw_line] = reply
+        return reply
+
+    def _add_line(
+        self, code: bytes, separator: bytes | None, text: bytes, raw_line: bytes
+    ) -> Reply | None:
+        """Add a line to the multi-line reply in progress; the reply once it is complete."""
+        lines = self._lines
+        if lines and code != self._code:
+            raise RemoteProtocolError(
+                f"reply code changed from {self._code!r} to {code!r} within one reply"
+            )
+        if len(lines) >= MAX_LINES_PER_REPLY:
+            raise RemoteProtocolError("reply has too many lines")
+        self._raw_size += len(raw_line)
+        if self._raw_size > self.max_buffer:
+            raise RemoteProtocolError(f"reply longer than {self.max_buffer} bytes")
+        lines.append(text)
+        self._raw.append(raw_line)
+        if separator == b"-":
+            self._code = code
+            return None
+        reply = Reply(int(code), tuple(lines), b"".join(self._raw))
+        self._lines = []
+        self._raw = []
+        self._raw_size = 0
+        return reply
+
+
+def _parse_line(buffer: bytes, start: int, end: int) -> tuple[bytes, bytes | None, bytes]:
+    """The code, separator (``-``, `` `` or ``None``) and stripped text of the reply line at
+    ``buffer[start:end]`` (``end`` at its LF); a ``RemoteProtocolError`` if it is none."""
+    if end > start and buffer[end - 1] == 13:  # CRLF; a bare LF is tolerated
+        end -= 1
+    match = _LINE.fullmatch(buffer, start, end)
+    if match is None:
+        error = RemoteProtocolError(f"malformed reply line {buffer[start:end][:80]!r}")
+        error.line = bytes(buffer[start:end][:MAX_LINE_LENGTH])
+        raise error
+    code, separator, text = match.groups()
+    return code, separator, text.strip(b" \t") if text else b""

@@ -29,6 +29,7 @@ from .errors import (
     SMTPServerDisconnected,
 )
 from .message import prepare_message
+from .ports import LMTP_PORT, SMTPS_PORT, SUBMISSION_PORT
 from .replies import Reply
 from .requests import Operation
 from .source import Message, fix_line_ends
@@ -49,9 +50,6 @@ __all__ = [
 #: ``none`` never encrypts.  The last two are the explicit relaxations.
 TLSMode = Literal["auto", "implicit", "starttls", "opportunistic", "none"]
 TLS_MODES: tuple[str, ...] = ("auto", "implicit", "starttls", "opportunistic", "none")
-SUBMISSION_PORT = 587
-SMTPS_PORT = 465
-LMTP_PORT = 2003
 
 BodyKind = Literal["7bit", "8bit", "binary", "stream"]
 _QUEUE_ID = re.compile(rb"(?:queued as|\bid=)\s*([A-Za-z0-9][A-Za-z0-9._-]*)", re.IGNORECASE)
@@ -183,57 +181,12 @@ class Submission:
     ) -> Submission:
         """Check the arguments of ``send`` (see the transports) and work out the envelope,
         the body and the connection; ``ValueError`` / ``TypeError`` for bad ones."""
-        if tls not in TLS_MODES:
-            raise ValueError(f"tls must be one of {', '.join(TLS_MODES)}, not {tls!r}")
-        unix = lmtp and host.startswith("/")
-        implicit = tls == "implicit" or (tls == "auto" and port == SMTPS_PORT and not unix)
-        if implicit and lmtp:
-            raise ValueError("LMTP over implicit TLS is not supported: use tls='starttls'")
-        if unix and tls == "auto":
-            starttls: Literal["require", "try", "never"] = "never"
-        elif tls in ("auto", "starttls"):
-            starttls = "never" if implicit else "require"
-        else:
-            starttls = "try" if tls == "opportunistic" else "never"
-        if port is None:
-            port = 0 if unix else SMTPS_PORT if implicit else LMTP_PORT if lmtp else SUBMISSION_PORT
-        credentials = None
-        if password is not None or oauth2_token is not None:
-            if not username:
-                raise ValueError("a password or an OAuth 2 token needs a username")
-            if password is not None and oauth2_token is not None:
-                raise ValueError("give a password or an OAuth 2 token, not both")
-            credentials = _Credentials(username, password, oauth2_token, mechanism)
-        elif username is not None:
-            raise ValueError("a username needs a password or an OAuth 2 token")
-        if isinstance(message, email.message.Message):
-            prepared = prepare_message(message, sender, recipients)
-            sender, targets = prepared.from_addr, prepared.to_addrs
-            body: Message = prepared.data
-            international = prepared.international
-        else:
-            if sender is None or recipients is None:
-                raise TypeError(
-                    "a message given as bytes or a stream needs sender= and recipients="
-                )
-            targets = [recipients] if isinstance(recipients, str) else list(recipients)
-            if isinstance(message, str):
-                message = fix_line_ends(message).encode("utf-8")
-            elif isinstance(message, bytearray | memoryview):
-                message = bytes(message)
-            body = message
-            international = not all(address.isascii() for address in (sender, *targets))
+        port, implicit, starttls = _connection_plan(host, port, tls, lmtp)
+        credentials = _credentials(username, password, oauth2_token, mechanism)
+        sender, targets, body, international = _envelope(message, sender, recipients)
         if not targets:
             raise ValueError("no recipients")
-        if isinstance(body, bytes):
-            kind = body_kind(body)
-            if binary is False and kind == "binary":
-                kind = "7bit" if body.isascii() else "8bit"  # line ends fixed on the way
-            international = international or not _header_block(body).isascii()
-        else:
-            kind = "stream"
-        if binary:
-            kind = "binary"
+        kind, international = _body_kind(body, binary, international)
         return cls(
             sender=sender,
             recipients=tuple(targets),
@@ -343,6 +296,80 @@ class Submission:
                 )
             options += dsn_options
         return options
+
+
+def _connection_plan(
+    host: str, port: int | None, tls: TLSMode, lmtp: bool
+) -> tuple[int, bool, Literal["require", "try", "never"]]:
+    """The port (0 for a Unix socket), whether TLS is implicit, and what to do about STARTTLS."""
+    if tls not in TLS_MODES:
+        raise ValueError(f"tls must be one of {', '.join(TLS_MODES)}, not {tls!r}")
+    unix = lmtp and host.startswith("/")
+    implicit = tls == "implicit" or (tls == "auto" and port == SMTPS_PORT and not unix)
+    if implicit and lmtp:
+        raise ValueError("LMTP over implicit TLS is not supported: use tls='starttls'")
+    starttls: Literal["require", "try", "never"]
+    if unix and tls == "auto":
+        starttls = "never"
+    elif tls in ("auto", "starttls"):
+        starttls = "never" if implicit else "require"
+    else:
+        starttls = "try" if tls == "opportunistic" else "never"
+    if port is None:
+        port = 0 if unix else SMTPS_PORT if implicit else LMTP_PORT if lmtp else SUBMISSION_PORT
+    return port, implicit, starttls
+
+
+def _credentials(
+    username: str | None,
+    password: str | None,
+    oauth2_token: str | Callable[[], str] | None,
+    mechanism: str | None,
+) -> _Credentials | None:
+    """The credentials to log in with, if any; a username needs exactly one secret."""
+    if password is None and oauth2_token is None:
+        if username is not None:
+            raise ValueError("a username needs a password or an OAuth 2 token")
+        return None
+    if not username:
+        raise ValueError("a password or an OAuth 2 token needs a username")
+    if password is not None and oauth2_token is not None:
+        raise ValueError("give a password or an OAuth 2 token, not both")
+    return _Credentials(username, password, oauth2_token, mechanism)
+
+
+def _envelope(
+    message: email.message.Message | Message,
+    sender: str | None,
+    recipients: str | Sequence[str] | None,
+) -> tuple[str, list[str], Message, bool]:
+    """The sender, the recipients, the body and whether an address is international: from
+    an ``EmailMessage``'s headers (``send_message``'s rules) unless given, else as given."""
+    if isinstance(message, email.message.Message):
+        prepared = prepare_message(message, sender, recipients)
+        return prepared.from_addr, prepared.to_addrs, prepared.data, prepared.international
+    if sender is None or recipients is None:
+        raise TypeError("a message given as bytes or a stream needs sender= and recipients=")
+    targets = [recipients] if isinstance(recipients, str) else list(recipients)
+    if isinstance(message, str):
+        message = fix_line_ends(message).encode("utf-8")
+    elif isinstance(message, bytearray | memoryview):
+        message = bytes(message)
+    international = not all(address.isascii() for address in (sender, *targets))
+    return sender, targets, message, international
+
+
+def _body_kind(body: Message, binary: bool | None, international: bool) -> tuple[BodyKind, bool]:
+    """How the body goes (``7bit``, ``8bit``, ``binary`` or ``stream``), and whether the
+    message is international once its header block is seen too."""
+    if isinstance(body, bytes):
+        kind: BodyKind = body_kind(body)
+        if binary is False and kind == "binary":
+            kind = "7bit" if body.isascii() else "8bit"  # line ends fixed on the way
+        international = international or not _header_block(body).isascii()
+    else:
+        kind = "stream"
+    return ("binary" if binary else kind), international
 
 
 def _authenticate(client: Client, credentials: _Credentials) -> Operation[None]:

@@ -20,6 +20,7 @@ from smtp_proto.attributes import SMTPAttributes
 from smtp_proto.body import quotedata
 from smtp_proto.client import Client
 from smtp_proto.commands import quoteaddr
+from smtp_proto.ports import LMTP_PORT, SMTP_PORT, SMTPS_PORT
 
 __all__ = [
     "CRLF",
@@ -44,9 +45,7 @@ __all__ = [
     "tls_context_with_client_cert",
 ]
 
-SMTP_PORT = 25
-SMTP_SSL_PORT = 465
-LMTP_PORT = 2003
+SMTP_SSL_PORT = SMTPS_PORT
 CRLF = "\r\n"
 bCRLF = b"\r\n"
 

@@ -52,6 +52,7 @@ from smtp_proto.errors import (
     SMTPResponseException,
     SMTPSenderRefused,
 )
+from smtp_proto.ports import LMTP_PORT, SMTP_PORT, SMTPS_PORT, SUBMISSION_PORT
 from smtp_proto.send import (
     SendResult,
     SMTPAllRecipientsRefused,
@@ -77,8 +78,7 @@ EXIT_USAGE = 64
 #: Messages at least this large get a progress bar when stderr is a terminal.
 PROGRESS_THRESHOLD = 1 << 20
 #: The IANA port of LMTP over TCP (RFC 2033).
-LMTP_TCP_PORT = 24
-_DEFAULT_PORTS = {"implicit": 465, "starttls": 587, "none": 25}
+_DEFAULT_PORTS = {"implicit": SMTPS_PORT, "starttls": SUBMISSION_PORT, "none": SMTP_PORT}
 _NOOP_SAMPLES = 5
 
 
@@ -407,7 +407,7 @@ def _target(args: argparse.Namespace) -> Target:
     if lmtp and tls == "implicit":
         raise UsageError("LMTP with implicit TLS is not supported (use --tls starttls)")
     try:
-        host, port = parse_server(args.server, LMTP_TCP_PORT if lmtp else _DEFAULT_PORTS[tls])
+        host, port = parse_server(args.server, LMTP_PORT if lmtp else _DEFAULT_PORTS[tls])
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return lmtp, tls, host, port

@@ -128,29 +128,9 @@ class SMTP(AsyncSMTPBase):
         if sock is None:
             raise SMTPServerDisconnected("please run connect() first")
         if request is RECEIVE:
-            deadline = self._deadline.for_read(self._client, self._timeout)
-            if self._tls is None:
-                if self._wrote:
-                    self._wrote = False
-                else:
-                    await trio.lowlevel.checkpoint_if_cancelled()
-                    try:
-                        return sock.recv(_RECEIVE_SIZE)
-                    except BlockingIOError:
-                        pass
-                self._turns.yielded = True
-                return await _receive(sock, deadline)
-            self._turns.yielded = True
-            return await _receive_tls(self._tls, deadline)
+            return await self._receive(sock)
         if request.__class__ is bytes or request.__class__ is memoryview:
-            deadline = self._deadline.for_write(self._timeout)
-            if self._tls is None:
-                self._wrote = True
-                if await _send(sock, request, deadline):
-                    self._turns.yielded = True
-            else:
-                self._turns.yielded = True
-                await _send_tls(self._tls, request, deadline)
+            await self._send(sock, request)
             return None
         if request is CLOSE:
             self.close()  # as smtplib's methods do, so a subclass's close() sees it
@@ -162,6 +142,35 @@ class SMTP(AsyncSMTPBase):
         if request is LOCAL_HOSTNAME:
             return await self._in_thread(local_hostname)
         raise AssertionError(f"unknown I/O request {request!r}")
+
+    async def _receive(self, sock: socket.socket) -> bytes:
+        """What the server sent: taken at once when it is there (and no write just went out,
+        whose reply cannot be), else waited for until the reply's deadline."""
+        deadline = self._deadline.for_read(self._client, self._timeout)
+        if self._tls is not None:
+            self._turns.yielded = True
+            return await _receive_tls(self._tls, deadline)
+        if self._wrote:
+            self._wrote = False
+        else:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            try:
+                return sock.recv(_RECEIVE_SIZE)
+            except BlockingIOError:
+                pass
+        self._turns.yielded = True
+        return await _receive(sock, deadline)
+
+    async def _send(self, sock: socket.socket, data: bytes | memoryview) -> None:
+        """Write all of ``data`` by the write's deadline."""
+        deadline = self._deadline.for_write(self._timeout)
+        if self._tls is not None:
+            self._turns.yielded = True
+            await _send_tls(self._tls, data, deadline)
+            return
+        self._wrote = True
+        if await _send(sock, data, deadline):
+            self._turns.yielded = True
 
     @property
     def is_connected(self) -> bool:
