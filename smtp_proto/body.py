@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import overload
 
-__all__ = ["CHUNK_SIZE", "BodyEncoder", "normalised_size", "quotedata"]
+__all__ = ["CHUNK_SIZE", "BodyEncoder", "fix_line_ends", "normalised_size", "quotedata"]
 
 #: How much of a large message is encoded and sent at a time.
 CHUNK_SIZE = 1 << 18
@@ -66,7 +66,12 @@ def normalised_size(data: bytes) -> int:
 
 def quotedata(data: str) -> str:
     """A ``str`` message with CRLF line ends and leading dots doubled (``smtplib.quotedata``)."""
-    return _TEXT_LEADING_DOT.sub("..", _TEXT_LINE_END.sub("\r\n", data))
+    return _TEXT_LEADING_DOT.sub("..", fix_line_ends(data))
+
+
+def fix_line_ends(text: str) -> str:
+    """CRLF for every line end of a ``str`` message, as ``smtplib`` does before encoding."""
+    return _TEXT_LINE_END.sub("\r\n", text)
 
 
 class BodyEncoder:

@@ -158,6 +158,25 @@ class Raw(Command):
         return f"{self.verb} {self.args}" if self.args else self.verb
 
 
+class _Constant(Command):
+    """A command whose line never changes (``verb``): its bytes are made once, with nothing
+    to check."""
+
+    __slots__ = ()
+    verb: ClassVar[str]
+    _wire: ClassVar[bytes]
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._wire = cls.verb.encode("ascii") + b"\r\n"
+
+    def line(self) -> str:
+        return self.verb
+
+    def encode(self, utf8: bool = False) -> bytes:
+        return self._wire
+
+
 @dataclass(frozen=True, slots=True)
 class Helo(Command):
     """HELO, the RFC 821 greeting."""
@@ -222,14 +241,10 @@ class Rcpt(Command):
 
 
 @dataclass(frozen=True, slots=True)
-class Data(Command):
+class Data(_Constant):
     """DATA: a 354 reply opens the message body."""
 
-    def line(self) -> str:
-        return "data"
-
-    def encode(self, utf8: bool = False) -> bytes:
-        return b"data\r\n"  # a constant line: nothing to check
+    verb = "data"
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,16 +260,11 @@ class Bdat(Command):
 
 
 @dataclass(frozen=True, slots=True)
-class Rset(Command):
+class Rset(_Constant):
     """RSET: abort the mail transaction."""
 
     group_end: ClassVar[bool] = False
-
-    def line(self) -> str:
-        return "rset"
-
-    def encode(self, utf8: bool = False) -> bytes:
-        return b"rset\r\n"  # a constant line: nothing to check
+    verb = "rset"
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,36 +298,24 @@ class Help(Command):
 
 
 @dataclass(frozen=True, slots=True)
-class Noop(Command):
+class Noop(_Constant):
     """NOOP."""
 
-    def line(self) -> str:
-        return "noop"
-
-    def encode(self, utf8: bool = False) -> bytes:
-        return b"noop\r\n"  # a constant line: nothing to check
+    verb = "noop"
 
 
 @dataclass(frozen=True, slots=True)
-class Quit(Command):
+class Quit(_Constant):
     """QUIT: the server answers 221 and closes."""
 
-    def line(self) -> str:
-        return "quit"
-
-    def encode(self, utf8: bool = False) -> bytes:
-        return b"quit\r\n"  # a constant line: nothing to check
+    verb = "quit"
 
 
 @dataclass(frozen=True, slots=True)
-class StartTLS(Command):
+class StartTLS(_Constant):
     """STARTTLS: after its 220 nothing but a TLS handshake may cross the connection."""
 
-    def line(self) -> str:
-        return "STARTTLS"
-
-    def encode(self, utf8: bool = False) -> bytes:
-        return b"STARTTLS\r\n"  # a constant line: nothing to check
+    verb = "STARTTLS"
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from typing import Any
 
 from .errors import LocalProtocolError
 
-__all__ = ["INTERNATIONAL_MAIL_OPTIONS", "PreparedMessage", "prepare_message"]
+__all__ = ["INTERNATIONAL_MAIL_OPTIONS", "PreparedMessage", "header_envelope", "prepare_message"]
 
 #: MAIL FROM parameters ``send_message`` appends when an envelope address is non-ASCII.
 INTERNATIONAL_MAIL_OPTIONS: tuple[str, ...] = ("SMTPUTF8", "BODY=8BITMIME")
@@ -96,6 +96,16 @@ def prepare_message(
         mail_options=options,
         international=international,
     )
+
+
+def header_envelope(msg: Message[Any, Any]) -> tuple[str | None, list[str]]:
+    """The sender and recipients ``send_message`` takes from the headers of ``msg`` (its
+    rules: ``Sender`` else ``From``; ``To``, ``Bcc``, ``Cc``; the ``Resent-`` fields of a
+    resent message); the sender is ``None`` when neither field is there."""
+    prefix = _resent_prefix(msg)
+    sender_field = f"{prefix}Sender" if f"{prefix}Sender" in msg else f"{prefix}From"
+    sender = _header_sender(msg, prefix) if sender_field in msg else None
+    return sender, _header_recipients(msg, prefix)
 
 
 def _resent_prefix(msg: Message[Any, Any]) -> str:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import inspect
 import os
-import re
 from collections.abc import AsyncIterable, AsyncIterator, Generator, Iterable, Iterator
 from functools import partial
 from typing import Any, Protocol, runtime_checkable
 
-from .body import CHUNK_SIZE, normalised_size
+from .body import CHUNK_SIZE, fix_line_ends, normalised_size
 from .requests import END_OF_BODY, IORequest, NextChunk
 
 __all__ = ["Message", "Pieces", "Readable", "Source", "fix_line_ends", "known_size", "source_of"]
@@ -29,13 +28,6 @@ class Readable(Protocol):
 Message = bytes | str | Readable | Iterable[bytes] | AsyncIterable[bytes]
 #: A message as it is read to be sent: ``source_of(message)``.
 Source = bytes | Readable | Iterable[bytes] | AsyncIterable[bytes]
-
-_BARE_LINE_END = re.compile(r"\r\n|\n|\r")
-
-
-def fix_line_ends(text: str) -> str:
-    """CRLF for every line end of a ``str`` message, as ``smtplib`` does before encoding."""
-    return _BARE_LINE_END.sub("\r\n", text)
 
 
 def source_of(msg: Message) -> Source:

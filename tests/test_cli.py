@@ -139,8 +139,8 @@ def test_eml_is_sent_as_is_without_its_bcc(
     assert code == 0, out
     (captured,) = server.messages
     assert captured.mail_from == "ann@example.test"
-    assert captured.rcpt_tos == [
-        "bob@example.test", "cy@example.test", "dee@example.test", "eve@example.test",
+    assert captured.rcpt_tos == [  # send_message's rule and order: To, Bcc, Cc
+        "bob@example.test", "dee@example.test", "eve@example.test", "cy@example.test",
     ]  # fmt: skip
     assert captured.data == headers + b"Subject: ready\r\n\r\nAs is.\r\n"
 

@@ -52,6 +52,7 @@ from smtp_proto.errors import (
     SMTPResponseException,
     SMTPSenderRefused,
 )
+from smtp_proto.message import header_envelope
 from smtp_proto.ports import LMTP_PORT, SMTP_PORT, SMTPS_PORT, SUBMISSION_PORT
 from smtp_proto.send import (
     SendResult,
@@ -203,11 +204,6 @@ def _compose(args: argparse.Namespace, sender: str) -> email.message.EmailMessag
     return message
 
 
-def _header_addresses(headers: email.message.Message, *names: str) -> list[str]:
-    values = [str(value) for name in names for value in headers.get_all(name, [])]
-    return [address for _, address in email.utils.getaddresses(values) if address]
-
-
 def build_envelope(args: argparse.Namespace, default_sender: str | None) -> Envelope:
     """The envelope and bytes to send, from the options or the ``--eml`` file."""
     recipients = _unique([*args.to, *args.cc, *args.bcc])
@@ -216,9 +212,12 @@ def build_envelope(args: argparse.Namespace, default_sender: str | None) -> Enve
         headers = email.parser.BytesParser(policy=email.policy.default).parsebytes(
             raw, headersonly=True
         )
-        found = _header_addresses(headers, "Sender") or _header_addresses(headers, "From")
-        sender = args.sender or (found[0] if found else None)
-        recipients = recipients or _unique(_header_addresses(headers, "To", "Cc", "Bcc"))
+        try:
+            header_sender, header_recipients = header_envelope(headers)
+        except (ValueError, IndexError) as exc:  # several Resent- blocks, an empty From
+            raise UsageError(f"{args.eml}: {exc}") from None
+        sender = args.sender or header_sender
+        recipients = recipients or _unique(header_recipients)
         data = without_bcc(raw)
     else:
         sender = args.sender or default_sender
