@@ -45,7 +45,9 @@ import pytest
 import smtp_proto._speedups as speedups  # imported now, so the tests get this one
 
 assert speedups.__file__.startswith(sys.argv[1]), f"not the sanitized build: {speedups.__file__}"
-tests = ["tests/test_speedups.py", "tests/test_body.py", "tests/test_fuzz_corpus.py"]
+tests = [
+    "tests/core/test_speedups.py", "tests/core/test_body.py", "tests/core/test_fuzz_corpus.py"
+]
 # --capture=sys: a sanitizer writes its report to fd 2, which must reach the terminal.
 sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", "--capture=sys", *tests, *sys.argv[2:]]))
 EOF

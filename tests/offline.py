@@ -26,7 +26,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
-from smtp_proto import CLOSE, LOCAL_HOSTNAME, RECEIVE, START_TLS
+from smtp_proto import CLOSE, LOCAL_HOSTNAME, RECEIVE, START_TLS, Client
 
 
 @dataclass(frozen=True)
@@ -253,3 +253,19 @@ def outcome(action: Callable[[], Any]) -> Outcome:
         raise
     except Exception as exc:
         return Outcome(error=type(exc).__name__, args=exc.args)
+
+
+#: The client name, banner and EHLO line of the conversations of ``connected()`` clients.
+HOST = "client.example"
+GREETING = b"220 server.example ESMTP ready\r\n"
+EHLO_LINE = C(b"ehlo client.example\r\n")
+
+
+def connected(lmtp: bool = False, local_hostname: str | None = HOST) -> Client:
+    """A ``Client`` that has connected and read a 220 greeting."""
+    client = Client(local_hostname, lmtp=lmtp)
+    peer = Peer([S(GREETING)])
+    client.connecting("server.example", 25)
+    assert peer.run(client.greeting()) == (220, b"server.example ESMTP ready")
+    peer.expect_finished()
+    return client

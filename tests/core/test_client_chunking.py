@@ -13,8 +13,7 @@ from smtp_proto import SMTPDataError, SMTPRecipientsRefused, SMTPSenderRefused
 from smtp_proto.body import CHUNK_SIZE
 from smtp_proto.client import BDAT_WINDOW, Client
 from smtp_proto.driving import drive
-from tests.offline import C, Peer, S, Step
-from tests.test_client_offline import EHLO_LINE, connected
+from tests.offline import EHLO_LINE, C, Peer, S, Step, connected
 
 EHLO_CHUNKING = S(b"250-server.example\r\n250-PIPELINING\r\n250 CHUNKING\r\n")
 MESSAGE = b"Subject: s\r\n\r\n.dot\nline"

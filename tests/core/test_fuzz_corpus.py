@@ -20,7 +20,7 @@ from smtp_proto import RECEIVE, Client
 from smtp_proto.driving import drive
 from smtp_proto.errors import LocalProtocolError
 
-FUZZ_DIR = Path(__file__).resolve().parent.parent / "fuzz"
+FUZZ_DIR = Path(__file__).resolve().parents[2] / "fuzz"
 TARGETS = ("fuzz_replies", "fuzz_ehlo", "fuzz_sasl", "fuzz_body", "fuzz_connection")
 
 

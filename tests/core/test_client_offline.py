@@ -33,25 +33,25 @@ from smtp_proto import (
     SMTPServerDisconnected,
 )
 from smtp_proto.body import CHUNK_SIZE
-from tests.offline import TLS, C, Outcome, Peer, S, ScriptError, Step, outcome, stdlib_smtp
+from tests.offline import (
+    EHLO_LINE,
+    HOST,
+    TLS,
+    C,
+    Outcome,
+    Peer,
+    S,
+    ScriptError,
+    Step,
+    connected,
+    outcome,
+    stdlib_smtp,
+)
 
-HOST = "client.example"
-GREETING = b"220 server.example ESMTP ready\r\n"
-EHLO_LINE = C(b"ehlo client.example\r\n")
 EHLO_SIMPLE = S(b"250-server.example\r\n250-8BITMIME\r\n250 HELP\r\n")
 EHLO_PIPELINING = S(b"250-server.example\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
 
 Action = Callable[[Any], Any]
-
-
-def connected(lmtp: bool = False, local_hostname: str | None = HOST) -> Client:
-    """A ``Client`` that has connected and read a 220 greeting."""
-    client = Client(local_hostname, lmtp=lmtp)
-    peer = Peer([S(GREETING)])
-    client.connecting("server.example", 25)
-    assert peer.run(client.greeting()) == (220, b"server.example ESMTP ready")
-    peer.expect_finished()
-    return client
 
 
 def play(

@@ -27,8 +27,7 @@ from smtp_proto import (
 )
 from smtp_proto.body import CHUNK_SIZE, BodyEncoder
 from smtp_proto.driving import drive
-from tests.offline import C, Peer, S, Step
-from tests.test_client_offline import EHLO_LINE, connected
+from tests.offline import EHLO_LINE, C, Peer, S, Step, connected
 
 SENDER, RECIPIENT = "s@example.org", "a@example.org"
 MAIL = b"mail FROM:<s@example.org>"
