@@ -375,7 +375,7 @@ def _body_kind(body: Message, binary: bool | None, international: bool) -> tuple
 def _authenticate(client: Client, credentials: _Credentials) -> Operation[None]:
     """AUTH with a password (the named mechanism, or ``login``'s choice) or an OAuth 2 token
     (OAUTHBEARER or XOAUTH2, whichever is offered, or the named one)."""
-    advertised = client.owner.esmtp_features.get("auth", "").upper().split()
+    advertised = client.connection.extensions.auth
     if not advertised:
         raise SMTPAuthNotSupportedError("SMTP AUTH extension not supported by server.")
     name = credentials.mechanism.upper() if credentials.mechanism else None
@@ -395,7 +395,7 @@ def _authenticate(client: Client, credentials: _Credentials) -> Operation[None]:
         assert credentials.password is not None
         if name is None:
             if not any(known in advertised for known in sasl.PASSWORD_MECHANISMS):
-                offered = " ".join(advertised)
+                offered = " ".join(sorted(advertised))
                 raise SMTPAuthNotSupportedError(f"no password mechanism among AUTH {offered}")
             yield from client.login(credentials.username, credentials.password)
             return

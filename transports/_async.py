@@ -51,11 +51,8 @@ class AsyncSMTPBase(AsyncAPI):
     object never interleave their commands.  A cancellation while a command is under way
     closes the connection (it is never reused half-way) and propagates.
 
-    ``timeout`` (seconds, ``None`` for none) bounds connecting (with the TLS handshake), each
-    complete write and each wait for a complete reply, from the moment the client starts
-    waiting until the reply's last line has arrived: a server that sends a reply slowly, a
-    byte at a time, times out like a silent one (``SMTPServerDisconnected`` caused by
-    ``TimeoutError``), and the object is closed.
+    ``timeout`` bounds connecting (with the TLS handshake), each write and each whole reply
+    (see ``Deadline``).
 
     The coroutines call each other as ``smtplib``'s methods do, so a subclass's override (a
     coroutine, or a plain method) or a mock of one of them is awaited where ``smtplib`` would

@@ -71,11 +71,13 @@ def resolve_timeout(timeout: object, socket_default: float | None) -> float | No
 class Deadline:
     """When the write or reply wait under way must end: how every adapter applies ``timeout``.
 
-    ``timeout`` bounds each complete write, and each wait for a complete reply, from the
-    moment the client starts waiting for it until its last line has arrived (``smtplib``'s
-    bounds each socket read instead).  Bytes that arrive do not extend it, so a
-    server that drips a reply one byte at a time, or sends continuation lines without end,
-    gets a timeout once ``timeout`` has passed, as a silent one does.
+    ``timeout`` (seconds, ``None`` for none; see ``resolve_timeout`` for the default) bounds
+    each complete write, and each wait for a complete reply, from the moment the client
+    starts waiting for it until its last line has arrived (``smtplib``'s bounds each socket
+    read instead).  Bytes that arrive do not extend it, so a server that drips a reply one
+    byte at a time, or sends continuation lines without end, gets a timeout once ``timeout``
+    has passed, as a silent one does: ``SMTPServerDisconnected`` caused by ``TimeoutError``,
+    and the connection is closed.
 
     A reply wait starts at the first read of an operation or after a write, and again each
     time a reply completes while the operation reads on (pipelined replies, LMTP's reply per

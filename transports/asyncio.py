@@ -9,10 +9,9 @@
         await smtp.login("me", "secret")
         await smtp.sendmail("me@example.com", ["you@example.com"], message)
 
-Needs nothing but the standard library.  ``timeout`` bounds each write and each wait for a
-complete reply (see ``_common.Deadline``; a ``TimeoutError``, which the core turns into what
-``smtplib`` raises); the caller's own cancellation (``asyncio.timeout``, ``Task.cancel``)
-closes the connection and propagates.
+Needs nothing but the standard library.  ``timeout`` is applied as ``_common.Deadline``
+says; the caller's own cancellation (``asyncio.timeout``, ``Task.cancel``) closes the
+connection and propagates.
 """
 
 from __future__ import annotations
@@ -165,11 +164,7 @@ class _Stream(asyncio.Protocol):
 
 
 class SMTP(AsyncSMTPBase):
-    """An SMTP client connection with the ``smtplib.SMTP`` API, awaitable, on asyncio.
-
-    ``timeout`` bounds each complete write and each wait for a complete reply, not each
-    read: a server that drips a reply times out like a silent one (see ``AsyncSMTPBase``).
-    """
+    """An SMTP client connection with the ``smtplib.SMTP`` API, awaitable, on asyncio."""
 
     _stream: _Stream | None = None
 

@@ -8,9 +8,7 @@ code works unchanged, with these deliberate differences:
 * Bare CR and LF in ``bytes`` messages become CRLF, so no message can smuggle a second one.
 * ``LMTP.sendmail`` reports recipients refused after the body, and commands pipeline when the
   server offers PIPELINING.
-* ``timeout`` bounds each write and each wait for a complete reply, not each socket read:
-  a server that drips a reply byte by byte cannot stretch it (see ``_common.Deadline``).
-  With no timeout given anywhere, it is ``DEFAULT_TIMEOUT`` seconds.
+* ``timeout`` bounds each write and each whole reply, not each socket read (``Deadline``).
 
 Everything SMTP is done by ``smtp_proto.Client``; this module only connects, wraps TLS and
 moves bytes.
@@ -63,11 +61,7 @@ _LATE = 0.005
 class SMTP(SyncAPI):
     """An SMTP client connection with the ``smtplib.SMTP`` API, over a blocking socket.
 
-    ``timeout`` (seconds, ``None`` for none) bounds connecting, each complete write and each
-    wait for a complete reply, from the moment the client starts waiting until the reply's
-    last line has arrived: a server that sends a reply slowly, a byte at a time, times out
-    like a silent one (``SMTPServerDisconnected`` caused by ``TimeoutError``), and the
-    object is closed.
+    ``timeout`` bounds connecting, each write and each whole reply (see ``Deadline``).
 
     The methods call each other as ``smtplib``'s do (``send_message`` through ``sendmail``,
     ``connect`` through ``_get_socket``, every write through ``send``, ...), so subclasses

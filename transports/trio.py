@@ -8,9 +8,8 @@
         await smtp.starttls()
         await smtp.sendmail("me@example.com", ["you@example.com"], message)
 
-``timeout`` bounds each write and each wait for a complete reply (see
-``_common.Deadline``; a timeout raises what ``smtplib`` raises for one); the caller's own
-cancel scopes close the connection when they cancel a command half-way, and propagate.
+``timeout`` is applied as ``_common.Deadline`` says; the caller's own cancel scopes close the
+connection when they cancel a command half-way, and propagate.
 
 Plain-text I/O goes straight to the connection's (non-blocking) socket and enters trio only
 to wait, in a cancel scope whose deadline is the reply's or the write's: a message costs a
@@ -52,11 +51,7 @@ _RECEIVE_SIZE = 1 << 16
 
 
 class SMTP(AsyncSMTPBase):
-    """An SMTP client connection with the ``smtplib.SMTP`` API, awaitable, on trio.
-
-    ``timeout`` bounds each complete write and each wait for a complete reply, not each
-    read: a server that drips a reply times out like a silent one (see ``AsyncSMTPBase``).
-    """
+    """An SMTP client connection with the ``smtplib.SMTP`` API, awaitable, on trio."""
 
     _socket: trio.socket.SocketType | None = None  # the connection, as trio knows it
     _raw: socket.socket | None = None  # the same socket: plain-text I/O goes straight to it
