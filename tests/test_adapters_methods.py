@@ -13,6 +13,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -796,3 +797,24 @@ async def test_smtp_ssl_context_manager_host_port_string(
     assert not adapter.is_connected(smtp)
     (record,) = aiosmtpd_server.messages()
     assert record.tls is True
+
+
+def _connection_socket(adapter: Adapter, smtp: Any) -> socket.socket:
+    """The operating system's socket under an adapter's connection."""
+    if adapter.name == "sync":
+        return smtp.sock  # type: ignore[no-any-return]
+    if adapter.name == "asyncio":
+        return smtp._stream.transport.get_extra_info("socket")  # type: ignore[no-any-return]
+    return smtp._raw  # type: ignore[no-any-return]
+
+
+@all_adapters
+async def test_commands_are_not_held_back_by_nagle(
+    adapter: Adapter, aiosmtpd_server: AiosmtpdServer
+) -> None:
+    """TCP_NODELAY on every adapter's TCP connection: a command written after a large write
+    (BDAT's next header after a chunk) must not wait for the server's delayed ACK."""
+    smtp = await adapter.open(aiosmtpd_server.host, aiosmtpd_server.port)
+    sock = _connection_socket(adapter, smtp)
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    await adapter.call(smtp.quit)
