@@ -1,0 +1,77 @@
+"""Where the command connects, and how: the server it names, LMTP or SMTP, the TLS mode and the
+TLS context."""
+
+from __future__ import annotations
+
+import argparse
+import ssl
+import sys
+
+from smtp_proto.ports import LMTP_PORT, SMTP_PORT, SMTPS_PORT, SUBMISSION_PORT
+from smtp_proto.send import TLSMode
+
+from .failure import UsageError
+
+#: The default port of each TLS mode (LMTP's is LMTP_PORT).
+_DEFAULT_PORTS = {"implicit": SMTPS_PORT, "starttls": SUBMISSION_PORT, "none": SMTP_PORT}
+
+
+def parse_server(text: str, default_port: int) -> tuple[str, int]:
+    """``HOST``, ``HOST:PORT``, ``[IPv6]``, ``[IPv6]:PORT``, a bare IPv6 address, or the
+    absolute path of a Unix socket (port 0).  Raises ``ValueError`` for anything else."""
+    if text.startswith("/"):
+        return text, 0
+    if text.startswith("["):
+        host, closed, rest = text[1:].partition("]")
+        if not closed or (rest and not rest.startswith(":")):
+            raise ValueError(f"bad server {text!r}: expected [IPv6]:PORT")
+        port_text = rest[1:] if rest else ""
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    else:
+        host, port_text = text, ""  # a name, an IPv4 address or a bare IPv6 address
+    if not host or any(c.isspace() for c in host):
+        raise ValueError(f"bad server {text!r}: no host name")
+    if not port_text:
+        return host, default_port
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
+        raise ValueError(f"bad server {text!r}: the port must be a number from 1 to 65535")
+    return host, int(port_text)
+
+
+#: Where to send: LMTP or not, the TLS mode, the host (or a Unix socket's path) and port.
+Target = tuple[bool, TLSMode, str, int]
+
+
+def unverified_context() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def tls_context(args: argparse.Namespace) -> ssl.SSLContext:
+    """Verifying TLS (system CAs, or ``--cafile``) unless ``--insecure`` says otherwise."""
+    if args.insecure:
+        print("smtp-proto: --insecure: the server's certificate is NOT checked", file=sys.stderr)
+        return unverified_context()
+    try:
+        return ssl.create_default_context(cafile=args.cafile)
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"cannot load --cafile {args.cafile}: {exc}") from None
+
+
+def target_of(args: argparse.Namespace) -> Target:
+    """LMTP or not, the TLS mode, host (or socket path) and port the options name."""
+    unix = args.server.startswith("/")
+    lmtp = args.lmtp or unix
+    tls: TLSMode = args.tls or ("none" if unix else "starttls")
+    if unix and tls != "none":
+        raise UsageError("a Unix socket is local: no --tls with it")
+    if lmtp and tls == "implicit":
+        raise UsageError("LMTP with implicit TLS is not supported (use --tls starttls)")
+    try:
+        host, port = parse_server(args.server, LMTP_PORT if lmtp else _DEFAULT_PORTS[tls])
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return lmtp, tls, host, port

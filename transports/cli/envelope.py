@@ -1,0 +1,128 @@
+"""What ``send`` sends: the envelope and the message's bytes, composed from the options or read
+from the ``--eml`` file."""
+
+from __future__ import annotations
+
+import argparse
+import email.message
+import email.parser
+import email.policy
+import email.utils
+import io
+import mimetypes
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from smtp_proto.message import header_envelope
+
+from .failure import UsageError
+
+
+def without_bcc(data: bytes) -> bytes:
+    """``data`` with its ``Bcc`` and ``Resent-Bcc`` header fields removed, every other byte
+    kept: the blind recipients belong in the envelope only."""
+    out = io.BytesIO()
+    lines = iter(data.splitlines(keepends=True))
+    dropping = False
+    for line in lines:
+        if line in (b"\r\n", b"\n"):
+            out.write(line)
+            break  # the end of the header section
+        if line[:1] in (b" ", b"\t"):
+            if not dropping:
+                out.write(line)
+            continue
+        name = line.partition(b":")[0].strip().lower()
+        dropping = name in (b"bcc", b"resent-bcc")
+        if not dropping:
+            out.write(line)
+    for line in lines:
+        out.write(line)
+    return out.getvalue()
+
+
+def _unique(addresses: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(address for address in addresses if address))
+
+
+@dataclass
+class Envelope:
+    """What ``send`` sends: envelope and the message's bytes (``send()`` of the library
+    declares what they need: SMTPUTF8, 8BITMIME, SIZE)."""
+
+    sender: str
+    recipients: list[str]
+    data: bytes
+
+
+def _read(path: str) -> bytes:
+    try:
+        if path == "-":
+            return sys.stdin.buffer.read()
+        with open(path, "rb") as file:
+            return file.read()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _compose(args: argparse.Namespace, sender: str) -> email.message.EmailMessage:
+    """The message the options describe (Bcc recipients left out of the headers)."""
+    message = email.message.EmailMessage()
+    message["From"] = sender
+    if args.to:
+        message["To"] = ", ".join(args.to)
+    if args.cc:
+        message["Cc"] = ", ".join(args.cc)
+    message["Subject"] = args.subject
+    message["Date"] = email.utils.formatdate(localtime=True)
+    message["Message-ID"] = email.utils.make_msgid(domain="smtp-proto.local")
+    if args.body_file is not None:
+        try:
+            body = _read(args.body_file).decode("utf-8")
+        except UnicodeDecodeError:
+            raise UsageError(f"{args.body_file} is not UTF-8 text") from None
+    else:
+        body = args.body
+    message.set_content(body)
+    for path in args.attach:
+        content_type, encoding = mimetypes.guess_type(path)
+        if content_type is None or encoding is not None:
+            content_type = "application/octet-stream"  # unknown, or compressed
+        maintype, _, subtype = content_type.partition("/")
+        message.add_attachment(
+            _read(path), maintype=maintype, subtype=subtype, filename=os.path.basename(path)
+        )
+    return message
+
+
+def build_envelope(args: argparse.Namespace, default_sender: str | None) -> Envelope:
+    """The envelope and bytes to send, from the options or the ``--eml`` file."""
+    recipients = _unique([*args.to, *args.cc, *args.bcc])
+    if args.eml is not None:
+        raw = _read(args.eml)
+        headers = email.parser.BytesParser(policy=email.policy.default).parsebytes(
+            raw, headersonly=True
+        )
+        try:
+            header_sender, header_recipients = header_envelope(headers)
+        except (ValueError, IndexError) as exc:  # several Resent- blocks, an empty From
+            raise UsageError(f"{args.eml}: {exc}") from None
+        sender = args.sender or header_sender
+        recipients = recipients or _unique(header_recipients)
+        data = without_bcc(raw)
+    else:
+        sender = args.sender or default_sender
+        if sender is None:
+            raise UsageError("--from is required with --server")
+        data = b""
+    if sender is None:
+        raise UsageError("no sender: give --from, or a From header in the --eml file")
+    if not recipients:
+        raise UsageError("no recipients: give --to, --cc or --bcc")
+    if args.eml is None:
+        international = not all(address.isascii() for address in (sender, *recipients))
+        policy = email.policy.SMTPUTF8 if international else email.policy.SMTP
+        data = _compose(args, sender).as_bytes(policy=policy)
+    return Envelope(sender, recipients, data)
