@@ -14,7 +14,7 @@ import datetime
 import email.message
 import logging
 import sys
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import Any
 
 from .attributes import SMTPAttributes
@@ -257,24 +257,19 @@ class Client(SMTPAttributes):
                 logger.debug("send: %r", line)
         return data
 
-    def _write_gen(self, data: bytes | memoryview | str) -> Generator[IORequest, Any, None]:
-        """Write ``data`` through the adapter's ``send`` when it was replaced (a command line
-        as ``str``, as ``smtplib`` passes it; message data as bytes), else directly.  A
-        failure closes the connection: ``SMTPServerDisconnected``."""
-        send = self._override("send")
-        try:
-            if send is not None:
-                yield Call(send, (data,), {})
-            elif isinstance(data, str):
-                yield data.encode(self.owner.command_encoding)
-            else:
-                yield data
-        except OSError:
-            yield from self._abort_gen()
-            raise SMTPServerDisconnected("Server not connected") from None
+    def _write_request(self, data: bytes | memoryview | str) -> IORequest:
+        """The request that writes ``data``: through the adapter's ``send`` when it was
+        replaced (a command line as ``str``, as ``smtplib`` passes it; message data as bytes),
+        else the bytes themselves."""
+        send = None if self._override is _nothing_overridden else self._override("send")
+        if send is not None:
+            return Call(send, (data,), {})
+        if isinstance(data, str):
+            return data.encode(self.owner.command_encoding)
+        return data
 
     def _exchange_gen(
-        self, data: bytes | memoryview, count: int, partial_at_eof: bool = False
+        self, data: bytes | memoryview | str, count: int, partial_at_eof: bool = False
     ) -> Generator[IORequest, Any, list[Reply]]:
         """Write ``data`` (if any), then read ``count`` replies.
 
@@ -283,7 +278,11 @@ class Client(SMTPAttributes):
         errors and 421 close the connection; the errors raise what ``smtplib`` raises.
         """
         if data:
-            yield from self._write_gen(data)
+            try:
+                yield self._write_request(data)
+            except OSError:
+                yield from self._abort_gen()
+                raise SMTPServerDisconnected("Server not connected") from None
         connection = self.connection
         replies: list[Reply] = []
         tracing = self.owner.debuglevel > 0 or logger.isEnabledFor(logging.DEBUG)
@@ -347,7 +346,8 @@ class Client(SMTPAttributes):
                 "putcmd", *((verb,) if command.__class__ is Data else (verb, args))
             )
         else:
-            yield from self._write_gen(self._encode(command).decode(self.owner.command_encoding))
+            text = self._encode(command).decode(self.owner.command_encoding)
+            yield from self._exchange_gen(text, 0)
         return (yield from self._read_reply_gen())
 
     # ------------------------------------------------------------------ low-level smtplib API
@@ -376,7 +376,7 @@ class Client(SMTPAttributes):
         if self._override("send") is None:
             yield from self._exchange_gen(data, 0)
         else:
-            yield from self._write_gen(data.decode(self.owner.command_encoding))
+            yield from self._exchange_gen(data.decode(self.owner.command_encoding), 0)
 
     def getreply(self) -> Operation[tuple[int, bytes]]:
         """Read one reply (``smtplib.SMTP.getreply``)."""
@@ -426,13 +426,14 @@ class Client(SMTPAttributes):
                 if not 200 <= code <= 299:
                     raise SMTPHeloError(code, text)
 
-    def _greeted_gen(self) -> Operation[None]:
+    def _greeted_gen(self) -> Iterable[IORequest]:
         """``ehlo_or_helo_if_needed`` as ``smtplib``'s methods call it (a replacement is
-        always called), without an operation when nothing is to be done."""
+        always called); nothing to run (``()``) when nothing is to be done."""
         if self._override("ehlo_or_helo_if_needed") is not None:
-            yield from self._call_gen("ehlo_or_helo_if_needed")
-        elif self.owner.helo_resp is None and self.owner.ehlo_resp is None:
-            yield from self.ehlo_or_helo_if_needed()
+            return self._call_gen("ehlo_or_helo_if_needed")
+        if self.owner.helo_resp is None and self.owner.ehlo_resp is None:
+            return self.ehlo_or_helo_if_needed()
+        return ()
 
     # ------------------------------------------------------------------ simple commands
 
