@@ -11,12 +11,15 @@ import ssl
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
+from smtp_proto.errors import SMTPConnectError
 from smtp_proto.requests import Operation
+from smtp_proto.send import SendResult
 from smtp_proto.source import Message
 
 from ._common import SMTPObject, register_api, tls_context_with_client_cert
+from ._send import SendMessage, SendOptions, prepare_send
 
-__all__ = ["SyncAPI"]
+__all__ = ["SyncAPI", "send_with"]
 
 T = TypeVar("T")
 
@@ -170,3 +173,23 @@ class SyncAPI(SMTPObject):
 
 
 register_api(SyncAPI)
+
+
+def send_with(
+    classes: tuple[type[SyncAPI], type[SyncAPI], type[SyncAPI]],
+    message: SendMessage,
+    host: str,
+    port: int | None,
+    options: SendOptions,
+) -> SendResult:
+    """``send`` for an adapter, given its ``SMTP``, ``SMTP_SSL`` and ``LMTP``: connect as the
+    submission says, run its whole session, close."""
+    submission, client = prepare_send(classes, message, host, port, options)
+    try:
+        code, text = client.connect(host, submission.port)
+        if code != 220:
+            raise SMTPConnectError(code, text)
+        result: SendResult = client._run(submission.operation(client._client))
+        return result
+    finally:
+        client.close()

@@ -29,7 +29,6 @@ from ._common import (
     GLOBAL_DEFAULT_TIMEOUT,
     SMTP_SSL_PORT,
     Deadline,
-    SMTPObject,
     default_tls_context,
     open_socket,
     resolve_timeout,
@@ -69,17 +68,9 @@ class AsyncSMTPBase(AsyncAPI):
         timeout: float | None = GLOBAL_DEFAULT_TIMEOUT,
         source_address: tuple[str, int] | None = None,
     ) -> None:
-        SMTPObject.__init__(self)
-        self._host = host
+        AsyncAPI.__init__(self, host, local_hostname, timeout, source_address)
         self._port = port
-        self.timeout = timeout
-        self.source_address = source_address
-        self.command_encoding = "ascii"
-        if local_hostname:
-            self._local_hostname = local_hostname
         self.context: ssl.SSLContext | None = None
-        self._client = self._new_client()
-        self._tls_context: ssl.SSLContext | None = None
         self._lock: AbstractAsyncContextManager[Any] = self._make_lock()
         self._deadline = Deadline(self._now)
 

@@ -242,9 +242,25 @@ class SMTPObject(SMTPAttributes):
     _api: ClassVar[dict[str, Any]] = {}
     _client: Client
 
-    def _new_client(self) -> Client:
-        """The protocol core for this object, which holds its attributes."""
-        return Client(lmtp=self._lmtp, owner=self, overrides=self._override)
+    def __init__(
+        self,
+        host: str,
+        local_hostname: str | None,
+        timeout: float | None,
+        source_address: tuple[str, int] | None,
+    ) -> None:
+        """What every adapter's constructor does before any I/O; attributes a subclass set
+        before calling it (``user``, ``debuglevel``, ...) are kept, as in ``smtplib``."""
+        SMTPAttributes.__init__(self)
+        self._host = host
+        self.timeout = timeout
+        self.source_address = source_address
+        self.command_encoding = "ascii"
+        if local_hostname:
+            self._local_hostname = local_hostname
+        self._tls_context: ssl.SSLContext | None = None
+        #: The protocol core for this object, which holds its attributes.
+        self._client = Client(lmtp=self._lmtp, owner=self, overrides=self._override)
 
     def _override(self, name: str) -> Callable[..., Any] | None:
         """The method ``name`` if a subclass or a mock replaced it (on the class or on this
@@ -292,8 +308,9 @@ class LMTPBase(SMTPObject):
         source_address: tuple[str, int] | None = None,
         timeout: float | None = GLOBAL_DEFAULT_TIMEOUT,
     ) -> None:
-        # The adapter's SMTP is next in the MRO, not SMTPAttributes as mypy sees it.
-        super().__init__(  # type: ignore[call-arg]
+        # The adapter's SMTP is next in the MRO (not SMTPObject, as a type checker sees it).
+        smtp_init: Callable[..., None] = super().__init__
+        smtp_init(
             host,
             port,
             local_hostname=local_hostname,

@@ -1,22 +1,21 @@
-"""The high-level ``send`` of every adapter: open the connection a ``Submission`` describes,
-drive its operation, close.  The protocol is all in ``smtp_proto.send``."""
+"""The high-level ``send`` of every adapter: its options, and the client object of the right
+class for a ``Submission``.  The protocol is all in ``smtp_proto.send``; the session (connect,
+drive the submission's operation, close) is ``send_with`` in ``_api_async.py``."""
 
 from __future__ import annotations
 
 import email.message
 import ssl
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TypedDict
+from typing import Any, TypedDict
 
 from smtp_proto.dsn import DSN
-from smtp_proto.errors import SMTPConnectError
-from smtp_proto.requests import Operation
-from smtp_proto.send import SendResult, Submission, TLSMode
+from smtp_proto.send import Submission, TLSMode
 from smtp_proto.source import Message
 
 from ._common import GLOBAL_DEFAULT_TIMEOUT
 
-__all__ = ["SendMessage", "SendOptions", "send_async", "send_blocking"]
+__all__ = ["SendMessage", "SendOptions", "prepare_send"]
 
 #: What ``send`` sends: an ``email.message.Message`` (envelope from its headers unless given),
 #: or bytes, text, a binary file object or a (sync or async) iterable of bytes with an
@@ -67,25 +66,7 @@ class SendOptions(TypedDict, total=False):
 _CONNECTION_OPTIONS = ("context", "timeout", "local_hostname", "source_address")
 
 
-class _Blocking(Protocol):
-    _client: Any
-    _tls_context: ssl.SSLContext | None
-
-    def connect(self, host: str, port: int) -> tuple[int, bytes]: ...
-    def _run(self, operation: Operation[SendResult]) -> SendResult: ...
-    def close(self) -> None: ...
-
-
-class _Async(Protocol):
-    _client: Any
-    _tls_context: ssl.SSLContext | None
-
-    async def connect(self, host: str, port: int) -> tuple[int, bytes]: ...
-    async def _run(self, operation: Operation[SendResult]) -> SendResult: ...
-    def close(self) -> None: ...
-
-
-def _prepare(
+def prepare_send(
     classes: tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]],
     message: SendMessage,
     host: str,
@@ -107,41 +88,3 @@ def _prepare(
         client._tls_context = context
     client.set_debuglevel(debuglevel)
     return submission, client
-
-
-def send_blocking(
-    classes: tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]],
-    message: SendMessage,
-    host: str,
-    port: int | None,
-    options: SendOptions,
-) -> SendResult:
-    """``send`` for the blocking adapter, given its ``SMTP``, ``SMTP_SSL`` and ``LMTP``."""
-    submission, client = _prepare(classes, message, host, port, options)
-    smtp: _Blocking = client
-    try:
-        code, text = smtp.connect(host, submission.port)
-        if code != 220:
-            raise SMTPConnectError(code, text)
-        return smtp._run(submission.operation(smtp._client))
-    finally:
-        smtp.close()
-
-
-async def send_async(
-    classes: tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]],
-    message: SendMessage,
-    host: str,
-    port: int | None,
-    options: SendOptions,
-) -> SendResult:
-    """``send`` for an async adapter, given its ``SMTP``, ``SMTP_SSL`` and ``LMTP``."""
-    submission, client = _prepare(classes, message, host, port, options)
-    smtp: _Async = client
-    try:
-        code, text = await smtp.connect(host, submission.port)
-        if code != 220:
-            raise SMTPConnectError(code, text)
-        return await smtp._run(submission.operation(smtp._client))
-    finally:
-        smtp.close()

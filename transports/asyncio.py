@@ -29,13 +29,14 @@ from smtp_proto.requests import CLOSE, LOCAL_HOSTNAME, RECEIVE, START_TLS
 from smtp_proto.send import SendResult
 
 from . import _smtplib_names
+from ._api_async import send_with
 from ._async import AsyncSMTPBase, AsyncSMTPSSLBase
 from ._common import (
     LMTPBase,
     default_tls_context,
     local_hostname,
 )
-from ._send import SendMessage, SendOptions, send_async
+from ._send import SendMessage, SendOptions
 from ._smtplib_names import *  # noqa: F403 (the smtplib module surface)
 
 __all__ = ["LMTP", "SMTP", "SMTP_SSL", "send"]
@@ -256,4 +257,4 @@ async def send(
     message: SendMessage, host: str, port: int | None = None, **options: Unpack[SendOptions]
 ) -> SendResult:
     """Connect, secure, authenticate, send one message and QUIT; see ``SendOptions``."""
-    return await send_async((SMTP, SMTP_SSL, LMTP), message, host, port, options)
+    return await send_with((SMTP, SMTP_SSL, LMTP), message, host, port, options)

@@ -30,14 +30,13 @@ from smtp_proto.requests import CLOSE, LOCAL_HOSTNAME, RECEIVE, START_TLS, Opera
 from smtp_proto.send import SendResult
 
 from . import _smtplib_names
-from ._api_sync import SyncAPI
+from ._api_sync import SyncAPI, send_with
 from ._common import (
     _RUNNING,
     GLOBAL_DEFAULT_TIMEOUT,
     SMTP_SSL_PORT,
     Deadline,
     LMTPBase,
-    SMTPObject,
     default_tls_context,
     local_hostname,
     open_socket,
@@ -45,7 +44,7 @@ from ._common import (
     split_host_port,
     tls_context_with_client_cert,
 )
-from ._send import SendMessage, SendOptions, send_blocking
+from ._send import SendMessage, SendOptions
 from ._smtplib_names import *  # noqa: F403 (the smtplib module surface)
 
 __all__ = ["LMTP", "SMTP", "SMTP_SSL", "send"]
@@ -78,15 +77,7 @@ class SMTP(SyncAPI):
         timeout: float | None = GLOBAL_DEFAULT_TIMEOUT,
         source_address: tuple[str, int] | None = None,
     ) -> None:
-        SMTPObject.__init__(self)
-        self._host = host
-        self.timeout = timeout
-        self.source_address = source_address
-        self.command_encoding = "ascii"
-        if local_hostname:
-            self._local_hostname = local_hostname
-        self._client = self._new_client()
-        self._tls_context: ssl.SSLContext | None = None
+        SyncAPI.__init__(self, host, local_hostname, timeout, source_address)
         self._deadline = Deadline(time.monotonic)
         if host:
             code, msg = self.connect(host, port)
@@ -249,4 +240,4 @@ def send(
     message: SendMessage, host: str, port: int | None = None, **options: Unpack[SendOptions]
 ) -> SendResult:
     """Connect, secure, authenticate, send one message and QUIT; see ``SendOptions``."""
-    return send_blocking((SMTP, SMTP_SSL, LMTP), message, host, port, options)
+    return send_with((SMTP, SMTP_SSL, LMTP), message, host, port, options)
