@@ -81,7 +81,9 @@ class ReplyParser:
     lines, keyed by the line's exact bytes, and hands the same (immutable) object back when
     that line comes again outside a multi-line reply.  The result depends on those bytes alone,
     so it is the one the full parse would build; only the regex, the checks and the allocation
-    are skipped.
+    are skipped.  A line is remembered the second time it comes: the final reply to each
+    message carries a new queue id, and remembering those would push out the replies that do
+    repeat (and fill the memory, which is then cleared, every few dozen messages).
     """
 
     __slots__ = (
@@ -92,6 +94,7 @@ class ReplyParser:
         "_raw",
         "_raw_size",
         "_recent",
+        "_seen_once",
         "max_buffer",
     )
 
@@ -103,6 +106,7 @@ class ReplyParser:
         self._raw_size = 0  # their total length
         self._code = b""
         self._recent: dict[bytes, Reply] = {}  # single-line replies by their raw line
+        self._seen_once: set[bytes] = set()  # lines seen once: remembered when seen again
         #: Bytes that may be held unparsed; more than this is a ``RemoteProtocolError``.
         self.max_buffer = max_buffer
 
@@ -151,9 +155,15 @@ class ReplyParser:
         """A reply of one line, remembered (see the class docstring)."""
         reply = Reply(int(code), (text,), raw_line)
         if len(raw_line) <= RECENT_LINE_LENGTH:
-            if len(self._recent) >= RECENT_REPLIES:
-                self._recent.clear()  # relearn: the server's replies have changed
-            self._recent[raw_line] = reply
+            seen_once = self._seen_once
+            if raw_line not in seen_once:
+                if len(seen_once) >= RECENT_REPLIES:
+                    seen_once.clear()
+                seen_once.add(raw_line)
+            else:
+                if len(self._recent) >= RECENT_REPLIES:
+                    self._recent.clear()  # relearn: the server's replies have changed
+                self._recent[raw_line] = reply
         return reply
 
     def _add_line(

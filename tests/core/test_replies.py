@@ -434,7 +434,8 @@ def test_remembered_replies_equal_a_fresh_parse(
 
 def test_a_remembered_line_inside_a_multi_line_reply_ends_it() -> None:
     parser = ReplyParser()
-    parser.feed(b"250 OK\r\n")
+    parser.feed(b"250 OK\r\n250 OK\r\n")  # remembered the second time
+    parser.next_reply()
     first = parser.next_reply()
     parser.feed(b"250-first\r\n")
     assert parser.next_reply() is None
@@ -454,6 +455,21 @@ def test_a_remembered_line_does_not_hide_a_code_change() -> None:
     parser.feed(b"550 no\r\n")
     with pytest.raises(RemoteProtocolError, match="code changed"):
         parser.next_reply()
+
+
+def test_one_off_replies_do_not_push_out_the_repeated_ones() -> None:
+    """Each message's final reply has a queue id of its own; MAIL's reply stays remembered."""
+    parser = ReplyParser()
+    ok = b"250 2.1.0 Ok\r\n"
+    parser.feed(ok + ok)
+    parser.next_reply()
+    remembered = parser.next_reply()
+    for number in range(3 * RECENT_REPLIES):
+        parser.feed(b"250 2.0.0 queued as %d\r\n" % number + ok)
+        reply = parser.next_reply()
+        assert reply is not None and reply.lines == (b"2.0.0 queued as %d" % number,)
+        assert parser.next_reply() is remembered
+    assert len(parser._recent) == 1
 
 
 def test_the_remembered_replies_are_bounded() -> None:
