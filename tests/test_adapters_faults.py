@@ -15,8 +15,10 @@ from collections.abc import Callable
 import pytest
 
 from smtp_proto.errors import (
+    RemoteProtocolError,
     SMTPConnectError,
     SMTPDataError,
+    SMTPException,
     SMTPRecipientsRefused,
     SMTPResponseException,
     SMTPSenderRefused,
@@ -38,6 +40,7 @@ SERVICE_CLOSING = (421, b"4.3.2 test.local Service not available, closing")
 SENDER, RECIPIENTS = "s@example.test", ["r@example.test", "q@example.test"]
 STEPS = ["greeting", "ehlo", "mail", "rcpt", "data", "body", "after-data", "quit"]
 ACTIONS = ["fin", "rst", "421", "stall"]
+LOCKSTEP = ["8BITMIME", "SIZE 1000000"]
 
 
 def check_421(step: str, error: BaseException) -> None:
@@ -104,11 +107,14 @@ async def test_fault(adapter: Adapter, step: str, action: str) -> None:
             pass  # a failed connect: nothing was sent, and the reconnect below must work
         elif action in ("fin", "rst", "stall"):
             assert isinstance(error, SMTPServerDisconnected), repr(error)
+            if step == "greeting":  # smtplib's words (a stall's are checked below)
+                assert str(error).startswith("Connection unexpectedly closed"), str(error)
         elif step not in ("greeting", "quit"):
             assert error is not None
             check_421(step, error)
         if action == "stall":
             assert STALL_TIMEOUT * 0.9 <= elapsed < STALL_TIMEOUT + SLACK, elapsed
+            assert str(error) == "Connection unexpectedly closed: timed out"
             assert isinstance(error.__cause__, TimeoutError), repr(error.__cause__)
         else:
             assert elapsed < SLACK, f"took {elapsed:.2f} s to notice a {action} at {step}"
@@ -129,9 +135,35 @@ async def test_421_greeting_is_a_connect_error(adapter: Adapter) -> None:
             async with adapter.connected(server.host, server.port):
                 raise AssertionError("entered the with block after a 421 greeting")
         assert (info.value.smtp_code, info.value.smtp_error) == SERVICE_CLOSING
+        assert info.value.args == SERVICE_CLOSING
         async with adapter.connected(server.host, server.port) as smtp:
             assert await adapter.call(smtp.sendmail, SENDER, RECIPIENTS, MESSAGE) == {}
     assert len(handler.healthy.envelopes) == 1
+
+
+@all_adapters
+async def test_421_at_ehlo(adapter: Adapter) -> None:
+    """``ehlo()`` itself returns the 421 (as smtplib's does) and the object is closed."""
+    handler = FaultyThenHealthy({"ehlo": "421"})
+    with ScriptedServer(handler) as server:
+        smtp = await adapter.open(server.host, server.port)
+        assert await adapter.call(smtp.ehlo) == SERVICE_CLOSING
+        await sends_after_reconnect(adapter, smtp, server, handler)
+    assert handler.faulty.envelopes == []
+
+
+@all_adapters
+async def test_421_at_mail_without_pipelining(adapter: Adapter) -> None:
+    """The lock-step exchange reports a 421 to MAIL as the pipelined one does (``check_421``),
+    naming the sender.  The other lock-step cells: ``tests/test_attacks_faults.py``."""
+    handler = FaultyThenHealthy({"mail": "421"}, features=LOCKSTEP)
+    with ScriptedServer(handler) as server:
+        smtp = await adapter.open(server.host, server.port)
+        with pytest.raises(SMTPSenderRefused) as info:
+            await adapter.call(smtp.sendmail, SENDER, RECIPIENTS, MESSAGE)
+        check_421("mail", info.value)
+        await sends_after_reconnect(adapter, smtp, server, handler)
+    assert handler.faulty.envelopes == []
 
 
 @all_adapters
@@ -239,3 +271,48 @@ async def test_stalled_smtp_ssl_handshake_times_out(adapter: Adapter) -> None:
         plain = adapter.new()  # the server itself is fine for a client without TLS
         assert (await adapter.call(plain.connect, server.host, server.port))[0] == 220
         assert (await adapter.call(plain.quit))[0] == 221
+
+
+def garbage_greeting(s: Session) -> None:
+    s.send(b"HTTP/1.1 400 Bad Request\r\n")
+    s.read_until_eof()
+
+
+def garbage_ehlo_reply(s: Session) -> None:
+    s.reply("220 test.local ESMTP")
+    s.expect("ehlo ")
+    s.send(b"hello, this is not SMTP\r\n")
+    s.read_until_eof()
+
+
+def code_changes_mid_reply(s: Session) -> None:
+    s.reply("220 test.local ESMTP")
+    s.expect("ehlo ")
+    s.reply("250-test.local", "251 PIPELINING")
+    s.read_until_eof()
+
+
+def endless_line(s: Session) -> None:
+    s.reply("220 test.local ESMTP")
+    s.expect("ehlo ")
+    s.send(b"250-" + b"x" * 20000)
+    s.read_until_eof()
+
+
+@all_adapters
+@pytest.mark.parametrize(
+    "handler", [garbage_greeting, garbage_ehlo_reply, code_changes_mid_reply, endless_line]
+)
+async def test_garbage_from_server(adapter: Adapter, handler: Callable[[Session], None]) -> None:
+    """Not SMTP: a ``RemoteProtocolError`` (an ``SMTPServerDisconnected``) and a closed
+    connection, on both ends."""
+    with ScriptedServer(handler) as server:
+        smtp = adapter.new()
+        with pytest.raises(SMTPServerDisconnected) as info:
+            await adapter.call(smtp.connect, server.host, server.port)
+            await adapter.call(smtp.ehlo)
+        assert isinstance(info.value, RemoteProtocolError)
+        assert isinstance(info.value, SMTPException)
+        assert not adapter.is_connected(smtp)
+        await adapter.sessions_done(server)
+    assert all(session.closed for session in server.sessions)

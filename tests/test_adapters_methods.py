@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.message
 import errno
+import smtplib as stdlib_smtplib
 import socket
 import ssl
 import time
@@ -41,6 +42,15 @@ AUTHENTICATED = (235, b"2.7.0 Authentication successful")
 UTF8_USER, UTF8_PASSWORD = "utf8user", "pässwörd"
 
 
+def _connection_socket(adapter: Adapter, smtp: Any) -> socket.socket:
+    """The operating system's socket under an adapter's connection."""
+    if adapter.name == "sync":
+        return smtp.sock  # type: ignore[no-any-return]
+    if adapter.name == "asyncio":
+        return smtp._stream.transport.get_extra_info("socket")  # type: ignore[no-any-return]
+    return smtp._raw  # type: ignore[no-any-return]
+
+
 # ---------------------------------------------------------------- the module surface
 
 
@@ -63,6 +73,7 @@ async def test_connect_host_port_string(adapter: Adapter, postfix: PostfixServer
     assert not adapter.is_connected(smtp)
     assert await adapter.call(smtp.connect, f"127.0.0.1:{postfix.port}") == POSTFIX_BANNER
     assert adapter.is_connected(smtp)
+    assert _connection_socket(adapter, smtp).getpeername() == ("127.0.0.1", postfix.port)
     assert await adapter.call(smtp.noop) == OK
     assert await adapter.call(smtp.quit) == BYE
 
@@ -218,6 +229,10 @@ async def test_ehlo(adapter: Adapter, postfix: PostfixServer) -> None:
     assert features["auth"].split() == ["PLAIN", "LOGIN", "CRAM-MD5"]
     assert features["pipelining"] == ""
     assert {"starttls", "8bitmime", "smtputf8", "dsn", "chunking", "vrfy"} <= set(features)
+    stdlib_smtp = stdlib_smtplib.SMTP(postfix.host, postfix.port, local_hostname=LOCAL_NAME)
+    assert stdlib_smtp.ehlo() == (code, text)
+    assert features == stdlib_smtp.esmtp_features  # the same parse, to the space
+    stdlib_smtp.quit()
     assert smtp.has_extn("STARTTLS") and smtp.has_extn("starttls") and smtp.has_extn("SMTPUTF8")
     assert not smtp.has_extn("XCLIENT")
     assert (await adapter.call(smtp.ehlo, "other.example.test"))[0] == 250  # again is fine
@@ -238,6 +253,25 @@ async def test_helo(adapter: Adapter, postfix: PostfixServer) -> None:
 
 
 @all_adapters
+async def test_helo_session_sends_plain_commands(adapter: Adapter) -> None:
+    """After HELO, sendmail uses no ESMTP parameters and no pipelining."""
+    srv = StandardESMTP()
+    with ScriptedServer(srv) as server:
+        async with adapter.connected(server.host, server.port) as smtp:
+            assert await adapter.call(smtp.helo, "named.example.test") == (250, b"test.local")
+            message = b"Subject: x\r\n\r\nbody\r\n"
+            await adapter.call(smtp.sendmail, "a@example.test", "b@example.test", message)
+    assert srv.commands == [
+        b"helo named.example.test",
+        b"mail FROM:<a@example.test>",
+        b"rcpt TO:<b@example.test>",
+        b"data",
+        b"QUIT",
+    ]
+    assert srv.envelopes[0].data == b"Subject: x\r\n\r\nbody\r\n"
+
+
+@all_adapters
 async def test_default_local_hostname(adapter: Adapter) -> None:
     """With no ``local_hostname``, EHLO names this host (looked up once, when first needed)."""
     srv = StandardESMTP()
@@ -249,6 +283,28 @@ async def test_default_local_hostname(adapter: Adapter) -> None:
         await adapter.call(smtp.helo)
         await adapter.call(smtp.quit)
     assert srv.commands == [f"ehlo {name}".encode(), f"helo {name}".encode(), b"quit"]
+
+
+@all_adapters
+async def test_ehlo_sends_local_hostname(adapter: Adapter) -> None:
+    """EHLO names ``local_hostname`` as it is when sent (set later too), or its argument."""
+    srv = StandardESMTP()
+    with ScriptedServer(srv) as server:
+        smtp = await adapter.open(server.host, server.port, local_hostname="first.example.test")
+        assert smtp.local_hostname == "first.example.test"
+        await adapter.call(smtp.ehlo)
+        smtp.local_hostname = "second.example.test"
+        await adapter.call(smtp.ehlo)
+        await adapter.call(smtp.ehlo, "explicit.example.test")
+        await adapter.call(smtp.quit)
+        default = adapter.new(local_hostname=None)
+        assert default.local_hostname  # the host's FQDN or [address], looked up once
+    assert srv.commands == [
+        b"ehlo first.example.test",
+        b"ehlo second.example.test",
+        b"ehlo explicit.example.test",
+        b"quit",
+    ]
 
 
 @all_adapters
@@ -340,6 +396,23 @@ async def test_verify_expn_help(
 
 
 @all_adapters
+async def test_verify_sends_the_bare_address(adapter: Adapter) -> None:
+    srv = StandardESMTP()
+    with ScriptedServer(srv) as server:
+        async with adapter.connected(server.host, server.port) as smtp:
+            verified = await adapter.call(smtp.verify, "Alice Example <alice@example.test>")
+            assert verified[0] == 252
+            assert (await adapter.call(smtp.expn, "Staff <staff@example.test>"))[0] == 502
+            assert (await adapter.call(smtp.help))[:3] == b"Com"
+    assert srv.commands == [
+        b"vrfy alice@example.test",
+        b"expn staff@example.test",
+        b"help",
+        b"QUIT",
+    ]
+
+
+@all_adapters
 async def test_rset_and_noop(adapter: Adapter, postfix: PostfixServer) -> None:
     smtp = await adapter.open(postfix.host, postfix.port)
     assert await adapter.call(smtp.noop) == OK
@@ -411,6 +484,7 @@ async def test_sendmail_refused_dict(
     code, text = refused["reject-x@example.test"]
     assert code == 550 and text.startswith(b"5.1.1 <reject-x@example.test>")
     assert refused["tempfail-y@example.test"][0] == 451
+    assert all(isinstance(text, bytes) for _, text in refused.values())
     assert await adapter.call(smtp.noop) == OK  # still in step
     assert await adapter.call(smtp.quit) == BYE
     (message,) = postfix_delivered(token)
@@ -428,6 +502,7 @@ async def test_sendmail_all_refused(adapter: Adapter, aiosmtpd_server: AiosmtpdS
         "reject-1@x.test": 550,
         "tempfail-2@x.test": 451,
     }
+    # The next transaction works; a single recipient may be a string, the message a str.
     assert await adapter.call(smtp.sendmail, "a@example.test", "ok@x.test", "Subject: s\n\nx") == {}
     assert (await adapter.call(smtp.quit))[0] == 221
     (record,) = aiosmtpd_server.messages()
@@ -490,6 +565,21 @@ async def test_send_message_does_not_transmit_bcc(
     assert b"Delivered-To: hidden@example.test\n" in b"".join(delivered)
 
 
+@all_adapters
+async def test_send_message_explicit_envelope(
+    adapter: Adapter, aiosmtpd_server: AiosmtpdServer
+) -> None:
+    msg = email.message.EmailMessage()
+    msg["From"] = "header-from@example.test"
+    msg["To"] = "header-to@example.test"
+    msg.set_content("envelope given\n")
+    async with adapter.connected(aiosmtpd_server.host, aiosmtpd_server.port) as smtp:
+        await adapter.call(smtp.send_message, msg, "env-from@example.test", ["env-to@example.test"])
+    (record,) = aiosmtpd_server.messages()
+    assert record.mail_from == "env-from@example.test"
+    assert record.rcpt_tos == ["env-to@example.test"]
+
+
 # ---------------------------------------------------------------- attributes, SMTPUTF8
 
 
@@ -531,7 +621,25 @@ async def test_smtputf8_sendmail_to_postfix(
     assert await adapter.call(smtp.quit) == BYE
     (message,) = postfix_delivered(token)
     assert "Delivered-To: zoë@example.test\n".encode() in message
+    assert "Return-Path: <jörg@example.test>\n".encode() in message
     assert "\n\nGrüße\n".encode() in message
+
+
+@all_adapters
+async def test_send_message_international_uses_smtputf8(
+    adapter: Adapter, aiosmtpd_server: AiosmtpdServer
+) -> None:
+    msg = email.message.EmailMessage()
+    msg["From"] = "Jörg <jörg@example.test>"
+    msg["To"] = "zoë@example.test"
+    msg["Subject"] = "Grüße"
+    msg.set_content("Schöne Grüße\n")
+    async with adapter.connected(aiosmtpd_server.host, aiosmtpd_server.port) as smtp:
+        assert await adapter.call(smtp.send_message, msg) == {}
+    (record,) = aiosmtpd_server.messages()
+    assert record.smtp_utf8 is True
+    assert record.mail_from == "jörg@example.test"
+    assert {"SMTPUTF8", "BODY=8BITMIME"} <= set(record.mail_options)
 
 
 @all_adapters
@@ -596,14 +704,44 @@ async def test_login_with_the_only_advertised_mechanism(
         await adapter.call(smtp.sendmail, "a@example.test", "b@example.test", b"Subject: x\r\n\r\n")
         await adapter.call(smtp.quit)
     assert srv.authenticated == [user]
+    assert srv.commands[0] == b"ehlo " + LOCAL_NAME.encode()
     assert srv.commands[1].startswith(f"AUTH {mechanism}".encode())
     assert len(srv.envelopes) == 1
 
 
 @all_adapters
-async def test_login_postfix(adapter: Adapter, postfix: PostfixServer) -> None:
+@pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN", "CRAM-MD5"])
+async def test_login_sends_what_stdlib_sends(adapter: Adapter, mechanism: str) -> None:
+    """login() puts the same lines on the wire as smtplib's login() (initial responses included)."""
+    wires = []
+    for client in ("stdlib", "adapter"):
+        srv = StandardESMTP(auth={"testuser": "testpass"}, features=[f"AUTH {mechanism}"])
+        with ScriptedServer(srv) as server:
+            if client == "stdlib":
+                theirs = stdlib_smtplib.SMTP(server.host, server.port, local_hostname=LOCAL_NAME)
+                assert theirs.login("testuser", "testpass")[0] == 235
+                theirs.quit()
+            else:
+                smtp = await adapter.open(server.host, server.port)
+                assert (await adapter.call(smtp.login, "testuser", "testpass"))[0] == 235
+                await adapter.call(smtp.quit)
+            await adapter.sessions_done(server)
+        assert srv.authenticated == ["testuser"]
+        wires.append(bytes(server.sessions[0].received))
+    assert wires[1] == wires[0]
+
+
+@all_adapters
+async def test_login_postfix(
+    adapter: Adapter, postfix: PostfixServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG", logger="smtp_proto")
     smtp = await adapter.open(postfix.host, postfix.port)
-    assert await adapter.call(smtp.login, "testuser", "testpass") == AUTHENTICATED  # CRAM-MD5
+    assert await adapter.call(smtp.login, "testuser", "testpass") == AUTHENTICATED
+    assert (smtp.user, smtp.password) == ("testuser", "testpass")
+    sent = [r.getMessage() for r in caplog.records if r.getMessage().startswith("send:")]
+    assert "send: 'AUTH CRAM-MD5'" in sent  # Postfix's strongest mechanism is chosen
+    # A second AUTH is refused with 503, which login()/auth() return instead of raising.
     assert await adapter.call(smtp.login, "testuser", "testpass") == (
         503,
         b"5.5.1 Error: already authenticated",
@@ -636,12 +774,15 @@ async def test_auth_with_an_authobject(
     assert await adapter.call(smtp.auth, mechanism, authobject) == AUTHENTICATED
     assert await adapter.call(smtp.quit) == BYE
 
-    smtp = await adapter.open(postfix.host, postfix.port)
-    await adapter.call(smtp.ehlo)
-    mech = sasl.mechanism_for(mechanism, user, password)
-    reply = await adapter.call(smtp.auth, mechanism, mech, initial_response_ok=False)
-    assert reply == AUTHENTICATED
-    assert await adapter.call(smtp.quit) == BYE
+    for initial_response_ok in (True, False):  # a sasl mechanism, with and without an IR
+        smtp = await adapter.open(postfix.host, postfix.port)
+        await adapter.call(smtp.ehlo)
+        mech = sasl.mechanism_for(mechanism, user, password)
+        reply = await adapter.call(
+            smtp.auth, mechanism, mech, initial_response_ok=initial_response_ok
+        )
+        assert reply == AUTHENTICATED
+        assert await adapter.call(smtp.quit) == BYE
 
 
 @all_adapters
@@ -676,6 +817,9 @@ async def test_starttls_postfix_forgets_and_relearns(
         220,
         b"2.0.0 Ready to start TLS",
     )
+    if not adapter.is_async:  # smtplib's documented ``sock`` is the TLS socket now
+        assert isinstance(smtp.sock, ssl.SSLSocket)
+        assert smtp.sock.version() is not None
     assert smtp.ehlo_resp is None and smtp.helo_resp is None
     assert smtp.esmtp_features == {} and smtp.does_esmtp is False
     assert (await adapter.call(smtp.ehlo))[0] == 250
@@ -797,15 +941,6 @@ async def test_smtp_ssl_context_manager_host_port_string(
     assert not adapter.is_connected(smtp)
     (record,) = aiosmtpd_server.messages()
     assert record.tls is True
-
-
-def _connection_socket(adapter: Adapter, smtp: Any) -> socket.socket:
-    """The operating system's socket under an adapter's connection."""
-    if adapter.name == "sync":
-        return smtp.sock  # type: ignore[no-any-return]
-    if adapter.name == "asyncio":
-        return smtp._stream.transport.get_extra_info("socket")  # type: ignore[no-any-return]
-    return smtp._raw  # type: ignore[no-any-return]
 
 
 @all_adapters
