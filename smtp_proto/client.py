@@ -115,11 +115,7 @@ class Client(Exchange):
 
     def putcmd(self, cmd: str, args: str = "") -> Operation[None]:
         """Send one command line without reading its reply (``smtplib.SMTP.putcmd``)."""
-        data = self._encode(Raw(cmd, args))
-        if self._override("send") is None:
-            yield from self._exchange_gen(data, 0)
-        else:
-            yield from self._exchange_gen(data.decode(self.owner.command_encoding), 0)
+        return self._put_gen(Raw(cmd, args))
 
     def getreply(self) -> Operation[tuple[int, bytes]]:
         """Read one reply (``smtplib.SMTP.getreply``)."""

@@ -267,9 +267,13 @@ class Exchange(SMTPAttributes):
                 "putcmd", *((verb,) if command.__class__ is Data else (verb, args))
             )
         else:
-            text = self._encode(command).decode(self.owner.command_encoding)
-            yield from self._exchange_gen(text, 0)
+            yield from self._put_gen(command)
         return (yield from self._read_reply_gen())
+
+    def _put_gen(self, command: Command) -> Operation[None]:
+        """Write one command without reading its reply; a replaced ``send`` gets it as the
+        ``str`` line ``smtplib`` passes (``_write_request`` encodes it back otherwise)."""
+        yield from self._exchange_gen(self._encode(command).decode(self.owner.command_encoding), 0)
 
 
 def _redacted_line(command: Command) -> str:

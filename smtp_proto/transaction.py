@@ -9,7 +9,7 @@ with DATA, or lock-step.  Every protocol gives the same results and exceptions a
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -230,64 +230,87 @@ def _through_methods_gen(
     options: Sequence[str],
 ) -> Generator[IORequest, Any, dict[str, tuple[int, bytes]]]:
     """``smtplib``'s ``sendmail``, step by step through the adapter's ``mail``, ``rcpt``,
-    ``data`` and ``rset`` (replaced or not), one command at a time."""
-    code, text = yield from client._call_gen("mail", from_addr, list(options))
-    if code != 250:
-        if code != 421:
-            yield from client._rset_gen()
-        raise SMTPSenderRefused(code, text, from_addr)
-    refused: dict[str, tuple[int, bytes]] = {}
-    for recipient, rcpt_options in recipients:
-        code, text = yield from client._call_gen("rcpt", recipient, rcpt_options)
-        client.last_replies.rcpt[recipient] = Reply.from_tuple(code, text)
-        if code not in (250, 251):
-            refused[recipient] = (code, text)
-        if code == 421:
-            raise SMTPRecipientsRefused(refused)
-    if len(refused) == len(recipients):
-        yield from client._rset_gen()
-        raise SMTPRecipientsRefused(refused)
-    if _binary_body(options):
-        pieces = Pieces(source)
-        yield from pieces.start()
-        code, text = yield from _send_chunks_gen(client, pieces, True)
-    else:
-        code, text = yield from client._call_gen("data", source)
-    return (yield from _finish_transaction_gen(client, code, text, refused, len(recipients)))
+    ``data`` and ``rset`` (replaced or not), with the arguments ``smtplib`` passes them."""
+    binary = _binary_body(options)
 
+    def body() -> Operation[tuple[int, bytes]]:
+        if binary:
+            return _binary_body_gen(client, source)
+        return client._call_gen("data", source)
 
-def _refuse_sender_gen(client: Client, mail: Mail, reply: Reply) -> Operation[None]:
-    """After a refused MAIL: close on 421, RSET otherwise, then raise."""
-    if reply.code != 421:
-        yield from client._rset_gen()
-    raise SMTPSenderRefused(reply.code, reply.text, mail.sender)
+    mail = _reply_gen(client._call_gen("mail", from_addr, list(options)))
+    rcpts = (
+        (recipient, _reply_gen(client._call_gen("rcpt", recipient, rcpt_options)))
+        for recipient, rcpt_options in recipients
+    )
+    return (yield from _one_by_one_gen(client, from_addr, mail, rcpts, body))
 
 
 def _lockstep_gen(
     client: Client, mail: Mail, rcpts: list[Rcpt], pieces: Pieces, binary: bool
 ) -> Generator[IORequest, Any, dict[str, tuple[int, bytes]]]:
+    """MAIL, each RCPT and the body one command at a time (no PIPELINING)."""
     utf8 = is_utf8(client.owner.command_encoding)
     for command in (mail, *rcpts):
         command.encode(utf8)  # a refused RCPT (injection) refuses it all, unsent
-    reply = yield from client._command_gen(mail)
+
+    def body() -> Operation[tuple[int, bytes]]:
+        return _send_chunks_gen(client, pieces, binary) if binary else _data_gen(client, pieces)
+
+    envelope = ((rcpt.recipient, client._command_gen(rcpt)) for rcpt in rcpts)
+    return (
+        yield from _one_by_one_gen(client, mail.sender, client._command_gen(mail), envelope, body)
+    )
+
+
+def _one_by_one_gen(
+    client: Client,
+    sender: str,
+    mail: Operation[Reply],
+    rcpts: Iterable[tuple[str, Operation[Reply]]],
+    body: Callable[[], Operation[tuple[int, bytes]]],
+) -> Generator[IORequest, Any, dict[str, tuple[int, bytes]]]:
+    """A transaction a command at a time, with ``smtplib``'s rules: each RCPT after MAIL's
+    250, RSET after a refused envelope (not after a 421, which closed the connection), the
+    body only when a recipient was accepted."""
+    reply = yield from mail
     if reply.code != 250:
-        yield from _refuse_sender_gen(client, mail, reply)
+        yield from _refuse_sender_gen(client, sender, reply)
     refused: dict[str, tuple[int, bytes]] = {}
-    for rcpt in rcpts:
-        reply = yield from client._command_gen(rcpt)
-        client.last_replies.rcpt[rcpt.recipient] = reply
+    total = 0
+    for recipient, rcpt in rcpts:
+        total += 1
+        reply = yield from rcpt
+        client.last_replies.rcpt[recipient] = reply
         if reply.code not in (250, 251):
-            refused[rcpt.recipient] = reply.as_tuple()
+            refused[recipient] = reply.as_tuple()
         if reply.code == 421:
             raise SMTPRecipientsRefused(refused)
-    if len(refused) == len(rcpts):
+    if len(refused) == total:
         yield from client._rset_gen()
         raise SMTPRecipientsRefused(refused)
-    if binary:
-        code, text = yield from _send_chunks_gen(client, pieces, binary)
-    else:
-        code, text = yield from _data_gen(client, pieces)
-    return (yield from _finish_transaction_gen(client, code, text, refused, len(rcpts)))
+    code, text = yield from body()
+    return (yield from _finish_transaction_gen(client, code, text, refused, total))
+
+
+def _reply_gen(operation: Operation[tuple[int, bytes]]) -> Operation[Reply]:
+    """The ``(code, text)`` of a public method's operation as a ``Reply``."""
+    code, text = yield from operation
+    return Reply.from_tuple(code, text)
+
+
+def _binary_body_gen(client: Client, source: Source) -> Operation[tuple[int, bytes]]:
+    """A ``BODY=BINARYMIME`` message, read from ``source``, as BDAT chunks."""
+    pieces = Pieces(source)
+    yield from pieces.start()
+    return (yield from _send_chunks_gen(client, pieces, True))
+
+
+def _refuse_sender_gen(client: Client, sender: str, reply: Reply) -> Operation[None]:
+    """After a refused MAIL: close on 421, RSET otherwise, then raise."""
+    if reply.code != 421:
+        yield from client._rset_gen()
+    raise SMTPSenderRefused(reply.code, reply.text, sender)
 
 
 def _envelope_replies(
@@ -378,7 +401,7 @@ def _refuse_envelope_gen(
 ) -> Operation[None]:
     """Raise what lock-step ``sendmail`` raises for a refused envelope (RSET as it does)."""
     if mail_reply.code != 250:
-        yield from _refuse_sender_gen(client, mail, mail_reply)
+        yield from _refuse_sender_gen(client, mail.sender, mail_reply)
     if not closed_at_rcpt:
         yield from client._rset_gen()
     raise SMTPRecipientsRefused(refused)

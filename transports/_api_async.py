@@ -29,8 +29,6 @@ class AsyncAPI(SMTPObject):
     """The ``smtplib.SMTP`` methods as coroutines; an adapter supplies ``_run`` (drive an
     operation on the connection), ``close`` and ``is_connected``."""
 
-    _tls_context: ssl.SSLContext | None = None
-
     @property
     def is_connected(self) -> bool:
         """Whether a connection is open (until ``close()``: as ``smtplib``'s ``sock``)."""

@@ -28,8 +28,6 @@ class SyncAPI(SMTPObject):
     """The ``smtplib.SMTP`` methods as blocking calls; an adapter supplies ``_run`` (drive an
     operation on the connection), ``close`` and ``is_connected``."""
 
-    _tls_context: ssl.SSLContext | None = None
-
     @property
     def is_connected(self) -> bool:
         """Whether a connection is open (until ``close()``: as ``smtplib``'s ``sock``)."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import inspect
 import socket
 import ssl
-import sys
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from functools import partial
@@ -31,8 +30,6 @@ from ._common import (
     Deadline,
     default_tls_context,
     open_socket,
-    resolve_timeout,
-    split_host_port,
     tls_context_with_client_cert,
 )
 
@@ -131,18 +128,10 @@ class AsyncSMTPBase(AsyncAPI):
         self, host: str = "", port: int = 0, source_address: tuple[str, int] | None = None
     ) -> tuple[int, bytes]:
         """Connect (to the constructor's host and port unless given) and read the greeting."""
-        if source_address:
-            self.source_address = source_address
         if not host:
             host, port = self._host or "localhost", port or self._port
+        host, port = self._start_connecting(host, port, source_address, socket.getdefaulttimeout())
         unix = self._lmtp and host.startswith("/")
-        if not unix:
-            host, port = split_host_port(host, port, self.default_port)
-        self._drop()  # not through close(): smtplib's connect does not call it
-        self._timeout = resolve_timeout(self.timeout, socket.getdefaulttimeout())
-        self._host = host
-        self._client.connecting(host, port, self.source_address)
-        sys.audit("smtplib.connect", self, host, port)
         tls = (self.context or default_tls_context()) if self._implicit_tls else None
         async with self._lock:
             try:

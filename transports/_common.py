@@ -262,6 +262,32 @@ class SMTPObject(SMTPAttributes):
         #: The protocol core for this object, which holds its attributes.
         self._client = Client(lmtp=self._lmtp, owner=self, overrides=self._override)
 
+    def _drop(self) -> None:
+        """Close the connection and forget it (the adapter's own; ``close()`` calls it)."""
+        raise NotImplementedError
+
+    def _start_connecting(
+        self,
+        host: str,
+        port: int,
+        source_address: tuple[str, int] | None,
+        socket_default: float | None,
+    ) -> tuple[str, int]:
+        """What ``connect`` does before opening the connection, in every adapter: the host
+        and port to use (``"host:port"`` split, an LMTP socket path kept), the old connection
+        dropped (not through ``close()``, which ``smtplib``'s ``connect`` does not call), the
+        timeout resolved against the socket module's default now, fresh protocol state."""
+        if source_address:
+            self.source_address = source_address
+        if not (self._lmtp and host.startswith("/")):
+            host, port = split_host_port(host, port, self.default_port)
+        self._drop()
+        self._timeout = resolve_timeout(self.timeout, socket_default)
+        self._host = host
+        self._client.connecting(host, port, self.source_address)
+        sys.audit("smtplib.connect", self, host, port)
+        return host, port
+
     def _override(self, name: str) -> Callable[..., Any] | None:
         """The method ``name`` if a subclass or a mock replaced it (on the class or on this
         object), else ``None``: the core then runs its own step inline."""

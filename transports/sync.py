@@ -40,8 +40,6 @@ from ._common import (
     default_tls_context,
     local_hostname,
     open_socket,
-    resolve_timeout,
-    split_host_port,
     tls_context_with_client_cert,
 )
 from ._send import SendMessage, SendOptions
@@ -114,15 +112,8 @@ class SMTP(SyncAPI):
         self, host: str = "localhost", port: int = 0, source_address: tuple[str, int] | None = None
     ) -> tuple[int, bytes]:
         """Connect and read the greeting; returns its ``(code, text)``."""
-        if source_address:
-            self.source_address = source_address
-        if not (self._lmtp and host.startswith("/")):
-            host, port = split_host_port(host, port, self.default_port)
-        self._drop()  # not through close(): smtplib's connect does not call it
-        self._timeout = resolve_timeout(self.timeout, socket.getdefaulttimeout())
-        self._host = host
-        self._client.connecting(host, port, self.source_address)
-        sys.audit("smtplib.connect", self, host, port)
+        # The default timeout through this module's socket global, which mocks replace.
+        host, port = self._start_connecting(host, port, source_address, socket.getdefaulttimeout())
         try:
             self.sock = self._get_socket(host, port, self.timeout)
         except BaseException:
