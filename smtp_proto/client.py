@@ -152,6 +152,8 @@ class Client(Exchange):
         owner.ehlo_resp = reply.text
         if reply.code == 250:
             owner.does_esmtp = True
+            # From the reply itself: a replaced getreply() may have given it, unseen by the
+            # connection.
             owner.esmtp_features = parse_ehlo(reply.text)
         return reply.as_tuple()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Final, NoReturn
 
@@ -127,9 +127,7 @@ class ClientConnection:
     def __init__(self, *, lmtp: bool = False, max_buffer: int = 1 << 20) -> None:
         self.lmtp = lmtp
         self.state = _GREETING
-        #: ``esmtp_features`` from the last successful EHLO/LHLO (empty before and after TLS).
-        self.features: dict[str, str] = {}
-        #: The typed view of ``features``.
+        #: What the last successful EHLO/LHLO advertised (nothing before it and after TLS).
         self.extensions: Extensions = NO_EXTENSIONS
         #: Send commands as UTF-8 (after ``MAIL ... SMTPUTF8``) instead of ASCII.
         self.utf8 = False
@@ -141,6 +139,11 @@ class ClientConnection:
         self._raw_writes = False
 
     # ------------------------------------------------------------------ receiving
+
+    @property
+    def features(self) -> Mapping[str, str]:
+        """``esmtp_features`` of the last successful EHLO/LHLO: ``extensions.features``."""
+        return self.extensions.features
 
     @property
     def pending(self) -> tuple[Command, ...]:
@@ -235,8 +238,7 @@ class ClientConnection:
 
     def _after_ehlo(self, command: Command, code: int, reply: Reply) -> None:
         if code == 250:
-            self.features = parse_ehlo(reply.text)
-            self.extensions = Extensions.from_features(self.features)
+            self.extensions = Extensions.from_features(parse_ehlo(reply.text))
 
     def _after_auth(self, command: Command, code: int, reply: Reply) -> None:
         self.state = _SASL if code == 334 else _READY
@@ -293,7 +295,6 @@ class ClientConnection:
             )
         data = command.encode(self.utf8)
         if kind in _GREETINGS:
-            self.features = {}
             self.extensions = NO_EXTENSIONS
         elif kind is Auth:
             self.state = _SASL  # nothing but a SASL response may follow a 334
@@ -308,13 +309,13 @@ class ClientConnection:
         having sent nothing and the replies stay matched to commands.
         """
         queued = len(self._pending)
-        before = (self.state, self.features, self.extensions)
+        before = (self.state, self.extensions)
         try:
             return b"".join([self.send(command) for command in commands])
         except LocalProtocolError:
             while len(self._pending) > queued:
                 self._pending.pop()
-            self.state, self.features, self.extensions = before
+            self.state, self.extensions = before
             raise
 
     def sent_raw(self) -> None:
@@ -354,7 +355,6 @@ class ClientConnection:
         if self.state is not _TLS_HANDSHAKE:
             raise LocalProtocolError("TLS is established only after a 220 reply to STARTTLS")
         self.state = _READY
-        self.features = {}
         self.extensions = NO_EXTENSIONS
         self.utf8 = False
 

@@ -1,9 +1,19 @@
-"""EHLO reply parsing: ``smtplib``'s ``esmtp_features`` dict and a typed view of it."""
+"""EHLO reply parsing: the server's extensions, as one object.
+
+``Extensions`` holds both views of the one fact: ``features``, the keyword-to-parameters map
+``smtplib`` calls ``esmtp_features``, and typed fields for the extensions the protocol rules
+depend on.  The core's rules read ``Extensions``.  The adapters' smtplib attribute
+``esmtp_features`` is the same map, made by the same ``parse_ehlo`` from the reply the
+smtplib API saw; the user may change it, and the smtplib methods that read it (``has_extn``,
+``login``) do so because smtplib code relies on such changes taking effect.
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 __all__ = ["OLDSTYLE_AUTH", "Extensions", "parse_ehlo"]
 
@@ -36,8 +46,10 @@ def parse_ehlo(text: bytes) -> dict[str, str]:
 
 @dataclass(frozen=True, slots=True)
 class Extensions:
-    """What the server's EHLO (or LHLO) reply says it supports, typed."""
+    """What the server's EHLO (or LHLO) reply says it supports."""
 
+    #: Each advertised keyword (lower-cased) and its parameters, as ``parse_ehlo`` gives them.
+    features: Mapping[str, str] = field(compare=False)
     size: int | None
     auth: frozenset[str]
     pipelining: bool
@@ -50,7 +62,7 @@ class Extensions:
     starttls: bool
 
     @classmethod
-    def from_features(cls, features: dict[str, str]) -> Extensions:
+    def from_features(cls, features: Mapping[str, str]) -> Extensions:
         """Build the typed view from an ``esmtp_features`` dict.
 
         ``size`` is the advertised limit in bytes (0 means no limit), or ``None`` when SIZE is
@@ -63,6 +75,7 @@ class Extensions:
             parseable = limit.isascii() and limit.isdigit() and len(limit) <= 20
             size = int(limit) if parseable else (0 if not limit else None)
         return cls(
+            features=MappingProxyType(dict(features)),
             size=size,
             auth=frozenset(features.get("auth", "").upper().split()),
             pipelining="pipelining" in features,
