@@ -52,7 +52,7 @@ from typing import Any
 from _input import Input  # fuzz/ is on sys.path: run as a script, or loaded by the tests
 
 from smtp_proto import sasl
-from smtp_proto.body import CHUNK_SIZE
+from smtp_proto.body import PIECE_SIZE
 from smtp_proto.client import CLOSE, LOCAL_HOSTNAME, RECEIVE, START_TLS, Client
 from smtp_proto.connection import State
 from smtp_proto.driving import drive
@@ -461,7 +461,7 @@ class Session:
     def large_message(self) -> bytes:
         """Larger than one chunk: the streamed DATA path and the BDAT window."""
         line = b"x" * 78 + b"\r\n" + b".\r\n"[: self.source.byte() % 4]
-        return line * (CHUNK_SIZE // len(line) + 1 + self.source.byte() % 3)
+        return line * (PIECE_SIZE // len(line) + 1 + self.source.byte() % 3)
 
     def failing_message(self, late: bool) -> Iterator[bytes]:
         """An iterable that fails: at once (before DATA), or after a whole chunk was sent."""
@@ -471,7 +471,7 @@ class Session:
             # Two whole chunks: the first is sent, the second was read ahead (to know whether
             # the first is the last), the third is where the source fails.
             yield b"x" * 998 + b"\r\n"
-            yield b"y" * (2 * CHUNK_SIZE)
+            yield b"y" * (2 * PIECE_SIZE)
         raise self.source_failure
 
     def recipients(self) -> str | list[str]:

@@ -48,6 +48,7 @@ from .errors import (
 )
 from .extensions import Extensions, parse_ehlo
 from .replies import EnhancedStatus, Reply, ReplyParser
+from ._renamed import renamed
 from .requests import (
     CLOSE,
     END_OF_BODY,
@@ -55,7 +56,7 @@ from .requests import (
     RECEIVE,
     START_TLS,
     IORequest,
-    NextChunk,
+    NextRead,
     Operation,
 )
 from .send import (
@@ -96,7 +97,7 @@ __all__ = [
     "Lhlo",
     "LocalProtocolError",
     "Mail",
-    "NextChunk",
+    "NextRead",
     "Noop",
     "Operation",
     "ProtocolError",
@@ -129,3 +130,6 @@ __all__ = [
     "parse_ehlo",
     "quoteaddr",
 ]
+
+
+__getattr__ = renamed(globals(), {"NextChunk": "NextRead"})

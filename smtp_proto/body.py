@@ -4,7 +4,7 @@ Every bare CR and bare LF becomes CRLF (for ``bytes`` too, unlike ``smtplib``): 
 LF is what lenient servers mistake for a line end, which is how SMTP smuggling hides a second
 message inside the first.  After this encoder no byte sequence a message contains can end the
 DATA phase early, under the strict rule (CRLF.CRLF) or any lenient one (LF.LF, CR.CR,
-CRLF.LF, LF.CRLF).  State carries across chunks, so memory stays bounded by one chunk.
+CRLF.LF, LF.CRLF).  State carries across pieces, so memory stays bounded by one piece.
 """
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ from __future__ import annotations
 import re
 from typing import overload
 
-__all__ = ["CHUNK_SIZE", "BodyEncoder", "fix_line_ends", "normalised_size", "quotedata"]
+from ._renamed import renamed
 
-#: How much of a large message is encoded and sent at a time.
-CHUNK_SIZE = 1 << 18
+__all__ = ["PIECE_SIZE", "BodyEncoder", "fix_line_ends", "normalised_size", "quotedata"]
+
+#: How much of a large message is encoded and sent at a time (a BDAT chunk is one piece).
+PIECE_SIZE = 1 << 18
 
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _TEXT_LINE_END = re.compile(r"\r\n|\r|\n")
@@ -75,7 +77,7 @@ def fix_line_ends(text: str) -> str:
 
 
 class BodyEncoder:
-    """Encodes a message body given in chunks of any size.
+    """Encodes a message body given in pieces of any size.
 
     With ``stuff_dots`` (the DATA path) a dot that starts a line is doubled and ``finish()``
     returns the end-of-data marker; without it (the BDAT path) only line endings are normalised.
@@ -90,32 +92,32 @@ class BodyEncoder:
         self._ends_with_crlf = False
 
     @overload
-    def encode(self, chunk: bytes) -> bytes: ...
+    def encode(self, piece: bytes) -> bytes: ...
     @overload
-    def encode(self, chunk: bytes | memoryview) -> bytes | memoryview: ...
+    def encode(self, piece: bytes | memoryview) -> bytes | memoryview: ...
 
-    def encode(self, chunk: bytes | memoryview) -> bytes | memoryview:
+    def encode(self, piece: bytes | memoryview) -> bytes | memoryview:
         """Encode the next piece of the message; the result may be shorter or longer.
 
         A piece that needs no change comes back as it is, so a ``memoryview`` of a large
         message goes out without a copy on the BDAT path.
         """
         if self._held_cr:
-            chunk = b"\r" + chunk
+            piece = b"\r" + piece
             self._held_cr = False
-        if chunk[-1:] == b"\r":
-            # A CR at the end may be the first half of a CRLF split across chunks.
-            chunk = chunk[:-1]
+        if piece[-1:] == b"\r":
+            # A CR at the end may be the first half of a CRLF split across pieces.
+            piece = piece[:-1]
             self._held_cr = True
-        if not chunk:
+        if not piece:
             return b""
-        if not crlf_only(chunk):
-            chunk = _LINE_END.sub(b"\r\n", chunk)
+        if not crlf_only(piece):
+            piece = _LINE_END.sub(b"\r\n", piece)
         if self._stuff_dots:
-            chunk = stuff_dots(chunk, self._line_start)
-        ends_with_crlf = chunk[-1:] == b"\n"
+            piece = stuff_dots(piece, self._line_start)
+        ends_with_crlf = piece[-1:] == b"\n"
         self._line_start = self._ends_with_crlf = ends_with_crlf
-        return chunk
+        return piece
 
     def finish(self) -> bytes:
         """The bytes that end the body: a final CRLF when missing, then ``.CRLF`` on the DATA path.
@@ -130,3 +132,6 @@ class BodyEncoder:
     def encode_all(self, body: bytes) -> bytes:
         """Encode a whole body at once, end marker included (for bodies that fit in memory)."""
         return self.encode(body) + self.finish()
+
+
+__getattr__ = renamed(globals(), {"CHUNK_SIZE": "PIECE_SIZE"})

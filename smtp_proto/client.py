@@ -15,6 +15,7 @@ import email.message
 from collections.abc import Generator, Iterable, Sequence
 from typing import Any
 
+from ._renamed import renamed
 from .authentication import auth_gen, login_gen
 from .commands import (
     Ehlo,
@@ -48,7 +49,7 @@ from .requests import (
     START_TLS,
     Call,
     IORequest,
-    NextChunk,
+    NextRead,
     Operation,
     Request,
 )
@@ -66,7 +67,7 @@ __all__ = [
     "Client",
     "IORequest",
     "Message",
-    "NextChunk",
+    "NextRead",
     "Operation",
     "Readable",
     "Request",
@@ -271,7 +272,7 @@ class Client(Exchange):
         MAIL, the RCPTs and DATA go out in one write (RFC 2920) with the same results.
         For LMTP, recipients refused after the body are reported too.
 
-        ``msg`` may be streamed from a binary file object or an iterable of chunks, as for
+        ``msg`` may be streamed from a binary file object or an iterable of ``bytes``, as for
         ``data``.  MAIL carries ``SIZE=`` when the size is known up front: always for ``str``
         and ``bytes``, for a file object that can seek (the bytes from its position on), never
         for an iterable.  A message known to be larger than the server's SIZE limit raises
@@ -365,3 +366,6 @@ class Client(Exchange):
     ) -> Operation[tuple[int, bytes]]:
         """Log in with the first of CRAM-MD5, PLAIN, LOGIN that the server offers."""
         return login_gen(self, user, password, initial_response_ok=initial_response_ok)
+
+
+__getattr__ = renamed(globals(), {"NextChunk": "NextRead"})

@@ -11,7 +11,7 @@ exception propagates: the connection is never reused half-way through a command.
 Two requests are the driver's own business, not the transport's.  ``Call``: a public method
 of the adapter that a subclass or a mock replaced, called (and awaited, by ``drive_async``,
 when it returns an awaitable) with its result sent into the operation and whatever it raises
-thrown in.  ``NextChunk``: the next chunk of an async message body, which ``drive_async``
+thrown in.  ``NextRead``: the next read of an async message body, which ``drive_async``
 awaits (whatever the source raises is thrown into the operation, which decides what that
 means for the connection); ``drive`` cannot await, so it throws a ``TypeError`` into the
 operation instead.
@@ -23,7 +23,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, TypeVar
 
-from .requests import END_OF_BODY, Call, NextChunk
+from .requests import END_OF_BODY, Call, NextRead
 
 __all__ = ["drive", "drive_async"]
 
@@ -52,7 +52,7 @@ def drive(
                 except Exception as exc:  # the replacement's own error: the operation decides
                     error = exc
                 continue
-            if request.__class__ is NextChunk:
+            if request.__class__ is NextRead:
                 error = TypeError("an async iterable message body needs an async adapter")
                 continue
             try:
@@ -90,7 +90,7 @@ async def drive_async(
                 except Exception as exc:  # the replacement's own error: the operation decides
                     error = exc
                 continue
-            if request.__class__ is NextChunk:
+            if request.__class__ is NextRead:
                 try:
                     value = await anext(request.source, END_OF_BODY)
                 except Exception as exc:  # the caller's source failed: the operation decides

@@ -1,9 +1,9 @@
 """Server replies: the ``Reply`` value, RFC 3463 enhanced status codes, and the incremental parser.
 
-The parser is fed whatever bytes the transport read, in any chunking, and yields complete
-replies.  It is bounded in every dimension (line length, lines per reply, bytes buffered) so
-that no server can make it use unbounded memory, and it refuses anything that is not a
-well-formed reply with a ``RemoteProtocolError``.
+The parser is fed whatever bytes the transport read, however the reads split them, and yields
+complete replies.  It is bounded in every dimension (line length, lines per reply, bytes
+buffered) so that no server can make it use unbounded memory, and it refuses anything that
+is not a well-formed reply with a ``RemoteProtocolError``.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ class Reply:
 
 
 class ReplyParser:
-    """Turns a byte stream into ``Reply`` objects, whatever the chunking.
+    """Turns a byte stream into ``Reply`` objects, however the reads split it.
 
     Accepts CRLF and (leniently) bare LF as line ends.  Only the incomplete last line is kept
     as bytes between ``feed`` calls; completed lines of a multi-line reply are kept parsed.

@@ -3,13 +3,15 @@
 An *operation* is a generator: it yields requests (data to send, as ``bytes`` or a
 ``memoryview``, or one of the ``Request`` objects below) and is sent each one's result.  A
 transport performs ``RECEIVE``, ``START_TLS``, ``CLOSE`` and ``LOCAL_HOSTNAME``; the driver
-loop (``smtp_proto.driving``) performs ``NextChunk`` and ``Call`` itself.
+loop (``smtp_proto.driving``) performs ``NextRead`` and ``Call`` itself.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Generator
 from typing import Any, Final, TypeVar
+
+from ._renamed import renamed
 
 __all__ = [
     "CLOSE",
@@ -19,7 +21,7 @@ __all__ = [
     "START_TLS",
     "Call",
     "IORequest",
-    "NextChunk",
+    "NextRead",
     "Operation",
     "Request",
 ]
@@ -48,12 +50,12 @@ CLOSE: Final = Request("CLOSE")
 #: async transport does it off the event loop).
 LOCAL_HOSTNAME: Final = Request("LOCAL_HOSTNAME")
 
-#: What a driver sends into the operation when an async body has no more chunks.
+#: What a driver sends into the operation when an async body has nothing more to read.
 END_OF_BODY: Final = Request("END_OF_BODY")
 
 
-class NextChunk(Request):
-    """Await the next chunk of an async message body and send it into the operation.
+class NextRead(Request):
+    """Await the next read of an async message body and send it into the operation.
 
     The core cannot await, so a body given as an async iterable is pulled by the driver:
     ``await anext(request.source, END_OF_BODY)``.  An exception the source raises is thrown
@@ -64,7 +66,7 @@ class NextChunk(Request):
     __slots__ = ("source",)
 
     def __init__(self, source: AsyncIterator[Any]) -> None:
-        super().__init__("NEXT_CHUNK")
+        super().__init__("NEXT_READ")
         self.source = source
 
 
@@ -91,3 +93,6 @@ IORequest = bytes | memoryview | Request
 T = TypeVar("T")
 #: What every server-facing method of ``Client`` returns; see the module docstring.
 Operation = Generator[IORequest, Any, T]
+
+
+__getattr__ = renamed(globals(), {"NextChunk": "NextRead"})

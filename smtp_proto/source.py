@@ -9,8 +9,8 @@ from collections.abc import AsyncIterable, AsyncIterator, Generator, Iterable, I
 from functools import partial
 from typing import Any, Protocol, runtime_checkable
 
-from .body import CHUNK_SIZE, fix_line_ends, normalised_size
-from .requests import END_OF_BODY, IORequest, NextChunk
+from .body import PIECE_SIZE, fix_line_ends, normalised_size
+from .requests import END_OF_BODY, IORequest, NextRead
 
 __all__ = ["Message", "Pieces", "Readable", "Source", "fix_line_ends", "known_size", "source_of"]
 
@@ -23,8 +23,8 @@ class Readable(Protocol):
 
 
 #: A message body: ``str`` (ASCII), ``bytes``, a binary file object (read from its position
-#: on) or an iterable of ``bytes`` chunks, sync or async (async ones with the async adapters);
-#: the streamed ones are read a chunk at a time.
+#: on) or an iterable of ``bytes`` of any sizes, sync or async (async ones with the async
+#: adapters); the streamed ones are sent ``PIECE_SIZE`` bytes at a time.
 Message = bytes | str | Readable | Iterable[bytes] | AsyncIterable[bytes]
 #: A message as it is read to be sent: ``source_of(message)``.
 Source = bytes | Readable | Iterable[bytes] | AsyncIterable[bytes]
@@ -46,9 +46,9 @@ def source_of(msg: Message) -> Source:
 
 
 async def _async_reads(file: Any) -> AsyncIterator[bytes]:
-    """The reads of an async file object, ``CHUNK_SIZE`` bytes at a time."""
-    while chunk := await file.read(CHUNK_SIZE):
-        yield chunk
+    """The reads of an async file object, ``PIECE_SIZE`` bytes at a time."""
+    while read := await file.read(PIECE_SIZE):
+        yield read
 
 
 def known_size(source: Source, binary: bool) -> int | None:
@@ -80,18 +80,18 @@ def known_size(source: Source, binary: bool) -> int | None:
 def _reads(source: Readable | Iterable[bytes]) -> Iterator[object]:
     """What a file object reads or an iterable yields."""
     if isinstance(source, Readable):
-        return iter(partial(source.read, CHUNK_SIZE), b"")
+        return iter(partial(source.read, PIECE_SIZE), b"")
     return iter(source)
 
 
 class Pieces:
-    """A message in ``CHUNK_SIZE`` pieces, each with whether it is the last one.
+    """A message in ``PIECE_SIZE`` pieces, each with whether it is the last one.
 
     The pieces depend on the bytes only, not on how a file or an iterable hands them over.
     ``start()`` reads the first piece (and the next, to know whether it is the last) before
     the caller sends anything, so that a source that cannot be read fails while the
     connection is still usable.  Sync sources are read directly; an async iterable is pulled
-    through the driver with ``NextChunk`` requests.  At most two pieces are held at a time.
+    through the driver with ``NextRead`` requests.  At most two pieces are held at a time.
     """
 
     __slots__ = (
@@ -117,7 +117,7 @@ class Pieces:
         self._offset = 0
         self._taken = False
         if isinstance(source, bytes):
-            if len(source) <= CHUNK_SIZE:
+            if len(source) <= PIECE_SIZE:
                 self.first, self._ended = (source, True), True  # the common case, made quick
             self._data = memoryview(source)  # pieces of it without copies
         elif isinstance(source, AsyncIterable):
@@ -144,33 +144,33 @@ class Pieces:
         return piece, self._ahead is None
 
     def _slice(self) -> Generator[IORequest, Any, bytes | memoryview | None]:
-        """The next ``CHUNK_SIZE`` bytes (fewer at the end), ``None`` when there are none."""
+        """The next ``PIECE_SIZE`` bytes (fewer at the end), ``None`` when there are none."""
         data = self._data
         if data is not None:
             start = self._offset
             if start >= len(data):
                 return None
-            self._offset = start + CHUNK_SIZE
-            return data[start : start + CHUNK_SIZE]
+            self._offset = start + PIECE_SIZE
+            return data[start : start + PIECE_SIZE]
         buffer = self._buffer
-        while len(buffer) < CHUNK_SIZE and not self._ended:
+        while len(buffer) < PIECE_SIZE and not self._ended:
             if self._async:
-                chunk = yield NextChunk(self._iterator)
-                if chunk is END_OF_BODY:
+                read = yield NextRead(self._iterator)
+                if read is END_OF_BODY:
                     self._ended = True
                     break
             else:
-                chunk = next(self._iterator, END_OF_BODY)
-                if chunk is END_OF_BODY:
+                read = next(self._iterator, END_OF_BODY)
+                if read is END_OF_BODY:
                     self._ended = True
                     break
-            if not isinstance(chunk, bytes | bytearray | memoryview):
-                raise TypeError(f"message chunks must be bytes, not {type(chunk).__name__}")
-            if not buffer and len(chunk) == CHUNK_SIZE:
-                return bytes(chunk)
-            buffer += chunk
+            if not isinstance(read, bytes | bytearray | memoryview):
+                raise TypeError(f"a message body must yield bytes, not {type(read).__name__}")
+            if not buffer and len(read) == PIECE_SIZE:
+                return bytes(read)
+            buffer += read
         if not buffer:
             return None
-        piece = bytes(buffer[:CHUNK_SIZE])
-        del buffer[:CHUNK_SIZE]
+        piece = bytes(buffer[:PIECE_SIZE])
+        del buffer[:PIECE_SIZE]
         return piece

@@ -44,7 +44,7 @@ def _binary_body(options: Sequence[str]) -> bool:
     return any(option.upper() == "BODY=BINARYMIME" for option in options)
 
 
-_Chunk = TypeVar("_Chunk", bound=bytes | memoryview)
+_Piece = TypeVar("_Piece", bound=bytes | memoryview)
 
 
 class _Verbatim:
@@ -52,8 +52,8 @@ class _Verbatim:
 
     __slots__ = ()
 
-    def encode(self, chunk: _Chunk) -> _Chunk:
-        return chunk
+    def encode(self, piece: _Piece) -> _Piece:
+        return piece
 
     def finish(self) -> bytes:
         return b""
@@ -82,12 +82,12 @@ def data_gen(client: Client, msg: Message) -> Operation[tuple[int, bytes]]:
     """DATA, then the message with line endings fixed and dots stuffed.
 
     ``msg`` may be a binary file object (read from its position on) or an iterable of
-    ``bytes`` chunks too: it is then streamed, ``CHUNK_SIZE`` bytes at a time, and must not
-    be used meanwhile.  Its first chunk is read before DATA, so a source that cannot be
+    ``bytes`` too: it is then streamed, ``PIECE_SIZE`` bytes at a time, and must not
+    be used meanwhile.  Its first piece is read before DATA, so a source that cannot be
     read leaves the connection usable; one that fails later closes it (a truncated message
     is never ended).  The operation reads a sync source itself (with the asyncio and trio
     adapters, on the event loop); an async iterable or async file object is pulled by the
-    async driver, one ``NextChunk`` request per chunk.
+    async driver, one ``NextRead`` request per read.
 
     Raises ``SMTPDataError`` unless DATA gets 354; returns the reply to the body.  For LMTP
     that is the first refusal among the per-recipient replies (all are kept in
