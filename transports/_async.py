@@ -26,11 +26,9 @@ from ._api_async import AsyncAPI
 from ._common import (
     _RUNNING,
     GLOBAL_DEFAULT_TIMEOUT,
-    SMTP_SSL_PORT,
     Deadline,
-    default_tls_context,
+    SMTPSSLBase,
     open_socket,
-    tls_context_with_client_cert,
 )
 
 __all__ = ["AsyncSMTPBase", "AsyncSMTPSSLBase"]
@@ -55,8 +53,6 @@ class AsyncSMTPBase(AsyncAPI):
     call it; the connection's lock is held once for the outermost call.
     """
 
-    _implicit_tls = False
-
     def __init__(
         self,
         host: str = "",
@@ -67,9 +63,12 @@ class AsyncSMTPBase(AsyncAPI):
     ) -> None:
         AsyncAPI.__init__(self, host, local_hostname, timeout, source_address)
         self._port = port
-        self.context: ssl.SSLContext | None = None
         self._lock: AbstractAsyncContextManager[Any] = self._make_lock()
         self._deadline = Deadline(self._now)
+
+    def _implicit_tls_context(self) -> ssl.SSLContext | None:
+        """The context to wrap the connection in as soon as it is open (``SMTP_SSL``'s)."""
+        return None
 
     # ------------------------------------------------------------------ the framework's part
 
@@ -132,7 +131,7 @@ class AsyncSMTPBase(AsyncAPI):
             host, port = self._host or "localhost", port or self._port
         host, port = self._start_connecting(host, port, source_address, socket.getdefaulttimeout())
         unix = self._lmtp and host.startswith("/")
-        tls = (self.context or default_tls_context()) if self._implicit_tls else None
+        tls = self._implicit_tls_context()
         async with self._lock:
             try:
                 if type(self)._get_socket is AsyncSMTPBase._get_socket:
@@ -175,26 +174,10 @@ class AsyncSMTPBase(AsyncAPI):
             self.close()
 
 
-class AsyncSMTPSSLBase(AsyncSMTPBase):
+class AsyncSMTPSSLBase(SMTPSSLBase, AsyncSMTPBase):
     """Implicit TLS (port 465), certificates verified by default: mixed into ``SMTP_SSL``."""
 
-    default_port = SMTP_SSL_PORT
-    _implicit_tls = True
+    _plain = AsyncSMTPBase
 
-    def __init__(  # noqa: PLR0917 (smtplib's signature)
-        self,
-        host: str = "",
-        port: int = 0,
-        local_hostname: str | None = None,
-        keyfile: str | None = None,
-        certfile: str | None = None,
-        timeout: float | None = GLOBAL_DEFAULT_TIMEOUT,
-        source_address: tuple[str, int] | None = None,
-        context: ssl.SSLContext | None = None,
-    ) -> None:
-        """``keyfile`` and ``certfile``: Python 3.11 only, deprecated, as in ``smtplib``."""
-        # As smtplib: the base class by name, so that a subclass that also derives from its own
-        # SMTP subclass (python-emails' SSL client) does not get these arguments.
-        AsyncSMTPBase.__init__(self, host, port, local_hostname, timeout, source_address)
-        self.keyfile, self.certfile = keyfile, certfile
-        self.context = tls_context_with_client_cert(keyfile, certfile, context)
+    def _implicit_tls_context(self) -> ssl.SSLContext:
+        return self.context

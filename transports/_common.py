@@ -33,6 +33,7 @@ __all__ = [
     "HOOKS",
     "Deadline",
     "SMTPObject",
+    "SMTPSSLBase",
     "bCRLF",
     "default_tls_context",
     "local_hostname",
@@ -343,6 +344,37 @@ class LMTPBase(SMTPObject):
             timeout=timeout,
             source_address=source_address,
         )
+
+
+class SMTPSSLBase(SMTPObject):
+    """Implicit TLS (port 465), certificates verified by default: mixed in before an adapter's
+    ``SMTP``, with ``smtplib.SMTP_SSL``'s constructor."""
+
+    default_port = SMTP_SSL_PORT
+    #: The adapter's plain ``SMTP`` class, whose constructor runs after the TLS settings.
+    _plain: ClassVar[type[SMTPObject]]
+
+    def __init__(  # noqa: PLR0917 (smtplib's signature)
+        self,
+        host: str = "",
+        port: int = 0,
+        local_hostname: str | None = None,
+        keyfile: str | None = None,
+        certfile: str | None = None,
+        timeout: float | None = GLOBAL_DEFAULT_TIMEOUT,
+        source_address: tuple[str, int] | None = None,
+        context: ssl.SSLContext | None = None,
+    ) -> None:
+        """``keyfile`` and ``certfile``: Python 3.11 only, deprecated, as in ``smtplib``."""
+        self.keyfile, self.certfile = keyfile, certfile
+        self.context: ssl.SSLContext = (
+            tls_context_with_client_cert(keyfile, certfile, context) or default_tls_context()
+        )
+        # As smtplib: the plain class by name, not super(), so that a subclass that also
+        # derives from its own SMTP subclass (python-emails' SSL client) does not get these
+        # arguments.  Set before it runs: a blocking adapter connects in its constructor.
+        plain_init: Callable[..., None] = self._plain.__init__
+        plain_init(self, host, port, local_hostname, timeout, source_address)
 
 
 def register_api(cls: type[SMTPObject]) -> None:

@@ -17,7 +17,6 @@ moves bytes.
 from __future__ import annotations
 
 import socket
-import ssl
 import sys
 import time
 from math import inf
@@ -34,13 +33,12 @@ from ._api_sync import SyncAPI, send_with
 from ._common import (
     _RUNNING,
     GLOBAL_DEFAULT_TIMEOUT,
-    SMTP_SSL_PORT,
     Deadline,
     LMTPBase,
+    SMTPSSLBase,
     default_tls_context,
     local_hostname,
     open_socket,
-    tls_context_with_client_cert,
 )
 from ._send import SendMessage, SendOptions
 from ._smtplib_names import *  # noqa: F403 (the smtplib module surface)
@@ -190,29 +188,10 @@ def _arm(sock: socket.socket, when: float) -> None:
         sock.settimeout(remaining)
 
 
-class SMTP_SSL(SMTP):
+class SMTP_SSL(SMTPSSLBase, SMTP):
     """SMTP over implicit TLS (port 465), certificates verified by default."""
 
-    default_port = SMTP_SSL_PORT
-
-    def __init__(  # noqa: PLR0917 (smtplib's signature)
-        self,
-        host: str = "",
-        port: int = 0,
-        local_hostname: str | None = None,
-        keyfile: str | None = None,
-        certfile: str | None = None,
-        timeout: float | None = GLOBAL_DEFAULT_TIMEOUT,
-        source_address: tuple[str, int] | None = None,
-        context: ssl.SSLContext | None = None,
-    ) -> None:
-        """``keyfile`` and ``certfile``: Python 3.11 only, deprecated, as in ``smtplib``."""
-        self.keyfile, self.certfile = keyfile, certfile
-        context = tls_context_with_client_cert(keyfile, certfile, context)
-        self.context = context or default_tls_context()
-        # As smtplib: the base class by name, so that a subclass that also derives from its own
-        # SMTP subclass (python-emails' SSL client) does not get these arguments.
-        SMTP.__init__(self, host, port, local_hostname, timeout, source_address)
+    _plain = SMTP
 
     def _get_socket(self, host: str, port: int, timeout: float | None) -> socket.socket:
         sock = super()._get_socket(host, port, timeout)
