@@ -283,15 +283,9 @@ class Client(Exchange):
         it), byte for byte: no line ending is changed.  ``SMTPNotSupportedError`` before
         anything is sent when the server does not advertise CHUNKING.
         """
-        recipients = [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)
-        return (
-            yield from self.transaction(
-                from_addr,
-                [(recipient, rcpt_options) for recipient in recipients],
-                msg,
-                mail_options,
-            )
-        )
+        recipients = [to_addrs] if isinstance(to_addrs, str) else to_addrs
+        envelope = [(recipient, rcpt_options) for recipient in recipients]
+        return transaction_gen(self, from_addr, envelope, msg, mail_options)
 
     def transaction(
         self,

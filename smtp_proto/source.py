@@ -125,10 +125,14 @@ class Pieces:
         else:
             self._iterator = _reads(source)
 
-    def start(self) -> Generator[IORequest, Any, None]:
-        """Read the first piece (and look one ahead)."""
+    def start(self) -> Iterable[IORequest]:
+        """Read the first piece (and look one ahead): nothing to run (``()``) for a message
+        in memory that is one piece."""
         if self._data is not None and self._ended:
-            return
+            return ()
+        return self._read_first()
+
+    def _read_first(self) -> Generator[IORequest, Any, None]:
         piece = yield from self._slice()
         self._ahead = yield from self._slice()
         self.first = (piece or b"", self._ahead is None)

@@ -21,6 +21,7 @@ from .errors import (
     SMTPNotSupportedError,
     SMTPRecipientsRefused,
     SMTPSenderRefused,
+    SMTPServerDisconnected,
 )
 from .replies import Reply
 from .requests import IORequest, Operation
@@ -41,7 +42,7 @@ BDAT_WINDOW = 16
 def _binary_body(options: Sequence[str]) -> bool:
     """Whether MAIL declares ``BODY=BINARYMIME`` (RFC 3030): the body then goes by BDAT only,
     byte for byte."""
-    return any(option.upper() == "BODY=BINARYMIME" for option in options)
+    return bool(options) and any(option.upper() == "BODY=BINARYMIME" for option in options)
 
 
 _Piece = TypeVar("_Piece", bound=bytes | memoryview)
@@ -65,7 +66,7 @@ def _bdat_encoder(binary: bool) -> _Verbatim | BodyEncoder:
     return _Verbatim() if binary else BodyEncoder(stuff_dots=False)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TransactionReplies:
     """The replies of one transaction: to each RCPT (by recipient) and to the body (one under
     the key ``""``, or one per recipient for LMTP)."""
@@ -152,26 +153,33 @@ def finish_body_gen(client: Client, data: bytes) -> Generator[IORequest, Any, tu
         else:
             yield from client._exchange_gen(data, 0)
             reply = yield from client._read_reply_gen()
-        client.last_replies = TransactionReplies(client.last_replies.rcpt, {"": reply})
-        result = reply.as_tuple()
-    else:
-        expected = client.connection.accepted_recipients or (None,)
-        replies = yield from client._exchange_gen(data, len(expected), partial_at_eof=True)
-        unanswered = replies[-1].as_tuple() if replies[-1].code == 421 else _UNANSWERED
-        answers = [reply.as_tuple() for reply in replies]
-        answers += [unanswered] * (len(expected) - len(answers))
-        client.owner.lmtp_replies = {
-            recipient: answer
-            for recipient, answer in zip(expected, answers, strict=True)
-            if recipient is not None
-        }
-        final = {
-            recipient or "": Reply(code, (text,)) if index >= len(replies) else replies[index]
-            for index, (recipient, (code, text)) in enumerate(zip(expected, answers, strict=True))
-        }
-        client.last_replies = TransactionReplies(client.last_replies.rcpt, final)
-        refusals = [answer for answer in answers if not 200 <= answer[0] < 300]
-        result = refusals[0] if refusals else answers[-1]
+        return _body_reply(client, reply)
+    expected = client.connection.accepted_recipients or (None,)
+    replies = yield from client._exchange_gen(data, len(expected), partial_at_eof=True)
+    unanswered = replies[-1].as_tuple() if replies[-1].code == 421 else _UNANSWERED
+    answers = [reply.as_tuple() for reply in replies]
+    answers += [unanswered] * (len(expected) - len(answers))
+    client.owner.lmtp_replies = {
+        recipient: answer
+        for recipient, answer in zip(expected, answers, strict=True)
+        if recipient is not None
+    }
+    final = {
+        recipient or "": Reply(code, (text,)) if index >= len(replies) else replies[index]
+        for index, (recipient, (code, text)) in enumerate(zip(expected, answers, strict=True))
+    }
+    client.last_replies = TransactionReplies(client.last_replies.rcpt, final)
+    refusals = [answer for answer in answers if not 200 <= answer[0] < 300]
+    result = refusals[0] if refusals else answers[-1]
+    if client.owner.debuglevel > 0:
+        client.print_debug("data:", result)
+    return result
+
+
+def _body_reply(client: Client, reply: Reply) -> tuple[int, bytes]:
+    """Keep the (SMTP) reply to a body in ``last_replies`` and trace it; its ``(code, text)``."""
+    client.last_replies = TransactionReplies(client.last_replies.rcpt, {"": reply})
+    result = reply.as_tuple()
     if client.owner.debuglevel > 0:
         client.print_debug("data:", result)
     return result
@@ -375,17 +383,28 @@ def _pipelined_bdat_gen(
             client.print_debug("send:", repr(bytes(body) + tail))
     else:
         first = client._encode(mail, *rcpts)
-    replies = yield from client._exchange_gen(first, len(rcpts) + 1)
+    # A one-chunk SMTP message: the envelope's replies and the body's in one read, which
+    # may end early only where reading them one after the other would have raised.
+    together = single and not client.lmtp
+    envelope_end = len(rcpts) + 1
+    wanted = envelope_end + together
+    replies = yield from client._exchange_gen(first, wanted, partial_at_eof=together)
+    cut_short = len(replies) < wanted and replies[-1].code != 421
+    if cut_short and len(replies) < envelope_end:
+        raise SMTPServerDisconnected("Connection unexpectedly closed")
     mail_reply = replies[0]
-    refused, closed_at_rcpt = _envelope_replies(client, rcpts, replies[1:])
+    refused, closed_at_rcpt = _envelope_replies(client, rcpts, replies[1:envelope_end])
     proceed = mail_reply.code == 250 and not closed_at_rcpt and len(refused) < len(rcpts)
+    if together:
+        if cut_short:
+            raise SMTPServerDisconnected("Connection unexpectedly closed")
+        if len(replies) == wanted:
+            code, text = _body_reply(client, replies[-1])
+    elif single and (proceed or client.is_connected):
+        code, text = yield from finish_body_gen(client, b"")  # (a refused body's too)
     if not proceed:
-        if single and client.is_connected:
-            yield from finish_body_gen(client, b"")  # the refused body's own reply
         yield from _refuse_envelope_gen(client, mail, mail_reply, refused, closed_at_rcpt)
-    if single:
-        code, text = yield from finish_body_gen(client, b"")
-    else:
+    if not single:
         code, text = yield from _send_chunks_gen(client, pieces, binary)
     if code == 250 and not client.lmtp:
         return refused
