@@ -146,6 +146,11 @@ class ClientConnection:
         return self.extensions.features
 
     @property
+    def awaiting(self) -> int:
+        """How many commands sent await their replies (``len(pending)``, without a copy)."""
+        return len(self._pending)
+
+    @property
     def pending(self) -> tuple[Command, ...]:
         """The commands sent whose replies have not been returned yet, oldest first."""
         return tuple(self._pending)

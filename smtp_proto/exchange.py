@@ -147,9 +147,11 @@ class Exchange(SMTPAttributes):
     def _any_replaced(self, names: tuple[str, ...]) -> bool:
         """Whether a subclass or a mock replaced any of the public methods ``names``."""
         override = self._override
-        return override is not _nothing_overridden and any(
-            override(name) is not None for name in names
-        )
+        if override is not _nothing_overridden:
+            for name in names:
+                if override(name) is not None:
+                    return True
+        return False
 
     # ------------------------------------------------------------------ I/O primitives
 

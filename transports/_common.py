@@ -107,7 +107,7 @@ class Deadline:
 
     def for_read(self, client: Client, timeout: float | None) -> float:
         """The deadline of a read: a new one if a reply wait starts now, else the current one."""
-        pending = len(client.connection.pending)
+        pending = client.connection.awaiting
         if pending != self._pending:
             self._pending = pending
             self.when = inf if timeout is None else self._clock() + timeout
