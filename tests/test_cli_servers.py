@@ -7,6 +7,7 @@ import email
 import email.policy
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -133,18 +134,22 @@ def test_send_with_starttls_auth_attachment_cc_and_bcc(
         *("--subject", f"report {token}", "--body", "Attached.\n", "--attach", str(report)),
     )
     assert code == 0, err
-    assert out.splitlines() == [
+    *fates, queued = out.splitlines()
+    assert fates == [
         "accepted  to@example.test",
         "accepted  cc@example.test",
         "accepted  bcc@example.test",
         "3 of 3 recipients accepted",
     ]
+    queue_id = queued.removeprefix("queue id  ")
     copies = [parse(raw) for raw in postfix_delivered(token, 3)]
     assert sorted(m["Delivered-To"] for m in copies) == [
         "bcc@example.test", "cc@example.test", "to@example.test",
     ]  # fmt: skip
     for message in copies:
-        assert "with ESMTPSA" in str(message.get_all("Received")[0])  # TLS and AUTH were used
+        received = str(message.get_all("Received")[0])
+        assert "with ESMTPSA" in received  # TLS and AUTH were used
+        assert f" id {queue_id}" in received  # the queue id the command printed
         assert message["To"] == "to@example.test" and message["Cc"] == "cc@example.test"
         assert message["Bcc"] is None
         assert "bcc@example.test" not in str(message["To"]) + str(message["Cc"])
@@ -212,7 +217,8 @@ def test_send_over_implicit_tls(
         *("--to", "tls@example.test", "--subject", f"implicit {token}"),
     )
     assert code == 0, err
-    assert out == "accepted  tls@example.test\n1 of 1 recipients accepted\n"
+    assert re.fullmatch(r"accepted  tls@example.test\n1 of 1 recipients accepted\n"
+                        r"queue id  [0-9A-F]+\n", out)  # fmt: skip
     (delivered,) = postfix_delivered(token)
     assert "with ESMTPSA" in str(parse(delivered).get_all("Received")[0])
 
@@ -228,7 +234,18 @@ def test_an_untrusted_certificate_exits_3(
     )
     assert code == 3
     assert out == ""
-    assert "TLS failed: certificate not verified: unable to get local issuer certificate" in err
+    problem, certificate, issuer, host, advice = err.splitlines()
+    assert problem == (
+        "smtp-proto: TLS failed: certificate not verified: unable to get local issuer certificate"
+    )
+    # The names the certificate was issued for, fetched again without checking it.
+    assert certificate.startswith("  the certificate: O=trustme")
+    assert certificate.endswith("(DNS:localhost, IP Address:127.0.0.1, IP Address:::1)")
+    assert issuer.startswith("  issued by:       O=smtp-proto tests")  # the test CA
+    assert host == f"  you connected to {postfix.host}"
+    assert advice == (
+        "  to trust its CA: --cafile FILE (PEM); to skip the check, for testing only: --insecure"
+    )
 
 
 def test_a_wrong_password_exits_4(
@@ -261,8 +278,11 @@ def test_the_real_command_sends_to_postfix(
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "accepted  cmd@example.test\n1 of 1 recipients accepted\n"
-    assert "send: 'AUTH " in result.stderr and "testpass" not in result.stderr
+    assert result.stdout.startswith("accepted  cmd@example.test\n1 of 1 recipients accepted\n")
+    # login() takes CRAM-MD5, the first it knows that Postfix offers; its answer is hidden
+    assert "~> AUTH CRAM-MD5" in result.stderr.splitlines()
+    assert "~> ****" in result.stderr.splitlines()
+    assert "testpass" not in result.stderr and "dGVzdHBhc3M" not in result.stderr
     (delivered,) = postfix_delivered(token)
     assert parse(delivered)["Subject"] == f"cmd {token}"
 

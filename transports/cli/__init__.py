@@ -4,33 +4,29 @@
 blocking, asyncio or trio adapter.  With no ``--server`` it starts a local capture server on
 127.0.0.1, sends to it, and prints what the server received, so the first run needs no mail
 server at all.  ``smtp-proto probe`` shows what a server offers: greeting, extensions before
-and after TLS, the TLS session and certificate, and the round-trip time.
-
-Exit codes (``send``; ``probe`` uses 0, 2, 3 and 64):
-
-==  ===========================================================================
-0   every recipient accepted
-1   some recipients refused, the others accepted
-2   failed: nothing delivered (server unreachable, sender or every recipient
-    refused, message refused, connection lost)
-3   TLS problem: STARTTLS not offered when required, handshake failed, or the
-    certificate not verified
-4   authentication failed (or AUTH not offered)
-64  usage error: bad options or arguments, unreadable input file, no password
-==  ===========================================================================
+and after TLS, the TLS session and certificate, and the round-trip time.  The exit codes are
+``failure.EXIT_CODES``, shown by ``smtp-proto send --help``.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
 from .connection import parse_server
 from .envelope import without_bcc
-from .failure import EXIT_FAILED, EXIT_USAGE, Failure, describe
+from .failure import (
+    EXIT_CLOSED_OUTPUT,
+    EXIT_CODES,
+    EXIT_USAGE,
+    Failure,
+    describe,
+    exit_code_for,
+)
 from .parser import build_parser
 
-__all__ = ["main", "parse_server", "without_bcc"]
+__all__ = ["EXIT_CODES", "EXIT_USAGE", "main", "parse_server", "without_bcc"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -39,16 +35,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
-    if args.command == "probe" and args.server is None:
-        print("smtp-proto probe: --server is required", file=sys.stderr)
+    if args.command == "probe" and args.server is None and args.socket is None:
+        print("smtp-proto probe: --server or --socket is required", file=sys.stderr)
         return EXIT_USAGE
     try:
-        return int(args.handler(args))
+        code = int(args.handler(args))
+        sys.stdout.flush()  # here, where a closed pipe can still be told apart
     except Failure as failure:
         print(f"smtp-proto: {failure}", file=sys.stderr)
         return failure.code
-    except OSError as exc:  # SMTPException included
+    except BrokenPipeError:
+        _discard_stdout()
+        return EXIT_CLOSED_OUTPUT
+    except OSError as exc:  # outside a session: starting the capture server, say
         print(f"smtp-proto: {type(exc).__name__}: {describe(exc)}", file=sys.stderr)
-        return EXIT_FAILED
+        return exit_code_for(exc, greeted=False)
     except KeyboardInterrupt:
         return 130
+    return code
+
+
+def _discard_stdout() -> None:
+    """The reader of stdout went away: send what is still buffered for it to /dev/null, so
+    that Python's own flush at exit does not fail again (the Python docs' advice on SIGPIPE)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)

@@ -4,8 +4,10 @@ TLS context."""
 from __future__ import annotations
 
 import argparse
+import os
 import ssl
 import sys
+from dataclasses import dataclass
 
 from smtp_proto.ports import LMTP_PORT, SMTP_PORT, SMTPS_PORT, SUBMISSION_PORT
 from smtp_proto.send import TLSMode
@@ -13,12 +15,18 @@ from smtp_proto.send import TLSMode
 from .failure import UsageError
 
 #: The default port of each TLS mode (LMTP's is LMTP_PORT).
-_DEFAULT_PORTS = {"implicit": SMTPS_PORT, "starttls": SUBMISSION_PORT, "none": SMTP_PORT}
+_DEFAULT_PORTS = {
+    "implicit": SMTPS_PORT,
+    "starttls": SUBMISSION_PORT,
+    "opportunistic": SMTP_PORT,
+    "none": SMTP_PORT,
+}
 
 
 def parse_server(text: str, default_port: int) -> tuple[str, int]:
     """``HOST``, ``HOST:PORT``, ``[IPv6]``, ``[IPv6]:PORT``, a bare IPv6 address, or the
-    absolute path of a Unix socket (port 0).  Raises ``ValueError`` for anything else."""
+    absolute path of a Unix socket (port 0); ``default_port`` when none is written.  Raises
+    ``ValueError`` for anything else."""
     if text.startswith("/"):
         return text, 0
     if text.startswith("["):
@@ -39,8 +47,23 @@ def parse_server(text: str, default_port: int) -> tuple[str, int]:
     return host, int(port_text)
 
 
-#: Where to send: LMTP or not, the TLS mode, the host (or a Unix socket's path) and port.
-Target = tuple[bool, TLSMode, str, int]
+def where(host: str, port: int | None) -> str:
+    """``host:port``, with an IPv6 address in brackets; a Unix socket's path alone."""
+    if host.startswith("/") or not port:
+        return host
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where to connect: LMTP or SMTP, the TLS mode, the host (or a Unix socket's path) and
+    port (``None`` for a Unix socket), and whether it is a Unix socket."""
+
+    lmtp: bool
+    tls: TLSMode
+    host: str
+    port: int | None
+    unix: bool
 
 
 def unverified_context() -> ssl.SSLContext:
@@ -61,17 +84,36 @@ def tls_context(args: argparse.Namespace) -> ssl.SSLContext:
         raise UsageError(f"cannot load --cafile {args.cafile}: {exc}") from None
 
 
+def _socket_target(args: argparse.Namespace) -> Target:
+    """``--socket PATH``: SMTP (LMTP with ``--lmtp``) over a Unix socket, in clear text."""
+    if args.server is not None:
+        raise UsageError("give --server or --socket, not both")
+    if args.port is not None:
+        raise UsageError("--port goes with --server, not with --socket")
+    if args.tls not in (None, "none"):
+        raise UsageError("a Unix socket is local: no --tls with it")
+    # Absolute: the library takes a host that starts with "/" for a Unix socket's path.
+    return Target(args.lmtp, "none", os.path.abspath(args.socket), None, unix=True)
+
+
 def target_of(args: argparse.Namespace) -> Target:
-    """LMTP or not, the TLS mode, host (or socket path) and port the options name."""
+    """Where the options say to connect (``--server`` or ``--socket``), and how."""
+    if args.socket is not None:
+        return _socket_target(args)
     unix = args.server.startswith("/")
     lmtp = args.lmtp or unix
     tls: TLSMode = args.tls or ("none" if unix else "starttls")
-    if unix and tls != "none":
-        raise UsageError("a Unix socket is local: no --tls with it")
+    if unix and (tls != "none" or args.port is not None):
+        raise UsageError("a Unix socket is local: no --tls and no --port with it")
     if lmtp and tls == "implicit":
         raise UsageError("LMTP with implicit TLS is not supported (use --tls starttls)")
     try:
-        host, port = parse_server(args.server, LMTP_PORT if lmtp else _DEFAULT_PORTS[tls])
+        host, port = parse_server(args.server, 0)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    return lmtp, tls, host, port
+    if unix:
+        return Target(True, tls, host, None, unix=True)
+    if port and args.port is not None:
+        raise UsageError(f"two ports: --server {args.server} and --port {args.port}")
+    port = port or args.port or (LMTP_PORT if lmtp else _DEFAULT_PORTS[tls])
+    return Target(lmtp, tls, host, port, unix=False)

@@ -1,16 +1,22 @@
-"""One send over any adapter (blocking, asyncio or trio), its failures told as exit codes."""
+"""One send, as planned from the options, and its outcome: each recipient's fate, the exit code
+that means, and what to tell the user when it failed."""
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import importlib
+import contextlib
 import ssl
-from dataclasses import dataclass
-from types import ModuleType
-from typing import TextIO
+import time
+from dataclasses import dataclass, field
+from typing import Literal
 
-from smtp_proto.errors import SMTPAuthenticationError, SMTPConnectError, SMTPSenderRefused
+from smtp_proto.errors import (
+    SMTPAuthenticationError,
+    SMTPConnectError,
+    SMTPDataError,
+    SMTPException,
+    SMTPSenderRefused,
+)
+from smtp_proto.replies import Reply
 from smtp_proto.send import (
     SendResult,
     SMTPAllRecipientsRefused,
@@ -22,9 +28,25 @@ from smtp_proto.source import Message
 
 # Relative: installed, the parent is smtp_proto.transports; to mypy it is transports.
 from .._send import SendOptions  # noqa: TID252
+from .connection import where
+from .console import Console
 from .envelope import Envelope
-from .failure import EXIT_AUTH, EXIT_FAILED, EXIT_TLS, Failure, UsageError, describe, tls_cause
+from .failure import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_PERMANENT,
+    EXIT_TEMPORARY,
+    UsageError,
+    describe,
+    exit_code_for,
+    is_temporary,
+    refusal_code,
+    tls_cause,
+)
 from .progress import Progress
+from .session import Hooks, QuitAfter, Stage, run_session
+from .tls_session import unverified_certificate
+from .transcript import Transcript
 
 
 @dataclass
@@ -32,33 +54,88 @@ class Plan:
     """Where and how to send: everything ``deliver`` needs, resolved from the options."""
 
     host: str
-    port: int
+    port: int | None
     lmtp: bool
+    unix_socket: bool
     tls: TLSMode
     context: ssl.SSLContext | None  # None without TLS: loading CA certificates takes time
     helo: str
     timeout: float
-    verbose: bool
     user: str | None
     password: str | None
+    mechanism: str | None
     envelope: Envelope
-    progress: TextIO | None
+    transport: str = "blocking"
+    chunking: bool = True
+    pipelining: bool = True
+    quit_after: Stage | None = None
+    progress: Console | None = None
+
+    @property
+    def where(self) -> str:
+        """The server as the user would write it: ``host:port``, ``[IPv6]:port``, a path."""
+        return where(self.host, self.port)
 
 
-def _adapter(name: str) -> ModuleType:
-    module = "sync" if name == "blocking" else name
-    try:
-        return importlib.import_module(f"smtp_proto.transports.{module}")
-    except ImportError as exc:
-        raise UsageError(
-            f"--transport {name} needs {exc.name} (pip install smtp-proto[trio])"
-        ) from None
+Status = Literal["accepted", "delivered", "refused", "failed", "not sent"]
 
 
-def _adapter_send(plan: Plan, transport: str) -> SendResult:
-    """The ``send()`` of the adapter ``transport`` as planned, its event loop started as it
-    needs: the session itself is the library's, written once in ``smtp_proto.send``."""
-    module = _adapter(transport)
+@dataclass(frozen=True)
+class Fate:
+    """What became of one recipient, and the reply that said so (none for ``not sent``)."""
+
+    address: str
+    status: Status
+    reply: Reply | None
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("accepted", "delivered")
+
+
+@dataclass
+class Outcome:
+    """How the send went: each recipient's fate, the library's result, where it stopped, the
+    error that ended it, the exit code, and the milliseconds each stage took to end."""
+
+    fates: list[Fate]
+    code: int
+    result: SendResult | None = None
+    stopped_after: Stage | None = None
+    mail_reply: Reply | None = None
+    error: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def fates(result: SendResult, recipients: list[str]) -> list[Fate]:
+    """Each recipient's fate in ``result``."""
+    told: list[Fate] = []
+    for address in recipients:
+        final = result.lmtp_replies.get(address)
+        if final is not None:
+            told.append(Fate(address, "delivered" if final.is_positive else "failed", final))
+        elif address in result.refused:
+            told.append(Fate(address, "refused", result.refused[address]))
+        elif result.data_reply is None and not result.lmtp_replies:
+            told.append(Fate(address, "not sent", None))  # the server closed (421) first
+        else:
+            told.append(Fate(address, "accepted", result.accepted.get(address)))
+    return told
+
+
+def fates_code(told: list[Fate]) -> int:
+    """The exit code of these fates: all, some or none accepted, and if none, whether a
+    refusal was temporary."""
+    accepted = sum(fate.ok for fate in told)
+    if accepted == len(told):
+        return EXIT_OK
+    if accepted:
+        return EXIT_PARTIAL
+    refused = (fate.reply for fate in told if not fate.ok)
+    return EXIT_TEMPORARY if any(is_temporary(reply) for reply in refused) else EXIT_PERMANENT
+
+
+def _options(plan: Plan) -> SendOptions:
     envelope = plan.envelope
     options: SendOptions = {
         "sender": envelope.sender,
@@ -68,47 +145,115 @@ def _adapter_send(plan: Plan, transport: str) -> SendResult:
         "lmtp": plan.lmtp,
         "local_hostname": plan.helo,
         "timeout": plan.timeout,
-        "debuglevel": 1 if plan.verbose else 0,
+        "chunking": plan.chunking,
     }
     if plan.user is not None:
         options["username"] = plan.user
         options["password"] = plan.password or ""
         options["plaintext_auth"] = plan.tls == "none"  # clear text only when asked for
-    body: Message = envelope.data
+        if plan.mechanism is not None:
+            options["mechanism"] = plan.mechanism
+    return options
+
+
+def _stopped(plan: Plan, stop: QuitAfter) -> Outcome:
+    """The outcome of a session ``--quit-after`` ended."""
+    recipients = plan.envelope.recipients
+    told: list[Fate] = []
+    code = EXIT_OK
+    if stop.mail_reply is not None and stop.mail_reply.code != 250:
+        code = refusal_code(stop.mail_reply.code)
+    elif stop.stage == "rcpt":
+        replies = stop.rcpt_replies
+        told = [
+            Fate(r, "accepted" if replies[r].code in (250, 251) else "refused", replies[r])
+            for r in recipients
+        ]
+        code = fates_code(told)
+    return Outcome(told, code, stopped_after=stop.stage, mail_reply=stop.mail_reply)
+
+
+def deliver(plan: Plan, transcript: Transcript) -> Outcome:
+    """Send as planned, the session shown by ``transcript``; a failure is an outcome too."""
+    start = time.perf_counter()
+    outcome = _send(plan, transcript)
+    outcome.timings = {**transcript.timings, "total": _ms_since(start)}
+    return outcome
+
+
+def _send(plan: Plan, transcript: Transcript) -> Outcome:
+    message: Message = plan.envelope.data
     if plan.progress is not None:
-        body = Progress(envelope.data, plan.progress)
-    call = functools.partial(module.send, body, plan.host, plan.port, **options)
-    result: SendResult
-    if transport == "asyncio":
-        result = asyncio.run(call())
-    elif transport == "trio":
-        result = importlib.import_module("trio").run(call)
-    else:
-        result = call()
-    return result
-
-
-def deliver(plan: Plan, transport: str) -> SendResult:
-    """Send as planned; a failure becomes a ``Failure`` with its exit code and message.
-
-    A message no recipient took is a result like any other (``SMTPAllRecipientsRefused``
-    carries it); the phase that failed is told by the exception's type, and a TLS failure by
-    the ``ssl`` error behind it.
-    """
+        message = Progress(plan.envelope.data, plan.progress)
+    hooks = Hooks(transcript, plan.quit_after, plan.pipelining, plan.unix_socket)
     try:
-        return _adapter_send(plan, transport)
+        with transcript.attached():
+            result = run_session(
+                plan.transport, hooks, message, plan.host, plan.port, options=_options(plan)
+            )
     except SMTPAllRecipientsRefused as refusal:
-        return refusal.result
-    except SMTPSecurityError as exc:
-        # The library's message names send()'s arguments; say what this command's option is.
-        raise Failure(EXIT_TLS, f"{exc}; with this command: --tls none") from exc
-    except (SMTPAuthenticationError, SMTPAuthNotSupportedError) as exc:
-        raise Failure(EXIT_AUTH, f"authentication failed: {describe(exc)}") from exc
-    except SMTPConnectError as exc:
-        raise Failure(EXIT_FAILED, f"greeting: {describe(exc)}") from exc
-    except SMTPSenderRefused as exc:
-        raise Failure(EXIT_FAILED, f"sender <{exc.sender}> refused: {describe(exc)}") from exc
-    except OSError as exc:  # SMTPException included
-        if tls_cause(exc) is None:
-            raise
-        raise Failure(EXIT_TLS, f"TLS failed: {describe(exc)}") from exc
+        result = refusal.result
+    except QuitAfter as stop:
+        return _stopped(plan, stop)
+    except OSError as exc:  # SMTPException and ssl's errors (some also ValueErrors) included
+        return Outcome([], exit_code_for(exc, transcript.greeted), error=explain(exc, plan))
+    except ValueError as exc:  # what the library refuses to send, unsent
+        raise UsageError(str(exc)) from exc
+    told = fates(result, plan.envelope.recipients)
+    return Outcome(told, fates_code(told), result)
+
+
+def _ms_since(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 3)
+
+
+def explain(exc: OSError, plan: Plan) -> str:
+    """What went wrong, and what to do about it when this command has an option for it."""
+    if isinstance(exc, SMTPSecurityError):
+        if plan.tls == "opportunistic":
+            return f"{exc}; with this command: --tls none sends the password in clear text"
+        return f"{exc}; with this command: --tls opportunistic (STARTTLS when offered) or none"
+    if isinstance(exc, SMTPAuthenticationError | SMTPAuthNotSupportedError):
+        return f"authentication failed: {describe(exc)}"
+    if isinstance(exc, SMTPConnectError):
+        return f"greeting: {describe(exc)}"
+    if isinstance(exc, SMTPSenderRefused):
+        return f"sender <{exc.sender}> refused: {describe(exc)}"
+    if isinstance(exc, SMTPDataError):
+        return f"message refused: {describe(exc)}"
+    cause = tls_cause(exc)
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return _unverified(cause, plan)
+    if cause is not None:
+        return (
+            f"TLS failed: {describe(cause)}; --tls implicit is for ports where TLS starts at "
+            f"once (465), --tls starttls for those where it starts after STARTTLS (587, 25)"
+        )
+    if isinstance(exc, SMTPException):
+        return f"{type(exc).__name__}: {describe(exc)}"
+    return f"cannot connect to {plan.where}: {describe(exc)}"
+
+
+def _unverified(error: ssl.SSLCertVerificationError, plan: Plan) -> str:
+    """A certificate that failed verification: why, the names it was issued for (fetched
+    again without checking it), and the options that deal with it."""
+    lines = [f"TLS failed: {describe(error)}"]
+    certificate = {}
+    with contextlib.suppress(OSError, SMTPException):
+        certificate = unverified_certificate(
+            plan.host,
+            plan.port or 0,
+            implicit=plan.tls == "implicit",
+            lmtp=plan.lmtp,
+            helo=plan.helo,
+            timeout=plan.timeout,
+        )
+    if "subject" in certificate:
+        names = ", ".join(certificate.get("sans") or []) or "no subjectAltName"
+        lines.append(f"  the certificate: {certificate['subject']} ({names})")
+        lines.append(f"  issued by:       {certificate['issuer']}")
+    lines.append(f"  you connected to {plan.host}")
+    lines.append(
+        "  to trust its CA: --cafile FILE (PEM); to skip the check, for testing only: --insecure"
+    )
+    return "\n".join(lines)

@@ -11,6 +11,7 @@ import email.utils
 import io
 import mimetypes
 import os
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,10 +20,40 @@ from smtp_proto.message import header_envelope
 
 from .failure import UsageError
 
+#: The characters of a header field's name (RFC 5322 ftext: printable ASCII but the colon).
+_FIELD_NAME = re.compile(r"[!-9;-~]+\Z")
+
+
+def parse_header(text: str) -> tuple[str, str]:
+    """``--header``'s ``NAME:VALUE`` (one space after the colon is dropped); ``ValueError`` for
+    a bad name or a line break in the value, which would start another field."""
+    name, colon, value = text.partition(":")
+    if not colon or not _FIELD_NAME.match(name):
+        raise ValueError(f"bad --header {text!r}: expected NAME:VALUE")
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"bad --header {name}: its value has a line break")
+    return name, value.removeprefix(" ")
+
 
 def without_bcc(data: bytes) -> bytes:
     """``data`` with its ``Bcc`` and ``Resent-Bcc`` header fields removed, every other byte
     kept: the blind recipients belong in the envelope only."""
+    return without_fields(data, {b"bcc", b"resent-bcc"})
+
+
+def with_fields(data: bytes, fields: Sequence[tuple[str, str]]) -> bytes:
+    """``data`` with ``fields`` at the top of its header section, replacing any fields of
+    the same names it had."""
+    if not fields:
+        return data
+    names = {name.lower().encode("ascii") for name, _ in fields}
+    added = b"".join(f"{name}: {value}\r\n".encode() for name, value in fields)
+    return added + without_fields(data, names)
+
+
+def without_fields(data: bytes, names: set[bytes]) -> bytes:
+    """``data`` with the header fields of these (lower-case) names removed, folded lines
+    included, every other byte kept."""
     out = io.BytesIO()
     lines = iter(data.splitlines(keepends=True))
     dropping = False
@@ -35,7 +66,7 @@ def without_bcc(data: bytes) -> bytes:
                 out.write(line)
             continue
         name = line.partition(b":")[0].strip().lower()
-        dropping = name in (b"bcc", b"resent-bcc")
+        dropping = name in names
         if not dropping:
             out.write(line)
     for line in lines:
@@ -86,6 +117,9 @@ def _compose(args: argparse.Namespace, sender: str) -> email.message.EmailMessag
     else:
         body = args.body
     message.set_content(body)
+    for name, value in args.header:
+        del message[name]
+        message[name] = value
     for path in args.attach:
         content_type, encoding = mimetypes.guess_type(path)
         if content_type is None or encoding is not None:
@@ -101,7 +135,7 @@ def build_envelope(args: argparse.Namespace, default_sender: str | None) -> Enve
     """The envelope and bytes to send, from the options or the ``--eml`` file."""
     recipients = _unique([*args.to, *args.cc, *args.bcc])
     if args.eml is not None:
-        raw = _read(args.eml)
+        raw = with_fields(_read(args.eml), args.header)
         headers = email.parser.BytesParser(policy=email.policy.default).parsebytes(
             raw, headersonly=True
         )

@@ -5,14 +5,50 @@ from __future__ import annotations
 
 import ssl
 
-from smtp_proto.errors import SMTPResponseException
+from smtp_proto.errors import (
+    RemoteProtocolError,
+    SMTPAuthenticationError,
+    SMTPNotSupportedError,
+    SMTPResponseException,
+)
+from smtp_proto.replies import Reply
+from smtp_proto.sasl import SASLError
+from smtp_proto.send import SMTPAuthNotSupportedError, SMTPSecurityError
 
 EXIT_OK = 0
-EXIT_SOME_REFUSED = 1
-EXIT_FAILED = 2
+EXIT_PARTIAL = 1
+EXIT_PERMANENT = 2
 EXIT_TLS = 3
 EXIT_AUTH = 4
-EXIT_USAGE = 64
+EXIT_NO_CONNECTION = 5
+EXIT_USAGE = 64  # sysexits.h EX_USAGE
+EXIT_TEMPORARY = 75  # sysexits.h EX_TEMPFAIL, as sendmail and the MTAs' delivery agents use it
+EXIT_CLOSED_OUTPUT = 141  # 128 + SIGPIPE: what a shell reports for a program a closed pipe ended
+
+#: Every exit code and what it means: the one source of ``send --help`` and the docs' table.
+EXIT_CODES: tuple[tuple[int, str], ...] = (
+    (EXIT_OK, "delivered: every recipient accepted (with --quit-after: every reply positive)"),
+    (EXIT_PARTIAL, "partly delivered: some recipients accepted, the others refused"),
+    (
+        EXIT_PERMANENT,
+        "refused permanently: nothing delivered, every refusal a 5xx reply (or the server "
+        "cannot take this message at all); do not retry unchanged",
+    ),
+    (EXIT_TLS, "TLS failed: STARTTLS not offered, handshake failed, certificate not verified"),
+    (EXIT_AUTH, "authentication failed, or the server offers no AUTH we can use"),
+    (
+        EXIT_NO_CONNECTION,
+        "no connection: the name did not resolve, or the server refused or did not answer "
+        "the connection",
+    ),
+    (EXIT_USAGE, "usage error: bad options, an unreadable input file, no password"),
+    (
+        EXIT_TEMPORARY,
+        "refused temporarily: nothing delivered, a 4xx reply, or the connection lost or timed "
+        "out during the session; trying again later may work",
+    ),
+    (EXIT_CLOSED_OUTPUT, "standard output was closed (a pipe's reader exited) before the end"),
+)
 
 
 class Failure(Exception):
@@ -41,6 +77,7 @@ def tls_cause(exc: BaseException) -> ssl.SSLError | None:
 
 
 def describe(exc: BaseException) -> str:
+    """What went wrong, in a line: the server's reply when there was one."""
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"certificate not verified: {exc.verify_message}"
     if isinstance(exc, SMTPResponseException):
@@ -48,3 +85,29 @@ def describe(exc: BaseException) -> str:
         text = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
         return f"{exc.smtp_code} {text}"
     return str(exc) or type(exc).__name__
+
+
+def refusal_code(code: int | None) -> int:
+    """The exit code of a refusal with this reply code (``None``: no reply came at all)."""
+    return EXIT_PERMANENT if code is not None and 500 <= code < 600 else EXIT_TEMPORARY
+
+
+def exit_code_for(exc: BaseException, greeted: bool) -> int:
+    """The exit code of a session that ended with ``exc``; ``greeted``: whether the server's
+    greeting had come (an error before it means there was no connection to speak of)."""
+    if isinstance(exc, SMTPSecurityError) or tls_cause(exc) is not None:
+        return EXIT_TLS
+    if isinstance(exc, SMTPAuthenticationError | SMTPAuthNotSupportedError | SASLError):
+        return EXIT_AUTH
+    if isinstance(exc, RemoteProtocolError):
+        return EXIT_TEMPORARY  # a misbehaving server: another try may meet a better one
+    if isinstance(exc, SMTPResponseException):
+        return refusal_code(exc.smtp_code)
+    if isinstance(exc, SMTPNotSupportedError):
+        return EXIT_PERMANENT  # the message needs what the server does not offer
+    return EXIT_TEMPORARY if greeted else EXIT_NO_CONNECTION
+
+
+def is_temporary(reply: Reply | None) -> bool:
+    """Whether a refusal may go away by itself: a 4xx reply, or none at all."""
+    return refusal_code(None if reply is None else reply.code) == EXIT_TEMPORARY

@@ -7,18 +7,24 @@ import argparse
 import json
 import ssl
 import statistics
+import sys
 import time
 from typing import Any
 
-from smtp_proto.errors import SMTPException
-
 # Relative: installed, the parent is smtp_proto.transports; to mypy it is transports.
 from .. import sync  # noqa: TID252
-from .connection import target_of, tls_context, unverified_context
-from .failure import EXIT_FAILED, EXIT_OK, EXIT_TLS, UsageError, describe, tls_cause
+from .connection import Target, target_of, tls_context, unverified_context, where
+from .console import Console
+from .failure import EXIT_OK, EXIT_TLS, UsageError, describe, exit_code_for
+from .session import OverUnixSocket
 from .tls_session import tls_session
+from .transcript import Transcript, View
 
 _NOOP_SAMPLES = 5
+
+
+class _UnixSMTP(OverUnixSocket, sync.SMTP):
+    """SMTP over the Unix socket ``--socket`` names."""
 
 
 def _features(smtp: sync.SMTP) -> list[str]:
@@ -47,20 +53,17 @@ def _probe(args: argparse.Namespace, report: dict[str, Any]) -> int:
     A certificate that fails verification is reported (exit code 3), and the probe goes on
     without checking it, to show the rest: it sends nothing that needs protecting.
     """
-    lmtp, tls, host, port = target_of(args)
-    report.update(server=f"{host}:{port}" if port else host, protocol="LMTP" if lmtp else "SMTP")
+    target = target_of(args)
+    host, port, tls = target.host, target.port or 0, target.tls
+    report.update(server=where(host, port), protocol="LMTP" if target.lmtp else "SMTP")
     context = tls_context(args)
     status = EXIT_OK
     verification = "not checked (--insecure)" if args.insecure else "yes"
-    smtp: sync.SMTP
-    if lmtp:
-        smtp = sync.LMTP(local_hostname=args.helo, timeout=args.timeout)
-    elif tls == "implicit":
-        smtp = sync.SMTP_SSL(local_hostname=args.helo, timeout=args.timeout, context=context)
-    else:
-        smtp = sync.SMTP(local_hostname=args.helo, timeout=args.timeout)
-    smtp.set_debuglevel(1 if args.verbose else 0)
-    with smtp:
+    transcript = Transcript(
+        Console(sys.stderr) if args.verbose else None, b"", View(), tls=tls == "implicit"
+    )
+    smtp = _client(target, args, context)
+    with transcript.attached(), smtp:
         try:
             _greet(smtp, host, port, report)
         except ssl.SSLCertVerificationError as exc:
@@ -69,7 +72,7 @@ def _probe(args: argparse.Namespace, report: dict[str, Any]) -> int:
             smtp.context = unverified_context()
             _greet(smtp, host, port, report)
         report["extensions"] = _features(smtp)
-        if tls == "starttls":
+        if tls in ("starttls", "opportunistic"):
             report["starttls_offered"] = smtp.has_extn("starttls")
         if report.get("starttls_offered"):
             start = time.perf_counter()
@@ -81,6 +84,7 @@ def _probe(args: argparse.Namespace, report: dict[str, Any]) -> int:
                 start = time.perf_counter()
                 smtp.starttls(context=unverified_context())
             report["tls_handshake_ms"] = _ms(start)
+            transcript.tls_started()
             smtp.ehlo_or_helo_if_needed()
             report["extensions_after_tls"] = _features(smtp)
         if isinstance(smtp.sock, ssl.SSLSocket):
@@ -90,13 +94,29 @@ def _probe(args: argparse.Namespace, report: dict[str, Any]) -> int:
                 trusted = args.cafile or "the system's CA store"
                 verification = f"yes: signed by a CA in {trusted}, and issued for {host}"
             report["tls"]["verification"] = verification
-        samples = []
-        for _ in range(_NOOP_SAMPLES):
-            start = time.perf_counter()
-            smtp.noop()
-            samples.append(_ms(start))
-        report["noop_ms"] = {"min": min(samples), "median": statistics.median(samples)}
+        report["noop_ms"] = _round_trip(smtp)
     return status
+
+
+def _client(target: Target, args: argparse.Namespace, context: ssl.SSLContext) -> sync.SMTP:
+    """The adapter object that connects to ``target``."""
+    if target.lmtp:
+        return sync.LMTP(local_hostname=args.helo, timeout=args.timeout)
+    if target.tls == "implicit":
+        return sync.SMTP_SSL(local_hostname=args.helo, timeout=args.timeout, context=context)
+    if target.unix:
+        return _UnixSMTP(local_hostname=args.helo, timeout=args.timeout)
+    return sync.SMTP(local_hostname=args.helo, timeout=args.timeout)
+
+
+def _round_trip(smtp: sync.SMTP) -> dict[str, float]:
+    """The best and the median time of a NOOP, in milliseconds."""
+    samples = []
+    for _ in range(_NOOP_SAMPLES):
+        start = time.perf_counter()
+        smtp.noop()
+        samples.append(_ms(start))
+    return {"min": min(samples), "median": statistics.median(samples)}
 
 
 def _print_probe(report: dict[str, Any]) -> None:
@@ -146,9 +166,9 @@ def probe(args: argparse.Namespace) -> int:
         status = _probe(args, report)
     except UsageError:
         raise
-    except (OSError, SMTPException) as exc:
+    except OSError as exc:  # SMTPException included
         report["error"] = describe(exc)
-        status = EXIT_TLS if tls_cause(exc) is not None else EXIT_FAILED
+        status = exit_code_for(exc, greeted="greeting" in report)
     report["exit_code"] = status
     if args.json:
         print(json.dumps(report, indent=2))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import io
 import sys
-from typing import TextIO
+
+from .console import Console
 
 #: Messages at least this large get a progress bar when stderr is a terminal.
 PROGRESS_THRESHOLD = 1 << 20
@@ -17,10 +18,10 @@ class Progress(io.BytesIO):
     A file (unlike an iterable of chunks) has a known size, so MAIL still carries SIZE=.
     """
 
-    def __init__(self, data: bytes, out: TextIO) -> None:
+    def __init__(self, data: bytes, console: Console) -> None:
         super().__init__(data)
         self._total = len(data)
-        self._out = out
+        self._console = console
         self._shown = -1
 
     def read(self, size: int | None = -1, /) -> bytes:
@@ -30,15 +31,13 @@ class Progress(io.BytesIO):
         if percent != self._shown:
             self._shown = percent
             bar = "#" * (percent * 30 // 100)
-            self._out.write(
-                f"\r[{bar:.<30}] {percent:3d}% {done / 2**20:.1f}/{self._total / 2**20:.1f} MiB"
-                + ("\n" if done >= self._total else "")
+            self._console.status(
+                f"[{bar:.<30}] {percent:3d}% {done / 2**20:.1f}/{self._total / 2**20:.1f} MiB",
+                final=done >= self._total,
             )
-            self._out.flush()
         return chunk
 
 
-def progress_stream(args: argparse.Namespace, size: int) -> TextIO | None:
-    if args.progress or (size >= PROGRESS_THRESHOLD and sys.stderr.isatty()):
-        return sys.stderr
-    return None
+def wants_progress(args: argparse.Namespace, size: int) -> bool:
+    """``--progress``, or a large message and a terminal to draw on."""
+    return bool(args.progress) or (size >= PROGRESS_THRESHOLD and sys.stderr.isatty())

@@ -7,17 +7,21 @@ import argparse
 import getpass
 import os
 import sys
-from collections.abc import Sequence
-
-from smtp_proto.send import SendResult
 
 # Relative: installed, the parent is smtp_proto.transports; to mypy it is transports.
 from ..testing import CaptureServer  # noqa: TID252
 from .connection import Target, target_of, tls_context
-from .deliver import Plan, deliver
+from .console import Console
+from .deliver import Outcome, Plan, deliver
 from .envelope import Envelope, build_envelope
-from .failure import EXIT_FAILED, EXIT_OK, EXIT_SOME_REFUSED, UsageError
-from .progress import progress_stream
+from .failure import EXIT_OK, UsageError
+from .progress import wants_progress
+from .report import as_json, as_lines
+from .transcript import HIDDEN, DataView, Hidden, Transcript, View
+
+#: The envelope with no server named: the capture server takes any addresses.
+_CAPTURE_SENDER = "sender@example.com"
+_CAPTURE_RECIPIENT = "recipient@example.com"
 
 
 def _password(args: argparse.Namespace) -> str | None:
@@ -32,77 +36,113 @@ def _password(args: argparse.Namespace) -> str | None:
         raise UsageError(f"no password: set ${args.password_env}, or run in a terminal") from None
 
 
-def _show_results(result: SendResult, recipients: Sequence[str]) -> int:
-    """Print each recipient's fate; returns the exit code it means."""
-    delivered = 0
-    for recipient in recipients:
-        reply = result.lmtp_replies.get(recipient)
-        if reply is not None:
-            label = "delivered" if 200 <= reply.code < 300 else "failed"
-        elif recipient in result.refused:
-            reply, label = result.refused[recipient], "refused"
-        elif result.data_reply is None:
-            label = "not sent"  # accepted, but the server closed (421) before the message
-        else:
-            label = "accepted"
-        delivered += label in ("delivered", "accepted")
-        said = "" if reply is None else f"  {reply.code} {reply.text.decode('utf-8', 'replace')}"
-        print(f"{label:<9} {recipient}{said}")
-    print(f"{delivered} of {len(recipients)} recipients accepted")
-    if delivered == len(recipients):
-        return EXIT_OK
-    return EXIT_FAILED if delivered == 0 else EXIT_SOME_REFUSED
+def _view(args: argparse.Namespace) -> View:
+    hidden: frozenset[Hidden] = frozenset(kind for kind in HIDDEN if getattr(args, f"hide_{kind}"))
+    if hidden and not args.verbose:
+        raise UsageError("--hide-* shape the transcript: add -v")
+    data: DataView = "full" if args.show_data else "none" if args.suppress_data else "summary"
+    return View(data=data, hidden=hidden)
 
 
-def _send_and_show(args: argparse.Namespace, target: Target, envelope: Envelope) -> int:
-    """Send ``envelope`` to ``target`` as the options say, and show each recipient's fate."""
-    lmtp, tls, host, port = target
-    plan = Plan(
-        host=host,
-        port=port,
-        lmtp=lmtp,
-        tls=tls,
-        context=None if tls == "none" else tls_context(args),
+def _plan(args: argparse.Namespace, target: Target, envelope: Envelope, console: Console) -> Plan:
+    return Plan(
+        host=target.host,
+        port=target.port,
+        lmtp=target.lmtp,
+        unix_socket=target.unix,
+        tls=target.tls,
+        context=None if target.tls == "none" else tls_context(args),
         helo=args.helo,
         timeout=args.timeout,
-        verbose=args.verbose,
         user=args.user,
         password=_password(args),
+        mechanism=args.auth,
         envelope=envelope,
-        progress=progress_stream(args, len(envelope.data)),
+        transport=args.transport,
+        chunking=args.chunking,
+        pipelining=args.pipelining,
+        quit_after=args.quit_after,
+        progress=console if wants_progress(args, len(envelope.data)) else None,
     )
-    return _show_results(deliver(plan, args.transport), envelope.recipients)
 
 
-def send(args: argparse.Namespace) -> int:
-    """The ``send`` command."""
+def _send(args: argparse.Namespace, target: Target, envelope: Envelope) -> tuple[Outcome, Plan]:
+    """Send ``envelope`` to ``target`` as the options say; print the outcome for people (the
+    JSON report is the caller's to print, with what it adds)."""
+    console = Console(sys.stderr)
+    plan = _plan(args, target, envelope, console)
+    transcript = Transcript(
+        console if args.verbose else None, envelope.data, args.view, tls=target.tls == "implicit"
+    )
+    transcript.info(f"connecting to {plan.where} ({'LMTP' if plan.lmtp else 'SMTP'})")
+    outcome = deliver(plan, transcript)
+    if outcome.error is not None:
+        print(f"smtp-proto: {outcome.error}", file=sys.stderr)
+    if not args.json:
+        for line in as_lines(outcome, plan):
+            print(line)
+    return outcome, plan
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Refuse what does not go together; fill in the composed message's defaults."""
+    if args.auth is not None and args.user is None:
+        raise UsageError("--auth chooses how --user logs in: give --user too")
+    args.view = _view(args)  # checked before anything is sent
     if args.eml is not None and (args.attach or args.body_file or args.body is not None):
         raise UsageError("--eml sends a ready message: no --body, --body-file or --attach")
     if args.eml is not None and args.subject is not None:
         raise UsageError("--eml sends a ready message: no --subject")
     args.subject = "Hello from smtp-proto" if args.subject is None else args.subject
     args.body = "This message was sent by smtp-proto.\n" if args.body is None else args.body
-    if args.server is None:
-        return _send_to_capture_server(args)
-    target = target_of(args)
-    return _send_and_show(args, target, build_envelope(args, default_sender=None))
 
 
-def _send_to_capture_server(args: argparse.Namespace) -> int:
+def send(args: argparse.Namespace) -> int:
+    """The ``send`` command."""
+    _check_options(args)
+    capture = args.server is None and args.socket is None
+    if capture and not (args.to or args.cc or args.bcc or args.eml):
+        args.to = [_CAPTURE_RECIPIENT]
+    envelope = build_envelope(args, default_sender=_CAPTURE_SENDER if capture else None)
+    if args.dump_message:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(envelope.data)
+        sys.stdout.buffer.flush()
+        return EXIT_OK
+    if capture:
+        return _send_to_capture_server(args, envelope)
+    outcome, plan = _send(args, target_of(args), envelope)
+    if args.json:
+        print(as_json(outcome, plan))
+    return outcome.code
+
+
+def _send_to_capture_server(args: argparse.Namespace, envelope: Envelope) -> int:
     """No server named: send to a capture server started here, then show what it received."""
     if args.tls not in (None, "none") or args.user is not None:
         raise UsageError("the capture server (no --server) has no TLS and no AUTH")
-    if not (args.to or args.cc or args.bcc or args.eml):
-        args.to = ["recipient@example.com"]
-    envelope = build_envelope(args, default_sender="sender@example.com")
     with CaptureServer(lmtp=args.lmtp) as server:
-        print(f"No --server given: sending to a capture server on {server.host}:{server.port}")
-        sys.stdout.flush()
-        status = _send_and_show(args, (args.lmtp, "none", server.host, server.port), envelope)
-        for captured in server.messages:
-            print(
-                f"\nThe capture server received, from <{captured.mail_from}> "
-                f"for {', '.join(f'<{r}>' for r in captured.rcpt_tos)}:"
-            )
-            print(captured.data.decode("utf-8", "replace"))
-    return status
+        print(
+            f"No --server given: sending to a capture server on {server.host}:{server.port}",
+            file=sys.stderr if args.json else sys.stdout,
+            flush=True,
+        )
+        target = Target(args.lmtp, "none", server.host, server.port, unix=False)
+        outcome, plan = _send(args, target, envelope)
+    captured = server.messages
+    if args.json:
+        received = [
+            {
+                "mail_from": message.mail_from,
+                "rcpt_tos": message.rcpt_tos,
+                "data": message.data.decode("utf-8", "replace"),
+            }
+            for message in captured
+        ]
+        print(as_json(outcome, plan, captured=received))
+        return outcome.code
+    for message in captured:
+        recipients = ", ".join(f"<{r}>" for r in message.rcpt_tos)
+        print(f"\nThe capture server received, from <{message.mail_from}> for {recipients}:")
+        print(message.data.decode("utf-8", "replace"))
+    return outcome.code

@@ -8,6 +8,10 @@ import ssl
 import time
 from typing import Any
 
+# Relative: installed, the parent is smtp_proto.transports; to mypy it is transports.
+from .. import sync  # noqa: TID252
+from .connection import unverified_context
+
 _SHORT_NAMES = {
     "commonName": "CN",
     "organizationName": "O",
@@ -74,3 +78,23 @@ def tls_session(sock: ssl.SSLSocket, verified: bool) -> dict[str, Any]:
         "bits": cipher[2] if cipher else None,
         "certificate": certificate,
     }
+
+
+def unverified_certificate(
+    host: str, port: int, *, implicit: bool, lmtp: bool, helo: str, timeout: float
+) -> dict[str, Any]:
+    """The certificate the server presents, fetched over a connection that does not check
+    it and sends nothing but EHLO and STARTTLS: to tell which names it was issued for."""
+    context = unverified_context()
+    smtp: sync.SMTP
+    if implicit:
+        smtp = sync.SMTP_SSL(local_hostname=helo, timeout=timeout, context=context)
+    else:
+        smtp = (sync.LMTP if lmtp else sync.SMTP)(local_hostname=helo, timeout=timeout)
+    with smtp:
+        smtp.connect(host, port)
+        if not implicit:
+            smtp.starttls(context=context)
+        assert isinstance(smtp.sock, ssl.SSLSocket)
+        certificate: dict[str, Any] = tls_session(smtp.sock, verified=False)["certificate"]
+    return certificate
