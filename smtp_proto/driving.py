@@ -1,5 +1,9 @@
 """The driver loop every transport runs, written once for blocking and once for async I/O.
 
+The two loops are the one deliberate twin in the core: a loop cannot serve both without a
+coroutine or generator layer on every I/O request, and they differ where the I/O does (a
+``perform`` awaited or not, an async body's read); what they share is written once.
+
 A transport supplies ``perform(request)``, which carries out one I/O request of an operation
 (see ``smtp_proto.client``), and ``abort()``, which drops the connection.  The loop sends each
 result back into the operation; an ``OSError`` from ``perform`` is thrown into the operation,
@@ -30,6 +34,15 @@ __all__ = ["drive", "drive_async"]
 T = TypeVar("T")
 
 
+def _call(request: Call) -> tuple[Any, Exception | None]:
+    """Call a replaced public method: its result, or the error it raised, which goes into the
+    operation (the operation decides what a replacement's failure means)."""
+    try:
+        return request.method(*request.args, **request.kwargs), None
+    except Exception as exc:
+        return None, exc
+
+
 def drive(
     operation: Generator[Any, Any, T],
     perform: Callable[[Any], Any],
@@ -47,10 +60,7 @@ def drive(
                 return result
             error = None
             if request.__class__ is Call:
-                try:
-                    value = request.method(*request.args, **request.kwargs)
-                except Exception as exc:  # the replacement's own error: the operation decides
-                    error = exc
+                value, error = _call(request)
                 continue
             if request.__class__ is NextRead:
                 error = TypeError("an async iterable message body needs an async adapter")
@@ -83,12 +93,12 @@ async def drive_async(
                 return result
             error = None
             if request.__class__ is Call:
-                try:
-                    value = request.method(*request.args, **request.kwargs)
-                    if inspect.isawaitable(value):
+                value, error = _call(request)
+                if error is None and inspect.isawaitable(value):
+                    try:
                         value = await value
-                except Exception as exc:  # the replacement's own error: the operation decides
-                    error = exc
+                    except Exception as exc:  # the replacement's own error: as _call's
+                        error = exc
                 continue
             if request.__class__ is NextRead:
                 try:
