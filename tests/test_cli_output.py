@@ -301,6 +301,23 @@ def test_quit_after_and_no_pipelining_over_each_transport(
     assert server.messages == []
 
 
+@pytest.mark.parametrize("stage", ["connect", "ehlo"])
+def test_quit_after_a_stage_before_a_requirement_fails(
+    capsys: pytest.CaptureFixture[str], stage: str
+) -> None:
+    """STARTTLS is required and this server lacks it; quitting before that matters is fine."""
+    with CaptureServer() as server:
+        code, out, err = run(
+            capsys,
+            *("send", "--server", f"{server.host}:{server.port}", "--quit-after", stage, "-v"),
+            *("--from", "a@x.test", "--to", "b@x.test"),
+        )
+    assert code == 0, err
+    assert out == f"quit after {stage} (--quit-after): no message sent\n"
+    sent = [line for line in err.splitlines() if line.startswith("-> ")]
+    assert sent == [*(["-> ehlo smtp-proto.local"] if stage == "ehlo" else []), "-> quit"]
+
+
 def test_quit_after_a_refused_sender(capsys: pytest.CaptureFixture[str]) -> None:
     with CaptureServer(fail={"MAIL": (550, "5.7.1 Not you")}) as server:
         code, out, _ = run(

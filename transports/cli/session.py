@@ -73,14 +73,22 @@ class _SessionClient(Client):
         super().__init__(**client)
         self._hooks = hooks
         self._greeted = False
+        self._securing = False  # STARTTLS done, the EHLO after it not yet
         self._mail_reply: Reply | None = None
         self._rcpt_replies: dict[str, Reply] = {}
 
     def _enter(self, stage: Stage) -> Operation[None]:
-        """Before ``stage`` begins: QUIT here if ``--quit-after`` named an earlier one."""
+        """Before ``stage`` begins: QUIT here if ``--quit-after`` named an earlier stage the
+        session had no reason to go through (``tls`` without TLS, ``auth`` without AUTH)."""
         stop = self._hooks.quit_after
         if stop is not None and STAGES.index(stop) < STAGES.index(stage):
             raise (yield from self._quit(stop))
+
+    def _done(self, stage: Stage) -> Operation[None]:
+        """``stage`` ended: note when, and QUIT here if ``--quit-after`` named it."""
+        self._hooks.transcript.stage_done(stage)
+        if self._hooks.quit_after == stage:
+            raise (yield from self._quit(stage))
 
     def _quit(self, stage: Stage) -> Operation[QuitAfter]:
         """QUIT; the exception that tells ``deliver`` where and how the session ended."""
@@ -99,31 +107,34 @@ class _SessionClient(Client):
             self.connection.extensions = dataclasses.replace(extensions, pipelining=False)
             self.owner.esmtp_features.pop("pipelining", None)
         if first:
-            self._hooks.transcript.stage_done("ehlo")
+            yield from self._done("ehlo")
+        elif self._securing:
+            self._securing = False
+            yield from self._done("tls")
         return reply
 
     def starttls(self) -> Operation[tuple[int, bytes]]:
         yield from self._enter("tls")
         reply = yield from super().starttls()
         self._hooks.transcript.tls_started()
+        self._securing = True
         return reply
 
     def login(
         self, user: str, password: str, *, initial_response_ok: bool = True
     ) -> Operation[tuple[int, bytes]]:
         yield from self._enter("auth")
-        reply = yield from super().login(user, password, initial_response_ok=initial_response_ok)
-        self._hooks.transcript.stage_done("auth")
-        return reply
+        return (yield from super().login(user, password, initial_response_ok=initial_response_ok))
 
     def auth(
         self, mechanism: str, authobject: Any, *, initial_response_ok: bool = True
     ) -> Operation[tuple[int, bytes]]:
+        """``login`` calls this too, once per mechanism it tries."""
         yield from self._enter("auth")
         reply = yield from super().auth(
             mechanism, authobject, initial_response_ok=initial_response_ok
         )
-        self._hooks.transcript.stage_done("auth")
+        yield from self._done("auth")
         return reply
 
     def transaction(
@@ -140,13 +151,14 @@ class _SessionClient(Client):
             self._hooks.transcript.stage_done("message")
             return refused
         self._mail_reply = Reply.from_tuple(*(yield from self.mail(from_addr, mail_options)))
-        self._hooks.transcript.stage_done("mail")
-        if self._mail_reply.code == 250 and stop == "rcpt":
-            for address, options in recipients:
-                reply = yield from self.rcpt(address, options)
-                self._rcpt_replies[address] = Reply.from_tuple(*reply)
-            self._hooks.transcript.stage_done("rcpt")
-        raise (yield from self._quit(stop))
+        if self._mail_reply.code != 250:
+            raise (yield from self._quit(stop))
+        yield from self._done("mail")  # QUIT here for --quit-after mail
+        for address, options in recipients:
+            reply = yield from self.rcpt(address, options)
+            self._rcpt_replies[address] = Reply.from_tuple(*reply)
+        self._hooks.transcript.stage_done("rcpt")
+        raise (yield from self._quit("rcpt"))
 
 
 class _Hooked:

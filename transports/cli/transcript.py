@@ -101,7 +101,6 @@ class Transcript(logging.Handler):
     def tls_started(self) -> None:
         """The TLS handshake after STARTTLS succeeded: what follows is encrypted."""
         self._tls = True
-        self.stage_done("tls")
         self.info("TLS started")
 
     def emit(self, record: logging.LogRecord) -> None:
