@@ -5,7 +5,7 @@ coroutine or generator layer on every I/O request, and they differ where the I/O
 ``perform`` awaited or not, an async body's read); what they share is written once.
 
 A transport supplies ``perform(request)``, which carries out one I/O request of an operation
-(see ``smtp_proto.client``), and ``abort()``, which drops the connection.  The loop sends each
+(see ``smtp_proto.requests``), and ``abort()``, which drops the connection.  The loop sends each
 result back into the operation; an ``OSError`` from ``perform`` is thrown into the operation,
 which maps it to what ``smtplib`` raises and closes the connection.  Any other exception
 while I/O is under way (a cancellation, ``KeyboardInterrupt``, a timeout the framework raises
