@@ -5,6 +5,7 @@
 ``smtp_proto.transports`` drive over sockets, asyncio or trio.
 """
 
+from ._version import __version__ as __version__
 from .body import BodyEncoder
 from .client import Client
 from .commands import (
@@ -65,8 +66,6 @@ from .send import (
     SMTPAuthNotSupportedError,
     SMTPSecurityError,
 )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "CLOSE",
