@@ -31,16 +31,14 @@ suffix=$("$python" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUF
 export LD_PRELOAD
 LD_PRELOAD=$("$cc" -print-file-name=libasan.so)
 export ASAN_OPTIONS=detect_leaks=0 PYTHONMALLOC=malloc PYTHONPATH="$work"
-# -S: no site initialisation, so that the editable install's import hook (a .pth file) does
-# not shadow the copy; site-packages is then added by hand for pytest and hypothesis.
+# -P: the current directory (the repository, with its own build of the accelerator) is not put
+# first on sys.path, so the copy on PYTHONPATH comes before any install of the package: a
+# regular one in site-packages, or an editable one, whose import hook runs after the path.
+# The interpreter keeps its site initialisation, so it runs in its virtualenv if it has one.
 cd "$root"
-"$python" -S - "$work" "$@" <<'EOF'
+"$python" -P - "$work" "$@" <<'EOF'
 import sys
-import sysconfig
 
-paths = sysconfig.get_paths()
-sys.path.remove("")  # the repository (the current directory) must not shadow the copy
-sys.path += [paths["purelib"], paths["platlib"]]
 import pytest
 import smtp_proto._speedups as speedups  # imported now, so the tests get this one
 
