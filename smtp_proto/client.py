@@ -235,10 +235,12 @@ class Client(Exchange):
         owner = self.owner
         if not (options and owner.does_esmtp):
             return Mail(sender)
-        if any(option.lower() == "smtputf8" for option in options):
-            if not owner.has_extn("smtputf8"):
-                raise SMTPNotSupportedError("SMTPUTF8 not supported by server")
-            owner.command_encoding = "utf-8"
+        for option in options:
+            if option.lower() == "smtputf8":
+                if not owner.has_extn("smtputf8"):
+                    raise SMTPNotSupportedError("SMTPUTF8 not supported by server")
+                owner.command_encoding = "utf-8"
+                break
         return Mail(sender, tuple(options))
 
     def _build_rcpt(self, recipient: str, options: Sequence[str]) -> Rcpt:
