@@ -1,38 +1,38 @@
-"""A small scriptable SMTP server for the test suite.
+"""A small scriptable SMTP server for the test suite, built on the shipped capture server.
 
 The project's clients (blocking, asyncio, trio) are tested against real sockets, so the
 server side has to be exact (byte-for-byte transcripts) and able to misbehave on purpose
 (fault injection) while never hanging a test: every read is bounded by a timeout and
 everything is torn down (listener, connections, threads) when the context exits.
 
-Two layers:
+Two layers, both on ``smtp_proto.transports.testing``'s parts (listening, threads, reads,
+TLS and the ways to end a connection are its `_Listener` and `_Wire`):
 
 * `ScriptedServer` + `Session`: a test supplies a handler, called on its own thread with
   one `Session` per accepted connection, and scripts the conversation with `reply`,
-  `expect`, `read_*`, `close`, `reset`, `stall`, ...
-* `StandardESMTP`: a ready-made handler that behaves like a well-mannered ESMTP/LMTP
-  server, records what it received, and can inject faults at named steps.
+  `expect`, `read_*`, `close`, `reset`, `stall`, ...  A handler's error fails the test.
+* `StandardESMTP`: a ready-made handler, the capture server's own dialogue (its `_Session`)
+  with the reply texts these tests were written against, fault injection at named steps,
+  and the hostile behaviours of the attack tests.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
-import hmac
-import itertools
-import math
-import os
-import select
 import socket
 import ssl
-import struct
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Literal, Self
+from typing import Literal, NoReturn
+
+from smtp_proto.transports.testing.auth import _MECHANISMS
+from smtp_proto.transports.testing.listener import _Listener
+from smtp_proto.transports.testing.reply import Fault, Reply
+from smtp_proto.transports.testing.service import _Service
+from smtp_proto.transports.testing.session import _Session
+from smtp_proto.transports.testing.wire import _Disconnect, _Stopped, _Wire
 
 __all__ = [
     "Envelope",
@@ -55,8 +55,6 @@ MAX_LINE = 64 * 1024
 MAX_BLOCK = 64 * 1024 * 1024
 """Largest amount `read_until` / `read_exact` / `read_until_eof` will buffer."""
 
-_RECV_SIZE = 65536
-_STOP_GRACE = 2.0  # seconds a handler gets to unwind on its own before its socket is shut down
 _TAIL = 1000  # bytes of transcript attached to a handler's error
 
 
@@ -64,23 +62,16 @@ class UnexpectedEOF(AssertionError):
     """The client closed the connection before the data a handler asked for arrived."""
 
 
-class _Stopped(BaseException):
-    """Unwinds a handler that is waiting for the client once the server is shutting down.
-
-    A BaseException so that a handler's ``except Exception`` cannot swallow it.
-    """
-
-
 def _tail(data: bytes | bytearray) -> bytes:
     return bytes(data[-_TAIL:])
 
 
-class Session:
+class Session(_Wire):
     """One accepted connection, driven by the server's handler on a dedicated thread.
 
-    All reads go through an internal buffer so that pipelined input is consumed exactly as
-    the handler asks for it; `received` and `sent` keep the raw transcript (after TLS
-    decryption) for exact assertions.
+    All reads go through the connection's buffer so that pipelined input is consumed
+    exactly as the handler asks for it; `received` and `sent` keep the raw transcript
+    (after TLS decryption) for exact assertions.
     """
 
     def __init__(
@@ -92,37 +83,31 @@ class Session:
         stop: threading.Event,
         wake: socket.socket,
     ) -> None:
+        super().__init__(sock, stop=stop, wake=wake, timeout=timeout)
         self.index = index
         self.received = bytearray()
         self.sent = bytearray()
-        self._sock = sock
-        self._buf = bytearray()
-        self._timeout = timeout
-        self._stop = stop
-        self._wake = wake
-        self._lock = threading.Lock()
-        self._closed = False
-        self._forced = False
-        sock.settimeout(timeout)
 
     def __repr__(self) -> str:
-        return f"<Session #{self.index} closed={self._closed} tls={self.tls}>"
+        return f"<Session #{self.index} closed={self.closed} tls={self.tls}>"
 
-    @property
-    def closed(self) -> bool:
-        """True once `close` or `reset` ran (the handler returning also closes)."""
-        return self._closed
+    def _arrived(self, data: bytes) -> None:
+        super()._arrived(data)
+        self.received += data
 
-    @property
-    def tls(self) -> bool:
-        """True after a successful `start_tls`."""
-        return isinstance(self._sock, ssl.SSLSocket)
+    def _fill(self, deadline: float | None) -> bool:
+        try:
+            return super()._fill(deadline)
+        except TimeoutError as exc:
+            raise TimeoutError(
+                f"session #{self.index}: {exc}; last bytes received: {_tail(self.received)!r}"
+            ) from None
 
     # -- writing -------------------------------------------------------------------------
 
     def send(self, data: bytes) -> None:
         """Send raw bytes (one sendall), bounded by the session timeout."""
-        self._sock.sendall(data)
+        super().send(data)
         self.sent += data
 
     def reply(self, *lines: str) -> None:
@@ -148,7 +133,7 @@ class Session:
         total = 0
         try:
             while total < limit:
-                self._sock.sendall(data)
+                self.sock.sendall(data)
                 total += len(data)
         except OSError:
             pass  # the client closed: that is the end of the flood
@@ -156,67 +141,18 @@ class Session:
 
     # -- reading -------------------------------------------------------------------------
 
-    def _fill(self, deadline: float) -> bool:
-        """Append the next bytes from the client to the buffer; False at EOF.
-
-        Waits on the socket and the server's wake-up socket together, preferring client
-        data, so input that arrived before shutdown is still seen; raises `_Stopped` when
-        the server stops first and `TimeoutError` when the deadline passes.
-        """
-        if self._closed:
-            raise RuntimeError(f"session #{self.index} is closed; cannot read")
-        sock = self._sock
-        if not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
-            remaining = deadline - time.monotonic()
-            poller = select.poll()
-            poller.register(sock, select.POLLIN)
-            poller.register(self._wake, select.POLLIN)
-            events = poller.poll(max(0, math.ceil(remaining * 1000)))
-            ready = {fd for fd, _ in events}
-            if sock.fileno() not in ready:
-                if ready:
-                    raise _Stopped
-                raise TimeoutError(
-                    f"session #{self.index}: no data from the client within "
-                    f"{self._timeout} s; last bytes received: {_tail(self.received)!r}"
-                )
-        data = sock.recv(_RECV_SIZE)
-        if not data:
-            return False
-        self._buf += data
-        self.received += data
-        return True
-
-    def _take(self, n: int) -> bytes:
-        data = bytes(self._buf[:n])
-        del self._buf[:n]
-        return data
-
-    def _deadline(self) -> float:
-        return time.monotonic() + self._timeout
-
     def read_line(self, limit: int = MAX_LINE) -> bytes:
         """Read one line up to and including b"\\n"; b"" at EOF.
 
         A partial line cut off by EOF is returned as is (without the newline).  Lines
         longer than `limit` raise AssertionError rather than growing without bound.
         """
-        deadline = self._deadline()
-        start = 0
-        while True:
-            newline = self._buf.find(b"\n", start)
-            if newline >= 0:
-                if newline + 1 > limit:
-                    break
-                return self._take(newline + 1)
-            if len(self._buf) > limit:
-                break
-            start = len(self._buf)
-            if not self._fill(deadline):
-                return self._take(len(self._buf))
-        raise AssertionError(
-            f"session #{self.index}: line longer than {limit} bytes: {bytes(self._buf[:80])!r}..."
-        )
+        line = self.readline(limit + 1)
+        if len(line) > limit:
+            raise AssertionError(
+                f"session #{self.index}: line longer than {limit} bytes: {line[:80]!r}..."
+            )
+        return line
 
     def expect(self, prefix: str) -> bytes:
         """Read a line and assert it starts with `prefix` (case-insensitive); return it."""
@@ -239,31 +175,32 @@ class Session:
         deadline = self._deadline()
         start = 0
         while True:
-            found = self._buf.find(terminator, start)
+            found = self.buffer.find(terminator, start)
             if found >= 0 and found + len(terminator) <= limit:
                 return self._take(found + len(terminator))
-            if found >= 0 or len(self._buf) >= limit:
+            if found >= 0 or len(self.buffer) >= limit:
                 raise AssertionError(
                     f"session #{self.index}: no {terminator!r} within {limit} bytes"
                 )
-            start = max(0, len(self._buf) - len(terminator) + 1)
+            start = max(0, len(self.buffer) - len(terminator) + 1)
             if not self._fill(deadline):
                 raise UnexpectedEOF(
                     f"session #{self.index}: EOF before {terminator!r}; "
-                    f"buffered: {_tail(self._buf)!r}"
+                    f"buffered: {_tail(self.buffer)!r}"
                 )
 
     def read_exact(self, n: int) -> bytes:
         """Read exactly `n` bytes (a BDAT chunk); raises `UnexpectedEOF` if the client closes."""
         if not 0 <= n <= MAX_BLOCK:
             raise ValueError(f"read_exact size must be within 0..{MAX_BLOCK}, got {n}")
-        deadline = self._deadline()
-        while len(self._buf) < n:
-            if not self._fill(deadline):
-                raise UnexpectedEOF(
-                    f"session #{self.index}: EOF after {len(self._buf)} of {n} bytes"
-                )
-        return self._take(n)
+        data = bytearray()
+        try:
+            self.read_into(n, data)
+        except _Disconnect:
+            raise UnexpectedEOF(
+                f"session #{self.index}: EOF after {len(data)} of {n} bytes"
+            ) from None
+        return bytes(data)
 
     def read_until_any(
         self, terminators: Sequence[bytes], *, prefix: bytes = b"", limit: int = MAX_BLOCK
@@ -280,27 +217,27 @@ class Session:
             raise ValueError("terminators must be non-empty")
         deadline = self._deadline()
         while True:
-            view = prefix + bytes(self._buf)
+            view = prefix + bytes(self.buffer)
             found = [(view.find(t), -len(t), t) for t in terminators]
             hits = sorted(hit for hit in found if hit[0] >= 0)
             if hits:
                 start, _, terminator = hits[0]
                 return self._take(start + len(terminator) - len(prefix)), terminator
-            if len(self._buf) >= limit:
+            if len(self.buffer) >= limit:
                 raise AssertionError(f"session #{self.index}: no terminator within {limit} bytes")
             if not self._fill(deadline):
                 raise UnexpectedEOF(
                     f"session #{self.index}: EOF before any of {list(terminators)!r}; "
-                    f"buffered: {_tail(self._buf)!r}"
+                    f"buffered: {_tail(self.buffer)!r}"
                 )
 
     def read_until_eof(self) -> bytes:
         """Read everything the client sends until it closes its side (at most `MAX_BLOCK`)."""
         deadline = self._deadline()
         while self._fill(deadline):
-            if len(self._buf) > MAX_BLOCK:
+            if len(self.buffer) > MAX_BLOCK:
                 raise AssertionError(f"session #{self.index}: more than {MAX_BLOCK} bytes")
-        return self._take(len(self._buf))
+        return self._take(len(self.buffer))
 
     # -- connection control --------------------------------------------------------------
 
@@ -312,70 +249,12 @@ class Session:
         """
         if self.tls:
             raise RuntimeError(f"session #{self.index}: TLS is already active")
-        if self._buf:
+        if self.buffer:
             raise AssertionError(
-                f"session #{self.index}: client sent {bytes(self._buf)!r} after the STARTTLS "
+                f"session #{self.index}: client sent {bytes(self.buffer)!r} after the STARTTLS "
                 "command, before the TLS handshake"
             )
-        tls_sock = context.wrap_socket(self._sock, server_side=True, do_handshake_on_connect=False)
-        self._sock = tls_sock
-        tls_sock.settimeout(self._timeout)
-        tls_sock.do_handshake()
-
-    def close(self) -> None:
-        """Close in an orderly way: TLS close_notify if needed, then FIN.
-
-        After the FIN, input the client already sent is drained (and recorded) so that the
-        kernel does not turn the final close into a RST.  Idempotent; errors from a dead
-        peer are ignored.
-        """
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            sock = self._sock
-        if isinstance(sock, ssl.SSLSocket):
-            with contextlib.suppress(OSError):
-                sock.setblocking(False)
-                # Sends close_notify; not waiting for the peer's reply is intended.
-                sock = sock.unwrap()
-        with contextlib.suppress(OSError):
-            socket.socket.shutdown(sock, socket.SHUT_WR)
-        if not isinstance(sock, ssl.SSLSocket):
-            with contextlib.suppress(OSError):
-                sock.setblocking(False)
-                for _ in range(64):
-                    data = sock.recv(_RECV_SIZE)
-                    if not data:
-                        break
-                    self.received += data
-        sock.close()
-
-    def reset(self) -> None:
-        """Abortive close (SO_LINGER 1/0): a TCP client sees ECONNRESET.
-
-        On a Unix socket there is no RST; the connection is simply closed.
-        """
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            sock = self._sock
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        sock.close()
-
-    def stall(self) -> None:
-        """Stop reading and answering until the server stops (no sleeping, no polling)."""
-        self._stop.wait()
-
-    # -- used by ScriptedServer ----------------------------------------------------------
-
-    def _force_shutdown(self) -> None:
-        """Unblock a handler stuck in a send or handshake; its errors are then ignored."""
-        self._forced = True
-        with contextlib.suppress(OSError):
-            socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
+        super().start_tls(context)
 
     def _describe(self) -> str:
         return (
@@ -384,7 +263,7 @@ class Session:
         )
 
 
-class ScriptedServer:
+class ScriptedServer(_Listener):
     """A listening SMTP test server on 127.0.0.1 (or a Unix socket) running `handler`.
 
     Started on ``__enter__``; ``__exit__`` stops it (releasing stalls, unblocking reads,
@@ -404,54 +283,25 @@ class ScriptedServer:
         timeout: float = 10.0,
         nodelay: bool = False,
     ) -> None:
-        if timeout <= 0:
-            raise ValueError("timeout must be positive")
+        super().__init__(
+            port=0, unix_path=unix_path, nodelay=nodelay, timeout=timeout, name="scripted-smtp"
+        )
         self.handler = handler
-        self.unix_path = unix_path
-        self.timeout = timeout
-        self.nodelay = nodelay
         self.host = "127.0.0.1"
-        self.port = 0  # the bound port once started (stays 0 in Unix socket mode)
-        self.sessions: list[Session] = []
-        self.errors: list[BaseException] = []
-        self._threads: list[threading.Thread] = []
-        self._listener: socket.socket | None = None
-        self._accept_thread: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._cond = threading.Condition()
-        # Written once at shutdown and never drained, so it wakes every waiter for good.
-        self._wake_r: socket.socket | None = None
-        self._wake_w: socket.socket | None = None
+
+    @property
+    def sessions(self) -> list[Session]:
+        """The accepted connections, in accept order."""
+        return self._wires  # type: ignore[return-value]  # _connection makes Sessions
+
+    @property
+    def errors(self) -> list[BaseException]:
+        """What the handlers (and the accepting thread) raised."""
+        return self._errors
 
     def __repr__(self) -> str:
         where = self.unix_path if self.unix_path is not None else f"{self.host}:{self.port}"
         return f"<ScriptedServer {where} sessions={len(self.sessions)}>"
-
-    def __enter__(self) -> Self:
-        if self._listener is not None or self._stop.is_set():
-            raise RuntimeError("a ScriptedServer can only be started once")
-        if self.unix_path is None:
-            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            address: str | tuple[str, int] = (self.host, 0)
-        else:
-            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            address = self.unix_path
-        try:
-            listener.bind(address)
-            listener.listen(64)
-            listener.setblocking(False)
-        except BaseException:
-            listener.close()
-            raise
-        if self.unix_path is None:
-            self.port = listener.getsockname()[1]
-        self._listener = listener
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._accept_thread = threading.Thread(
-            target=self._accept_loop, name="scripted-smtp-accept", daemon=True
-        )
-        self._accept_thread.start()
-        return self
 
     def __exit__(
         self,
@@ -459,7 +309,7 @@ class ScriptedServer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._shutdown()
+        super().__exit__(exc_type, exc, tb)
         if exc_type is None and self.errors:
             first = self.errors[0]
             more = f" (and {len(self.errors) - 1} more)" if len(self.errors) > 1 else ""
@@ -467,130 +317,45 @@ class ScriptedServer:
                 f"scripted SMTP handler failed{more}: {type(first).__name__}: {first}"
             ) from first
 
-    def _pending_connection(self) -> bool:
-        """True if a connection is waiting in the listen queue (not yet accepted)."""
-        if self._listener is None or self._stop.is_set():
-            return False
-        poller = select.poll()
-        poller.register(self._listener, select.POLLIN)
-        return bool(poller.poll(0))
-
     def wait_sessions_done(self, timeout: float = 10.0) -> None:
         """Wait until every connection made so far has been accepted and its handler returned.
 
         Raises TimeoutError if that takes longer than `timeout`.
         """
-        deadline = time.monotonic() + timeout
-        while True:
-            with self._cond:
-                while self._pending_connection():
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0 or not self._cond.wait(remaining):
-                        raise TimeoutError("a pending connection was not accepted in time")
-                threads = list(self._threads)
-            for thread in threads:
-                thread.join(max(0.0, deadline - time.monotonic()))
-                if thread.is_alive():
-                    raise TimeoutError(f"handler thread {thread.name} still running")
-            with self._cond:
-                if len(self._threads) == len(threads) and not self._pending_connection():
-                    return
+        self._wait_idle(timeout)
 
-    def _accept_loop(self) -> None:
-        listener, wake = self._listener, self._wake_r
-        assert listener is not None and wake is not None
-        poller = select.poll()
-        poller.register(listener, select.POLLIN)
-        poller.register(wake, select.POLLIN)
-        wake_fd = wake.fileno()
+    def _connection(self, sock: socket.socket, index: int) -> Session:
+        assert self._wake_r is not None and self.timeout is not None
+        return Session(sock, index=index, timeout=self.timeout, stop=self._stop, wake=self._wake_r)
+
+    def _serve(self, wire: _Wire) -> None:
+        assert isinstance(wire, Session)
         try:
-            while True:
-                events = poller.poll()
-                if any(fd == wake_fd for fd, _ in events):
-                    return
-                with self._cond:
-                    try:
-                        conn, _ = listener.accept()
-                    except (BlockingIOError, InterruptedError):
-                        pass  # the client gave up before we accepted
-                    else:
-                        self._start_session(conn)
-                    self._cond.notify_all()
-        except BaseException as exc:
-            self.errors.append(exc)
-
-    def _start_session(self, conn: socket.socket) -> None:
-        assert self._wake_r is not None
-        if self.nodelay and self.unix_path is None:
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        session = Session(
-            conn,
-            index=len(self.sessions),
-            timeout=self.timeout,
-            stop=self._stop,
-            wake=self._wake_r,
-        )
-        thread = threading.Thread(
-            target=self._run_handler,
-            args=(session,),
-            name=f"scripted-smtp-session-{session.index}",
-            daemon=True,
-        )
-        self.sessions.append(session)
-        self._threads.append(thread)
-        thread.start()
-
-    def _run_handler(self, session: Session) -> None:
-        try:
-            self.handler(session)
+            self.handler(wire)
         except _Stopped:
-            pass  # the test is over; the handler was waiting for input that never came
+            raise
         except BaseException as exc:
-            if not session._forced:
-                exc.add_note(session._describe())
-                self.errors.append(exc)
-        finally:
-            session.close()
-
-    def _shutdown(self) -> None:
-        """Stop accepting, release handlers, join every thread, free every resource."""
-        self._stop.set()
-        if self._wake_w is not None:
-            self._wake_w.send(b"x")
-        if self._accept_thread is not None:
-            self._accept_thread.join(self.timeout)
-        if self._listener is not None:
-            self._listener.close()
-        grace_end = time.monotonic() + min(self.timeout, _STOP_GRACE)
-        for thread in self._threads:
-            thread.join(max(0.0, grace_end - time.monotonic()))
-        with self._cond:
-            pairs = list(zip(self.sessions, self._threads, strict=True))
-        for session, thread in pairs:
-            if thread.is_alive():
-                session._force_shutdown()
-        all_stopped = True
-        for session, thread in pairs:
-            thread.join(self.timeout)
-            if thread.is_alive():
-                all_stopped = False
-                self.errors.append(
-                    RuntimeError(f"handler thread for session #{session.index} did not stop")
-                )
-                session.reset()
-        if self.unix_path is not None and self._listener is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.unix_path)
-        if all_stopped and self._wake_r is not None and self._wake_w is not None:
-            self._wake_r.close()
-            self._wake_w.close()
+            if not wire._forced:
+                exc.add_note(wire._describe())
+                self._errors.append(exc)
 
 
 # -- ready-made ESMTP / LMTP behaviour ----------------------------------------------------
 
-FAULT_STEPS = frozenset(
-    {"greeting", "ehlo", "mail", "rcpt", "data", "body", "after-data", "quit", "auth", "starttls"}
-)
+#: The fault steps of `StandardESMTP`, and the capture server's steps each stands for.
+_STEPS: dict[str, tuple[str, ...]] = {
+    "greeting": ("connect",),
+    "ehlo": ("EHLO", "HELO", "LHLO"),
+    "mail": ("MAIL",),
+    "rcpt": ("RCPT",),
+    "data": ("DATA", "BDAT"),
+    "body": ("message",),
+    "after-data": ("captured",),
+    "quit": ("QUIT",),
+    "auth": ("AUTH",),
+    "starttls": ("STARTTLS",),
+}
+FAULT_STEPS = frozenset(_STEPS)
 """Where `StandardESMTP(fail_at=...)` can inject a fault.
 
 greeting: instead of the greeting.  ehlo/mail/rcpt/quit/auth/starttls: on receipt of that
@@ -616,6 +381,17 @@ LENIENT_DATA_ENDS: tuple[bytes, ...] = (
 
 DEFAULT_FEATURES: tuple[str, ...] = ("PIPELINING", "8BITMIME", "SIZE 1000000")
 
+#: The replies the tests were written against, where they differ from the capture server's.
+_TEXTS: dict[str, Reply] = {
+    "unknown": (500, "5.5.2 Command not recognized"),
+    "nested-mail": (503, "5.5.1 Bad sequence of commands: nested MAIL"),
+    "mail-ok": (250, "2.1.0 Sender OK"),
+    "rcpt-ok": (250, "2.1.5 Recipient OK"),
+    "queued": (250, "2.0.0 Message accepted for delivery"),
+    "delivered": (250, "2.1.5 <{recipient}> delivered"),
+    "ok": (250, "2.0.0 OK"),
+}
+
 
 @dataclass
 class Envelope:
@@ -627,32 +403,6 @@ class Envelope:
     rcpt_options: list[list[str]]
     data: bytes
     via: Literal["DATA", "BDAT"]
-
-
-class _EndSession(Exception):
-    """An injected fault ended the conversation."""
-
-
-class _AuthReply(Exception):
-    """Ends an AUTH exchange early with the given reply line."""
-
-    def __init__(self, line: str) -> None:
-        super().__init__(line)
-        self.line = line
-
-
-def _parse_path(arg: str, keyword: str) -> tuple[str, list[str]] | None:
-    """Split "FROM:<addr> PARAM=x" into ("addr", ["PARAM=x"]); None if malformed."""
-    if arg[: len(keyword)].upper() != keyword:
-        return None
-    rest = arg[len(keyword) :].lstrip(" ")
-    end = rest.find(">")
-    if not rest.startswith("<") or end < 0:
-        return None
-    tail = rest[end + 1 :]
-    if tail and not tail.startswith(" "):
-        return None
-    return rest[1:end], tail.split()
 
 
 class StandardESMTP:
@@ -687,7 +437,8 @@ class StandardESMTP:
         context, enables STARTTLS.  reject(address) -> (code, text) refuses a RCPT.
         data_replies(accepted_rcpts) -> reply lines after the message: with lmtp, one line
         per recipient; otherwise the lines of the single final reply.  fail_at maps a step
-        in `FAULT_STEPS` to an action in `FAULT_ACTIONS`.
+        in `FAULT_STEPS` to an action in `FAULT_ACTIONS`.  greeting: the whole greeting
+        line; one that is not a 220 refuses service (only QUIT is answered).
 
         Hostile behaviours, for the attack tests: tls_features, when given, is the EHLO
         reply's whole list of keywords once TLS is active (nothing added).
@@ -698,496 +449,133 @@ class StandardESMTP:
         follows as commands, as servers open to SMTP smuggling do.  fail_at_rcpt: which RCPT
         of a transaction (1 = the first) a "rcpt" fault fires on.
         """
-        fail_at = dict(fail_at or {})
-        for step, action in fail_at.items():
+        faults: dict[str, Fault] = {}
+        closing = (421, f"4.3.2 {hostname} Service not available, closing")
+        actions: dict[str, Fault] = {"fin": "close", "rst": "reset", "stall": "stall"}
+        for step, action in (fail_at or {}).items():
             if step not in FAULT_STEPS:
                 raise ValueError(f"unknown fault step {step!r}; expected one of {FAULT_STEPS}")
             if action not in FAULT_ACTIONS:
                 raise ValueError(f"unknown fault action {action!r}; expected {FAULT_ACTIONS}")
-        self.greeting = greeting
-        self.features = list(features)
-        self.auth = dict(auth) if auth is not None else None
-        self.tls_context = tls_context
-        self.lmtp = lmtp
-        self.reject = reject
+            faults.update(dict.fromkeys(_STEPS[step], actions.get(action, closing)))
+        code, _, text = greeting.partition(" ")
+        texts = dict(_TEXTS)
+        if code == "220":
+            texts["greeting"] = (220, text)
+        else:
+            faults.setdefault("connect", (int(code), text))
+        extensions = list(features)
+        if chunking and "CHUNKING" not in {k.split()[0].upper() for k in extensions if k.strip()}:
+            extensions.append("CHUNKING")
+        self.service = _Service(
+            lmtp=lmtp,
+            hostname=hostname,
+            extensions=extensions,
+            tls_context=tls_context,
+            credentials=auth,
+            auth_mechanisms=list(_MECHANISMS),
+            refuse=reject,
+            fail=faults,
+            texts=texts,
+        )
         self.data_replies = data_replies
-        self.chunking = chunking
-        self.fail_at = fail_at
-        self.hostname = hostname
         self.tls_features = None if tls_features is None else list(tls_features)
         self.starttls_injection = starttls_injection
         self.starttls_injection_separately = starttls_injection_separately
         self.lenient_data_end = lenient_data_end
         self.fail_at_rcpt = fail_at_rcpt
-        self.envelopes: list[Envelope] = []
-        self.commands: list[bytes] = []
-        self.authenticated: list[str] = []  # user names that logged in successfully
         self.tls_errors: list[BaseException] = []  # failed STARTTLS handshakes (not errors)
-        self._lock = threading.Lock()
-        self._challenge_ids = itertools.count(1)
 
     def __call__(self, session: Session) -> None:
-        _Conversation(self, session).run()
-
-    def ehlo_lines(self, tls_active: bool) -> list[str]:
-        """The EHLO/LHLO reply: configured features plus AUTH/STARTTLS/CHUNKING as enabled."""
-        if tls_active and self.tls_features is not None:
-            lines = [self.hostname, *self.tls_features]  # exactly as configured
-            return [f"250-{line}" for line in lines[:-1]] + [f"250 {lines[-1]}"]
-        keywords = list(self.features)
-        names = {k.split()[0].upper() for k in keywords if k.strip()}
-        if self.auth is not None and "AUTH" not in names:
-            keywords.append("AUTH PLAIN LOGIN CRAM-MD5")
-        if self.tls_context is not None and "STARTTLS" not in names:
-            keywords.append("STARTTLS")
-        if self.chunking and "CHUNKING" not in names:
-            keywords.append("CHUNKING")
-        if tls_active:
-            keywords = [k for k in keywords if k.strip().upper() != "STARTTLS"]
-        lines = [self.hostname, *keywords]
-        return [f"250-{line}" for line in lines[:-1]] + [f"250 {lines[-1]}"]
+        with contextlib.suppress(_Disconnect, UnexpectedEOF, ConnectionError):
+            _StandardSession(self, session).run()
 
     @property
-    def size_limit(self) -> int | None:
-        """The advertised SIZE limit, if any (SIZE 0 means no limit)."""
-        for keyword in self.features:
-            name, _, value = keyword.partition(" ")
-            if name.upper() == "SIZE" and value.strip().isdecimal() and int(value) > 0:
-                return int(value)
-        return None
+    def envelopes(self) -> list[Envelope]:
+        """The messages received, oldest first."""
+        return [
+            Envelope(
+                mail_from=message.mail_from,
+                mail_options=list(message.mail_options),
+                rcpt_tos=list(message.rcpt_tos),
+                rcpt_options=[list(options) for options in message.rcpt_options],
+                data=message.data,
+                via="BDAT" if message.chunked else "DATA",
+            )
+            for message in self.service.messages
+        ]
 
-    def _record(self, *, command: bytes | None = None, envelope: Envelope | None = None) -> None:
-        with self._lock:
-            if command is not None:
-                self.commands.append(command)
-            if envelope is not None:
-                self.envelopes.append(envelope)
+    @property
+    def commands(self) -> list[bytes]:
+        """Every complete command line received, without its CRLF, as sent."""
+        return [line.encode("utf-8", "surrogateescape") for line in self.service.commands]
+
+    @property
+    def authenticated(self) -> list[str]:
+        """The user names that logged in successfully."""
+        return self.service.logins
 
 
-class _Conversation:
-    """Per-connection state of a `StandardESMTP` session."""
+class _StandardSession(_Session):
+    """The capture server's dialogue, with `StandardESMTP`'s hostile options."""
 
-    def __init__(self, server: StandardESMTP, session: Session) -> None:
-        self.srv = server
-        self.s = session
-        self.greeted = False
-        self.esmtp = False
-        self.authenticated = False
-        self.mail_from: str | None = None
-        self.mail_options: list[str] = []
-        self.rcpts: list[str] = []
-        self.rcpt_options: list[list[str]] = []
-        self.chunks = bytearray()
-        self.bdat_active = False
-        self.rcpt_count = 0  # RCPT commands in this transaction, for fail_at_rcpt
-        self.verbs: dict[str, Callable[[str], bool]] = {
-            "MAIL": self.mail,
-            "RCPT": self.rcpt,
-            "DATA": self.data,
-            "BDAT": self.bdat,
-            "RSET": self.rset,
-            "NOOP": self.noop,
-            "VRFY": self.vrfy,
-            "EXPN": self.expn,
-            "HELP": self.help,
-            "QUIT": self.quit,
-            "STARTTLS": self.starttls,
-            "AUTH": self.auth,
-        }
-        if server.lmtp:
-            self.verbs["LHLO"] = self.ehlo
-            self.verbs["EHLO"] = self.verbs["HELO"] = self.not_lmtp
+    def __init__(self, behaviour: StandardESMTP, session: Session) -> None:
+        super().__init__(behaviour.service, session)
+        self.behaviour = behaviour
+        self.session = session
+        self.rcpts_seen = 0  # RCPT commands since MAIL, for fail_at_rcpt
+
+    def cue(self, step: str) -> Reply | None:
+        if step == "MAIL":
+            self.rcpts_seen = 0
+        elif step == "RCPT":
+            self.rcpts_seen += 1
+            if self.rcpts_seen != self.behaviour.fail_at_rcpt:
+                return None
+        return super().cue(step)
+
+    def extensions(self) -> list[str]:
+        tls_features = self.behaviour.tls_features
+        if self.wire.tls and tls_features is not None:
+            return list(tls_features)  # exactly as configured
+        return super().extensions()
+
+    def message_limit(self) -> None:
+        return None  # SIZE is checked at MAIL only: a body of unknown length may be larger
+
+    def ready_for_tls(self) -> None:
+        ready = self.encode(*self.text("tls-ready"))
+        injection = self.behaviour.starttls_injection
+        if self.behaviour.starttls_injection_separately:
+            self.session.send(ready)
+            self.session.send(injection)
         else:
-            self.verbs["EHLO"] = self.ehlo
-            self.verbs["HELO"] = self.helo
+            self.session.send(ready + injection)
 
-    def run(self) -> None:
-        try:
-            self.fault("greeting")
-            self.s.reply(self.srv.greeting)
-            while self.one_command():
-                pass
-        except (_EndSession, UnexpectedEOF, ConnectionError):
-            return  # injected fault, or the client went away mid-exchange
+    def tls_failed(self, error: OSError) -> NoReturn:
+        if isinstance(error, TimeoutError):
+            raise error  # the test's own failure, not the client's refusal
+        self.behaviour.tls_errors.append(error)
+        super().tls_failed(error)
 
-    def fault(self, step: str) -> None:
-        """Perform the configured fault action for `step`, if any, and end the session."""
-        action = self.srv.fail_at.get(step)
-        if action is None:
-            return
-        if action == "fin":
-            self.s.close()
-        elif action == "rst":
-            self.s.reset()
-        elif action == "421":
-            self.s.reply(f"421 4.3.2 {self.srv.hostname} Service not available, closing")
-            self.s.close()
-        else:
-            self.s.stall()
-        raise _EndSession(step)
+    def read_data(self) -> bytearray | None:
+        if not self.behaviour.lenient_data_end:
+            return super().read_data()
+        raw, end = self.session.read_until_any(LENIENT_DATA_ENDS, prefix=b"\r\n")
+        # Keep the line end that starts the end sequence, drop its dot and what follows;
+        # then undo dot-stuffing at every CRLF line start.
+        text = (b"\r\n" + raw)[: len(raw) + 2 - len(end) + end.index(b".")]
+        return bytearray(text.replace(b"\r\n.", b"\r\n")[2:])
 
-    def reset_transaction(self) -> None:
-        self.mail_from = None
-        self.mail_options = []
-        self.rcpts = []
-        self.rcpt_options = []
-        self.chunks = bytearray()
-        self.bdat_active = False
-        self.rcpt_count = 0
-
-    def one_command(self) -> bool:
-        """Read and answer one command; False when the session is over."""
-        line = self.s.read_line()
-        if not line.endswith(b"\n"):
-            return False  # EOF (possibly mid-line)
-        self.srv._record(command=line.rstrip(b"\r\n"))
-        if not line.endswith(b"\r\n"):
-            self.s.reply("500 5.5.2 Command line must end with CRLF")
-            return True
-        verb, _, arg = line[:-2].decode("utf-8", "surrogateescape").partition(" ")
-        action = self.verbs.get(verb.upper())
-        if action is None:
-            self.s.reply("500 5.5.2 Command not recognized")
-            return True
-        return action(arg)
-
-    # -- session commands ----------------------------------------------------------------
-
-    def helo(self, arg: str) -> bool:
-        self.fault("ehlo")
-        if not arg.strip():
-            self.s.reply("501 5.5.4 Syntax: HELO hostname")
-            return True
-        self.reset_transaction()
-        self.greeted, self.esmtp = True, False
-        self.s.reply(f"250 {self.srv.hostname}")
-        return True
-
-    def ehlo(self, arg: str) -> bool:
-        self.fault("ehlo")
-        if not arg.strip():
-            self.s.reply("501 5.5.4 Syntax: EHLO hostname")
-            return True
-        self.reset_transaction()
-        self.greeted = self.esmtp = True
-        self.s.reply(*self.srv.ehlo_lines(self.s.tls))
-        return True
-
-    def not_lmtp(self, arg: str) -> bool:
-        self.s.reply("500 5.5.1 This is an LMTP server: use LHLO")
-        return True
-
-    def rset(self, arg: str) -> bool:
-        self.reset_transaction()
-        self.s.reply("250 2.0.0 OK")
-        return True
-
-    def noop(self, arg: str) -> bool:
-        self.s.reply("250 2.0.0 OK")
-        return True
-
-    def vrfy(self, arg: str) -> bool:
-        if not arg.strip():
-            self.s.reply("501 5.5.4 Syntax: VRFY address")
-        else:
-            self.s.reply("252 2.5.2 Cannot VRFY user, but will accept message")
-        return True
-
-    def expn(self, arg: str) -> bool:
-        self.s.reply("502 5.5.1 EXPN not implemented")
-        return True
-
-    def help(self, arg: str) -> bool:
-        self.s.reply(
-            "214-Commands supported:",
-            "214 HELO EHLO LHLO MAIL RCPT DATA BDAT RSET NOOP VRFY EXPN HELP AUTH STARTTLS QUIT",
-        )
-        return True
-
-    def quit(self, arg: str) -> bool:
-        self.fault("quit")
-        self.s.reply("221 2.0.0 Bye")
-        self.s.close()
-        return False
-
-    # -- mail transaction ----------------------------------------------------------------
-
-    def mail(self, arg: str) -> bool:
-        self.fault("mail")
-        if not self.greeted:
-            self.s.reply("503 5.5.1 Bad sequence of commands: say hello first")
-            return True
-        if self.mail_from is not None:
-            self.s.reply("503 5.5.1 Bad sequence of commands: nested MAIL")
-            return True
-        parsed = _parse_path(arg, "FROM:")
-        if parsed is None:
-            self.s.reply("501 5.5.4 Syntax: MAIL FROM:<address> [parameters]")
-            return True
-        address, options = parsed
-        limit = self.srv.size_limit
-        for option in options:
-            name, _, value = option.partition("=")
-            if name.upper() == "SIZE" and limit and value.isdecimal() and int(value) > limit:
-                self.s.reply("552 5.3.4 Message size exceeds fixed maximum message size")
-                return True
-        self.mail_from, self.mail_options = address, options
-        self.s.reply("250 2.1.0 Sender OK")
-        return True
-
-    def rcpt(self, arg: str) -> bool:
-        self.rcpt_count += 1
-        if self.rcpt_count == self.srv.fail_at_rcpt:
-            self.fault("rcpt")
-        if self.mail_from is None:
-            self.s.reply("503 5.5.1 Bad sequence of commands: need MAIL first")
-            return True
-        parsed = _parse_path(arg, "TO:")
-        if parsed is None:
-            self.s.reply("501 5.5.4 Syntax: RCPT TO:<address> [parameters]")
-            return True
-        address, options = parsed
-        refusal = self.srv.reject(address) if self.srv.reject is not None else None
-        if refusal is not None:
-            code, text = refusal
-            self.s.reply(f"{code} {text}")
-            return True
-        self.rcpts.append(address)
-        self.rcpt_options.append(options)
-        self.s.reply("250 2.1.5 Recipient OK")
-        return True
-
-    def transaction_problem(self) -> str | None:
-        """The reply refusing message content now, or None if a message may follow."""
-        if self.mail_from is None:
-            return "503 5.5.1 Bad sequence of commands: need MAIL first"
-        if not self.rcpts:
-            return "554 5.5.1 No valid recipients"
-        return None
-
-    def data(self, arg: str) -> bool:
-        self.fault("data")
-        problem = self.transaction_problem()
-        if self.bdat_active:
-            problem = "503 5.5.1 Bad sequence of commands: DATA after BDAT"
-        elif arg.strip():
-            problem = "501 5.5.4 Syntax: DATA"
-        if problem is not None:
-            self.s.reply(problem)
-            return True
-        self.s.reply("354 End data with <CR><LF>.<CR><LF>")
-        self.fault("body")
-        if self.srv.lenient_data_end:
-            raw, end = self.s.read_until_any(LENIENT_DATA_ENDS, prefix=b"\r\n")
-            # Keep the line end that starts the end sequence, drop its dot and what follows;
-            # then undo dot-stuffing at every CRLF line start.
-            text = (b"\r\n" + raw)[: len(raw) + 2 - len(end) + end.index(b".")]
-            self.complete(text.replace(b"\r\n.", b"\r\n")[2:], "DATA")
-            return True
-        content = bytearray()
-        while True:
-            line = self.s.read_line(limit=MAX_BLOCK)
-            if not line.endswith(b"\n"):
-                raise UnexpectedEOF("client closed the connection during DATA")
-            if line == b".\r\n":
-                break
-            content += line[1:] if line.startswith(b".") else line
-            if len(content) > MAX_BLOCK:
-                raise AssertionError(f"message larger than {MAX_BLOCK} bytes")
-        self.complete(bytes(content), "DATA")
-        return True
-
-    def bdat(self, arg: str) -> bool:
-        if not self.srv.chunking:
-            self.s.reply("500 5.5.2 Command not recognized")
-            return True
-        parts = arg.split()
-        valid = (
-            1 <= len(parts) <= 2
-            and parts[0].isascii()
-            and parts[0].isdigit()
-            and (len(parts) == 1 or parts[1].upper() == "LAST")
-        )
-        if not valid:
-            self.s.reply("501 5.5.4 Syntax: BDAT size [LAST]")
-            return True
-        size, last = int(parts[0]), len(parts) == 2
-        if size > MAX_BLOCK or len(self.chunks) + size > MAX_BLOCK:
-            self.s.reply("552 5.3.4 Chunk too large for this test server")
-            raise _EndSession("bdat size")  # cannot resynchronise without reading it
-        first = not self.bdat_active
-        if first:
-            self.fault("data")
-        chunk = self.s.read_exact(size)
-        problem = self.transaction_problem()
-        if problem is not None:
-            self.s.reply(problem)  # the chunk is read and discarded, keeping us in sync
-            return True
-        self.bdat_active = True
-        self.chunks += chunk
-        if first:
-            self.fault("body")
-        if last:
-            self.complete(bytes(self.chunks), "BDAT")
-        else:
-            self.s.reply(f"250 2.0.0 {size} octets received")
-        return True
-
-    def complete(self, content: bytes, via: Literal["DATA", "BDAT"]) -> None:
-        """Record the message, then send the final reply (one per recipient for LMTP)."""
-        assert self.mail_from is not None
-        rcpts = list(self.rcpts)
-        envelope = Envelope(
-            mail_from=self.mail_from,
-            mail_options=list(self.mail_options),
-            rcpt_tos=rcpts,
-            rcpt_options=[list(o) for o in self.rcpt_options],
-            data=content,
-            via=via,
-        )
-        self.srv._record(envelope=envelope)
-        self.reset_transaction()
-        self.fault("after-data")
-        if self.srv.data_replies is not None:
-            lines = list(self.srv.data_replies(list(rcpts)))
-            if self.srv.lmtp and len(lines) != len(rcpts):
-                raise AssertionError(
-                    f"data_replies gave {len(lines)} replies for {len(rcpts)} LMTP recipients"
-                )
-        elif self.srv.lmtp:
-            lines = [f"250 2.1.5 <{rcpt}> delivered" for rcpt in rcpts]
-        else:
-            lines = ["250 2.0.0 Message accepted for delivery"]
-        self.s.reply(*lines)
-
-    # -- STARTTLS and AUTH ---------------------------------------------------------------
-
-    def starttls(self, arg: str) -> bool:
-        self.fault("starttls")
-        context = self.srv.tls_context
-        if context is None:
-            self.s.reply("502 5.5.1 STARTTLS not available")
-            return True
-        if self.s.tls:
-            self.s.reply("503 5.5.1 TLS already active")
-            return True
-        if arg.strip():
-            self.s.reply("501 5.5.4 Syntax: STARTTLS")
-            return True
-        ready = b"220 2.0.0 Ready to start TLS\r\n"
-        if self.srv.starttls_injection_separately:
-            self.s.send(ready)
-            self.s.send(self.srv.starttls_injection)
-        else:
-            self.s.send(ready + self.srv.starttls_injection)
-        try:
-            self.s.start_tls(context)
-        except TimeoutError:
-            raise
-        except OSError as exc:  # the client refused or aborted the handshake
-            with self.srv._lock:
-                self.srv.tls_errors.append(exc)
-            raise _EndSession("tls handshake") from exc
-        self.greeted = self.esmtp = self.authenticated = False
-        self.reset_transaction()
-        return True
-
-    def auth(self, arg: str) -> bool:
-        self.fault("auth")
-        if self.srv.auth is None:
-            self.s.reply("502 5.5.1 AUTH not available")
-            return True
-        if not self.esmtp:
-            problem = "503 5.5.1 Bad sequence of commands: EHLO first"
-        elif self.authenticated:
-            problem = "503 5.5.1 Already authenticated"
-        elif self.mail_from is not None:
-            problem = "503 5.5.1 AUTH not permitted during a mail transaction"
-        else:
-            problem = None
-        if problem is not None:
-            self.s.reply(problem)
-            return True
-        mechanism, _, initial_text = arg.strip().partition(" ")
-        initial = initial_text.strip() or None
-        mechanisms = {
-            "PLAIN": self.auth_plain,
-            "LOGIN": self.auth_login,
-            "CRAM-MD5": self.auth_cram_md5,
-        }
-        run = mechanisms.get(mechanism.upper())
-        if run is None:
-            self.s.reply("504 5.5.4 Unrecognized authentication mechanism")
-            return True
-        try:
-            user = run(initial)
-        except _AuthReply as refusal:
-            self.s.reply(refusal.line)
-            return True
-        if user is None:
-            self.s.reply("535 5.7.8 Authentication credentials invalid")
-            return True
-        self.authenticated = True
-        with self.srv._lock:
-            self.srv.authenticated.append(user)
-        self.s.reply("235 2.7.0 Authentication successful")
-        return True
-
-    @staticmethod
-    def decode(text: str) -> bytes:
-        """Decode a SASL response ("=" is the empty initial response)."""
-        if text == "=":
-            return b""
-        try:
-            return base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError):
-            raise _AuthReply("501 5.5.2 Cannot decode response") from None
-
-    def challenge(self, payload: bytes) -> bytes:
-        """Send a 334 challenge and return the client's decoded response."""
-        self.s.reply("334 " + base64.b64encode(payload).decode("ascii"))
-        line = self.s.read_line()
-        if not line.endswith(b"\n"):
-            raise UnexpectedEOF("client closed the connection during AUTH")
-        response = line.rstrip(b"\r\n").decode("ascii", "replace")
-        if response == "*":
-            raise _AuthReply("501 5.7.0 Authentication cancelled")
-        return self.decode(response)
-
-    def check(self, user: str, password: str) -> str | None:
-        expected = self.srv.auth.get(user) if self.srv.auth is not None else None
-        if expected is None:
-            return None
-        ok = hmac.compare_digest(expected.encode("utf-8"), password.encode("utf-8"))
-        return user if ok else None
-
-    def auth_plain(self, initial: str | None) -> str | None:
-        raw = self.decode(initial) if initial is not None else self.challenge(b"")
-        parts = raw.decode("utf-8", "replace").split("\0")
-        if len(parts) != 3:
-            raise _AuthReply("501 5.5.2 Malformed PLAIN response")
-        authzid, authcid, password = parts
-        if authzid and authzid != authcid:
-            return None
-        return self.check(authcid, password)
-
-    def auth_login(self, initial: str | None) -> str | None:
-        user = self.decode(initial) if initial is not None else self.challenge(b"Username:")
-        password = self.challenge(b"Password:")
-        return self.check(user.decode("utf-8", "replace"), password.decode("utf-8", "replace"))
-
-    def auth_cram_md5(self, initial: str | None) -> str | None:
-        if initial is not None:
-            raise _AuthReply("501 5.5.2 CRAM-MD5 takes no initial response")
-        # Deterministic (per StandardESMTP) so transcripts are reproducible; this is a test
-        # server, unpredictability buys nothing here.
-        nonce = f"<{next(self.srv._challenge_ids)}.0@{self.srv.hostname}>".encode("ascii")
-        user_raw, space, digest = self.challenge(nonce).rpartition(b" ")
-        if not space:
-            raise _AuthReply("501 5.5.2 Malformed CRAM-MD5 response")
-        user = user_raw.decode("utf-8", "replace")
-        password = self.srv.auth.get(user) if self.srv.auth is not None else None
-        if password is None:
-            return None
-        expected = hmac.new(password.encode("utf-8"), nonce, "md5").hexdigest().encode("ascii")
-        return user if hmac.compare_digest(expected, digest.lower()) else None
+    def final_replies(self, recipients: list[str], failure: Reply | None) -> list[Reply]:
+        data_replies = self.behaviour.data_replies
+        if data_replies is None or failure is not None:
+            return super().final_replies(recipients, failure)
+        lines = list(data_replies(list(recipients)))
+        if not self.service.lmtp:
+            return [(int(lines[-1][:3]), "\n".join(line[4:] for line in lines))]
+        if len(lines) != len(recipients):
+            raise AssertionError(
+                f"data_replies gave {len(lines)} replies for {len(recipients)} LMTP recipients"
+            )
+        return [(int(line[:3]), line[4:]) for line in lines]

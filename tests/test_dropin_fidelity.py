@@ -1045,7 +1045,7 @@ class PeerRecorder:
 
         def recording(context: ssl.SSLContext) -> None:
             start_tls(context)
-            self.peers.append(session._sock.getpeercert())  # type: ignore[attr-defined]
+            self.peers.append(session.sock.getpeercert())  # type: ignore[attr-defined]
 
         session.start_tls = recording  # type: ignore[method-assign]
         if self.implicit is not None:

@@ -17,7 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from smtp_proto.transports import sync as smtplib
 from smtp_proto.transports.testing import CaptureServer
+from smtp_proto.transports.testing.parameters import _path_and_parameters
+from smtp_proto.transports.testing.session import _Session
 
+from smtp_proto.replies import ReplyParser
 from tests.servers.certs import LocalCA
 
 LOCAL_NAME = "client.example.test"
@@ -208,6 +211,132 @@ def test_dropping_the_connection_on_cue(step: str) -> None:
     assert server.messages == []
 
 
+def drive_to(raw: Raw, step: str) -> None:
+    """A session up to ``step``; the line the server acts on is sent, its reply not read."""
+    raw.send(b"EHLO x\r\n")
+    if step == "MAIL":
+        raw.sock.sendall(b"MAIL FROM:<a@example.test>\r\n")
+        return
+    raw.send(b"MAIL FROM:<a@example.test>\r\n")
+    raw.send(b"RCPT TO:<b@example.test>\r\n")
+    if step == "message":
+        raw.sock.sendall(b"DATA\r\n")
+        assert raw.file.readline().startswith(b"354 ")
+        return
+    assert raw.send(b"DATA\r\n").startswith(b"354 ")
+    raw.sock.sendall(b"Hi\r\n.\r\n")
+
+
+STEPS = ["MAIL", "message", "body", "captured"]
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_closing_on_cue(step: str) -> None:
+    with CaptureServer(fail={step: "close"}) as server:
+        raw = Raw(server)
+        drive_to(raw, step)
+        assert raw.file.read() == b""  # an orderly close, and not a word
+        raw.close()
+    assert len(server.messages) == (step == "captured")
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_resetting_on_cue(step: str) -> None:
+    with CaptureServer(fail={step: "reset"}) as server:
+        raw = Raw(server)
+        drive_to(raw, step)
+        with pytest.raises(ConnectionResetError):
+            raw.sock.recv(100)
+        raw.close()
+    assert len(server.messages) == (step == "captured")
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_stalling_on_cue_until_the_server_stops(step: str) -> None:
+    with CaptureServer(fail={step: "stall"}) as server:
+        raw = Raw(server)
+        drive_to(raw, step)
+        raw.sock.settimeout(0.2)  # silence is the expected outcome
+        with pytest.raises(TimeoutError):
+            raw.sock.recv(100)
+    raw.sock.settimeout(10)
+    assert raw.sock.recv(100) == b""  # stopping the server ended the stall
+    raw.close()
+
+
+def test_a_stalled_server_meets_the_client_timeout() -> None:
+    with CaptureServer(fail={"message": "stall"}) as server:
+        smtp = smtplib.SMTP(server.host, server.port, local_hostname=LOCAL_NAME, timeout=0.3)
+        with pytest.raises(smtplib.SMTPServerDisconnected) as info:
+            smtp.sendmail("a@example.test", "b@example.test", MESSAGE * 1000)
+        assert isinstance(info.value.__cause__, TimeoutError)
+        smtp.close()
+    assert server.messages == []
+
+
+def test_a_reply_while_the_message_comes_ends_the_connection() -> None:
+    with CaptureServer(fail={"message": (554, "5.7.0 Not from you")}) as server:
+        raw = Raw(server)
+        drive_to(raw, "message")
+        assert raw.file.read() == b"554 5.7.0 Not from you\r\n"
+        raw.close()
+    assert server.messages == []
+
+
+def test_a_captured_message_can_be_told_otherwise() -> None:
+    """The reply after the message fails, though the message arrived: a resend duplicates."""
+    later = (451, "4.3.0 Try later")
+    with CaptureServer(fail={"captured": later}) as server, connect(server) as smtp:
+        with pytest.raises(smtplib.SMTPDataError) as info:
+            smtp.sendmail("a@example.test", "b@example.test", MESSAGE)
+        assert (info.value.smtp_code, info.value.smtp_error) == (451, b"4.3.0 Try later")
+    (captured,) = server.messages
+    assert captured.data == MESSAGE
+
+
+def test_lmtp_recipients_all_get_the_reply_given_after_the_capture() -> None:
+    with CaptureServer(lmtp=True, fail={"captured": (452, "4.2.2 Full")}) as server:
+        lmtp = smtplib.LMTP(server.host, server.port, local_hostname=LOCAL_NAME)
+        with lmtp, pytest.raises(smtplib.SMTPRecipientsRefused) as info:
+            lmtp.sendmail("a@example.test", ["b@example.test", "c@example.test"], MESSAGE)
+        assert info.value.recipients == {
+            "b@example.test": (452, b"4.2.2 Full"),
+            "c@example.test": (452, b"4.2.2 Full"),
+        }
+    assert server.messages[0].rcpt_tos == ["b@example.test", "c@example.test"]
+
+
+def test_a_multi_line_reply_on_cue() -> None:
+    with CaptureServer(fail={"MAIL": (550, "5.7.1 Not you\n5.7.1 Nor anyone")}) as server:
+        with connect(server) as smtp, pytest.raises(smtplib.SMTPSenderRefused) as info:
+            smtp.sendmail("a@example.test", "b@example.test", MESSAGE)
+        assert info.value.smtp_error == b"5.7.1 Not you\n5.7.1 Nor anyone"
+        raw = Raw(server)
+        raw.send(b"EHLO x\r\n")
+        assert raw.send(b"MAIL FROM:<a@example.test>\r\n") == (
+            b"550-5.7.1 Not you\r\n550 5.7.1 Nor anyone\r\n"
+        )
+        raw.close()
+
+
+def test_recipients_refused_by_a_function() -> None:
+    def refuse(address: str) -> tuple[int, str] | None:
+        user = address.partition("@")[0]
+        return (550, f"5.1.1 No {user} here") if user.startswith("x") else None
+
+    with CaptureServer(refuse=refuse) as server, connect(server) as smtp:
+        refused = smtp.sendmail("a@example.test", ["xavier@x.test", "b@example.test"], MESSAGE)
+        assert refused == {"xavier@x.test": (550, b"5.1.1 No xavier here")}
+    assert server.messages[0].rcpt_tos == ["b@example.test"]
+
+
+def test_an_unknown_action_or_mechanism_is_refused_at_once() -> None:
+    with pytest.raises(ValueError, match="unknown action 'explode' at 'MAIL'"):
+        CaptureServer(fail={"MAIL": "explode"})  # type: ignore[dict-item]
+    with pytest.raises(ValueError, match="unsupported AUTH mechanisms"):
+        CaptureServer(credentials={}, auth_mechanisms=["GSSAPI"])
+
+
 def test_commands_out_of_order_and_unknown(server: CaptureServer) -> None:
     raw = Raw(server)
     assert raw.send(b"MAIL FROM:<a@example.test>\r\n").startswith(b"503 5.5.1")
@@ -222,6 +351,90 @@ def test_commands_out_of_order_and_unknown(server: CaptureServer) -> None:
     assert raw.send(b"X" * 5000 + b"\r\n").startswith(b"500 5.5.2 Line too long")
     assert raw.send(b"NOOP\r\n") == b"250 2.0.0 Ok\r\n"  # still in step after the long line
     raw.close()
+
+
+def test_strict_where_rfc_5321_is(server: CaptureServer) -> None:
+    raw = Raw(server)
+    assert raw.send(b"EHLO\r\n").startswith(b"501 5.5.4 Syntax: EHLO hostname")
+    assert raw.send(b"NOOP\n") == b"500 5.5.2 Command line must end with CRLF\r\n"
+    assert raw.send(b"HELO x\r\n") == b"250 capture.local\r\n"
+    assert raw.send(b"MAIL FROM:a@example.test\r\n").startswith(b"501 5.5.4")  # no <>
+    assert raw.send(b"MAIL FROM:<a@example.test>x\r\n").startswith(b"501 5.5.4")
+    assert raw.send(b"VRFY\r\n").startswith(b"501 5.5.4")
+    assert raw.send(b"VRFY b\r\n").startswith(b"252 ")
+    assert raw.send(b"EXPN staff\r\n").startswith(b"502 5.5.1")
+    help_lines = raw.send(b"HELP\r\n").split(b"\r\n")
+    assert help_lines[0] == b"214-Commands supported:"
+    assert {b"EHLO", b"MAIL", b"BDAT", b"STARTTLS", b"QUIT"} <= set(help_lines[1][4:].split())
+    raw.send(b"MAIL FROM:<a@example.test>\r\n")
+    raw.send(b"RCPT TO:<b@example.test>\r\n")
+    assert raw.send(b"DATA now\r\n").startswith(b"501 5.5.4 Syntax: DATA")
+    raw.close()
+    assert server.messages == []
+
+
+def test_every_command_line_is_recorded() -> None:
+    with CaptureServer(credentials={"jo": "pw"}) as server:
+        raw = Raw(server)
+        raw.send(b"EHLO x\r\n")
+        assert raw.send(b"AUTH PLAIN\r\n") == b"334 \r\n"
+        assert raw.send(b"AGpvAHB3\r\n").startswith(b"235")  # the answer: no command
+        raw.send(b"MAIL FROM:<a@example.test>\r\n")
+        raw.send(b"RCPT TO:<b@example.test>\r\n")
+        raw.send(b"DATA\r\n")
+        raw.send(b"QUIT\r\n.\r\n")  # the message: no command either
+        assert raw.send(b"quit \xff\r\n") == b"221 2.0.0 Bye\r\n"
+        raw.close()
+    assert server.commands == [
+        "EHLO x",
+        "AUTH PLAIN",
+        "MAIL FROM:<a@example.test>",
+        "RCPT TO:<b@example.test>",
+        "DATA",
+        "quit \udcff",  # kept as sent: not UTF-8, a surrogate escape
+    ]
+    assert server.messages[0].data == b"QUIT\r\n"
+
+
+# ---------------------------------------------------------------- what it advertises
+
+
+def test_the_extensions_it_is_given_and_keeps_to() -> None:
+    with CaptureServer(hostname="mx.test", extensions=["PIPELINING", "SIZE 100"]) as server:
+        raw = Raw(server)
+        assert raw.greeting == b"220 mx.test ESMTP smtp-proto capture server\r\n"
+        assert raw.send(b"EHLO x\r\n") == b"250-mx.test\r\n250-PIPELINING\r\n250 SIZE 100\r\n"
+        assert raw.send(b"MAIL FROM:<a@example.test> SIZE=101\r\n").startswith(b"552 5.3.4")
+        raw.send(b"MAIL FROM:<a@example.test> SIZE=100\r\n")
+        raw.send(b"RCPT TO:<b@example.test>\r\n")
+        assert raw.send(b"BDAT 3\r\n").startswith(b"502 5.5.2")  # no CHUNKING: unknown
+        assert raw.send(b"DATA\r\n").startswith(b"354")
+        assert raw.send(b"y" * 101 + b"\r\n.\r\n").startswith(b"552 5.3.4")
+        raw.close()
+    assert server.messages == []
+
+
+def test_starttls_and_auth_are_added_to_the_extensions(tls_ca: LocalCA) -> None:
+    context = tls_ca.server_context()
+    server = CaptureServer(extensions=["8BITMIME"], tls_context=context, credentials={})
+    with server, connect(server) as smtp:
+        smtp.ehlo()
+        assert list(smtp.esmtp_features) == ["8bitmime", "auth", "starttls"]
+        smtp.starttls(context=tls_ca.client_context())
+        smtp.ehlo()
+        assert list(smtp.esmtp_features) == ["8bitmime", "auth"]
+        assert smtp.docmd("STARTTLS") == (503, b"5.5.1 TLS already active")
+
+
+def test_no_size_limit() -> None:
+    with CaptureServer(size_limit=None) as server:
+        with connect(server) as smtp:
+            smtp.ehlo()
+            assert not smtp.has_extn("size")
+        raw = Raw(server)
+        raw.send(b"EHLO x\r\n")
+        assert raw.send(b"MAIL FROM:<a@example.test> SIZE=99999999999\r\n").startswith(b"250")
+        raw.close()
 
 
 # ---------------------------------------------------------------- SIZE and BDAT
@@ -360,6 +573,42 @@ def test_auth_failures() -> None:
             smtp.login("jo", "right")  # AUTH is not offered without credentials
 
 
+def test_cram_md5() -> None:
+    credentials = {"jo": "sécret"}
+    with CaptureServer(credentials=credentials, auth_mechanisms=["CRAM-MD5", "LOGIN"]) as server:
+        with connect(server) as smtp:
+            smtp.ehlo()
+            assert smtp.esmtp_features["auth"].split() == ["CRAM-MD5", "LOGIN"]
+            assert smtp.login("jo", "sécret")[0] == 235  # smtplib's first choice: CRAM-MD5
+            smtp.sendmail("a@example.test", "b@example.test", MESSAGE)
+        raw = Raw(server)
+        raw.send(b"EHLO x\r\n")
+        assert raw.send(b"AUTH CRAM-MD5 am8=\r\n").startswith(b"501 5.5.2")  # no initial
+        assert raw.send(b"AUTH CRAM-MD5\r\n").startswith(b"334 ")
+        assert raw.send(b"am8gMDEyMw==\r\n").startswith(b"535 5.7.8")  # "jo 0123"
+        assert raw.send(b"AUTH PLAIN AGpvAHPDqWNyZXQ=\r\n").startswith(b"504 5.5.4")
+        raw.close()
+    assert server.messages[0].auth_user == "jo"
+    assert [c for c in server.commands if c.startswith("AUTH")] == [
+        "AUTH CRAM-MD5",  # the client's login
+        "AUTH CRAM-MD5 am8=",
+        "AUTH CRAM-MD5",
+        "AUTH PLAIN AGpvAHPDqWNyZXQ=",
+    ]
+
+
+def test_auth_needs_ehlo_and_comes_once() -> None:
+    with CaptureServer(credentials={"jo": "pw"}) as server:
+        raw = Raw(server)
+        raw.send(b"HELO x\r\n")
+        assert raw.send(b"AUTH PLAIN AGpvAHB3\r\n").startswith(b"503 5.5.1 EHLO first")
+        raw.send(b"EHLO x\r\n")
+        assert raw.send(b"AUTH PLAIN AHhvAHB3\r\n").startswith(b"535")  # authzid "x" for jo
+        assert raw.send(b"AUTH PLAIN AGpvAHB3\r\n").startswith(b"235")
+        assert raw.send(b"AUTH PLAIN AGpvAHB3\r\n").startswith(b"503 5.5.1 Already")
+        raw.close()
+
+
 # ---------------------------------------------------------------- LMTP
 
 
@@ -447,3 +696,39 @@ def test_what_is_sent_is_what_is_captured(lines: list[bytes], chunking: bool, pi
         (captured,) = server.messages
     assert captured.data == message
     assert captured.chunked == chunking
+
+
+_REPLY_LINE = st.from_regex(r"[!-~]([ -~]*[!-~])?", fullmatch=True)
+
+
+@given(code=st.integers(min_value=200, max_value=599), lines=st.lists(_REPLY_LINE, min_size=1))
+def test_replies_read_back_as_given(code: int, lines: list[str]) -> None:
+    """Any reply the server is told to give, one line or several, is the one a client reads."""
+    parser = ReplyParser()
+    parser.feed(_Session.encode(code, "\n".join(lines)))
+    reply = parser.next_reply()
+    assert reply is not None
+    assert (reply.code, reply.lines) == (code, tuple(line.encode() for line in lines))
+    assert parser.next_reply() is None
+
+
+_ADDRESS = st.text(st.characters(blacklist_characters="<>\r\n", blacklist_categories=["Cs"]))
+_PARAMETER = st.from_regex(r"[A-Za-z][A-Za-z0-9-]*(=[!-~]+)?", fullmatch=True)
+
+
+@given(
+    keyword=st.sampled_from(["FROM:", "from:", "TO:", "To:"]),
+    address=_ADDRESS,
+    parameters=st.lists(_PARAMETER, max_size=4),
+    space=st.sampled_from(["", " "]),
+)
+def test_paths_and_parameters_are_split_as_written(
+    keyword: str, address: str, parameters: list[str], space: str
+) -> None:
+    argument = f"{keyword}{space}<{address}>" + "".join(f" {p}" for p in parameters)
+    expected = (address, parameters)
+    assert _path_and_parameters(argument, keyword.upper()) == expected
+    assert _path_and_parameters(argument.replace(">", "", 1), keyword.upper()) is None
+    assert _path_and_parameters(argument.replace("<", "", 1), keyword.upper()) is None
+    other = "TO:" if keyword.upper() == "FROM:" else "FROM:"
+    assert _path_and_parameters(argument, other) is None

@@ -12,15 +12,15 @@ a ``with`` block, and keeps every message it accepts as a ``CapturedMessage``::
 It speaks ESMTP with PIPELINING, 8BITMIME, SMTPUTF8, SIZE (enforced), DSN, CHUNKING and
 ENHANCEDSTATUSCODES; STARTTLS when given a server ``ssl.SSLContext``; AUTH PLAIN and LOGIN when
 given credentials; and LMTP (LHLO, one reply per recipient after the message) when asked.
-It refuses recipients, fails a step or drops the connection on cue, so a test can check how
-its code handles each.  It is written independently of the client code, so it checks the
-client from the outside.
+It refuses recipients, fails a step, drops, resets or stalls the connection on cue, so a
+test can check how its code handles each.  It is written independently of the client code,
+so it checks the client from the outside.
 """
 
 from __future__ import annotations
 
 from .message import CapturedMessage
-from .reply import Reply
+from .reply import Action, Fault, Reply
 from .server import CaptureServer
 
-__all__ = ["CaptureServer", "CapturedMessage", "Reply"]
+__all__ = ["Action", "CaptureServer", "CapturedMessage", "Fault", "Reply"]

@@ -2,267 +2,347 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
+from .auth import _MECHANISMS, _Refused
 from .message import CapturedMessage
 from .parameters import (
     _MAIL_PARAMETERS,
     _RCPT_PARAMETERS,
-    _UTF8_REQUIRED,
-    _bad_parameter,
     _path_and_parameters,
+    _unsupported,
     _utf8,
 )
 from .reply import Reply
 from .wire import _Disconnect, _Wire
 
 if TYPE_CHECKING:
-    from .server import CaptureServer
+    from .service import _Service
 
 _MAX_COMMAND = 4096
 _DATA_PIECE = 1 << 16
 
 
 class _Session:
-    """One client connection: the SMTP (or LMTP) dialogue and its transaction state."""
+    """One client connection: the SMTP (or LMTP) dialogue and its transaction state.
 
-    def __init__(self, capture: CaptureServer, wire: _Wire) -> None:
-        self.capture = capture
+    What the server does is ``service``'s configuration.  The methods a test server
+    overrides to misbehave on purpose: `cue`, `extensions`, `message_limit`, `ready_for_tls`,
+    `tls_failed`, `read_data` and `final_replies`.
+    """
+
+    def __init__(self, service: _Service, wire: _Wire) -> None:
+        self.service = service
         self.wire = wire
         self.greeted = False
-        self.tls = False
+        self.esmtp = False  # greeted with EHLO (LHLO), not HELO
         self.user: str | None = None
         self.transaction: CapturedMessage | None = None
         self.chunks: bytearray | None = None  # BDAT data so far; None when too large
-        self.chunked = False  # whether BDAT was used in this transaction
+        self.chunked = False  # whether BDAT chunks were accepted in this transaction
 
     # ------------------------------------------------------------------ replies and cues
 
+    @staticmethod
+    def encode(code: int, text: str) -> bytes:
+        """A reply on the wire: one line for each line of ``text``."""
+        *more, last = text.split("\n")
+        lines = [f"{code}-{line}\r\n" for line in more] + [f"{code} {last}\r\n"]
+        return "".join(lines).encode("utf-8", "surrogateescape")
+
     def reply(self, code: int, text: str) -> None:
-        self.wire.send(f"{code} {text}")
+        """Send a reply; a 421 also ends the session."""
+        self.wire.send(self.encode(code, text))
         if code == 421:
             raise _Disconnect  # 421 announces that the server closes the connection
 
+    def text(self, name: str, **fields: object) -> Reply:
+        """One of the server's own replies, by name, with its fields filled in."""
+        code, text = self.service.texts[name]
+        return code, text.format(**fields)
+
+    def say(self, name: str, **fields: object) -> None:
+        self.reply(*self.text(name, **fields))
+
     def cue(self, step: str) -> Reply | None:
-        """Drop the connection if told to at ``step``; else the failure to give there, if any."""
-        if self.capture.drop_at == step:
+        """What the server was told to do at ``step``: the reply to give instead of the
+        usual, if any.  An action (close, reset, stall) is taken here and ends the session."""
+        fault = self.service.fail.get(step)
+        if not isinstance(fault, str):
+            return fault
+        if fault == "close":
+            self.wire.close()
+        elif fault == "reset":
+            self.wire.reset()
+        else:
+            self.wire.stall()
+        raise _Disconnect
+
+    def cue_message(self) -> None:
+        """The ``"message"`` step, once the message is on its way: a reply given there ends
+        the session, as the rest of the message could not be told from commands."""
+        failure = self.cue("message")
+        if failure is not None:
+            self.reply(*failure)
             raise _Disconnect
-        return self.capture.fail.get(step)
 
     # ------------------------------------------------------------------ the dialogue
 
     def run(self) -> None:
-        capture = self.capture
-        greeting_failure = self.cue("connect")
-        if greeting_failure is not None:
-            self.wire.send(f"{greeting_failure[0]} {greeting_failure[1]}")
-        else:
-            kind = "LMTP" if capture.lmtp else "ESMTP"
-            self.wire.send(f"220 {capture.hostname} {kind} smtp-proto capture server")
+        service = self.service
+        refusal = self.cue("connect")
+        protocol = "LMTP" if service.lmtp else "ESMTP"
+        greeting = self.text("greeting", hostname=service.hostname, protocol=protocol)
+        self.reply(*(refusal or greeting))
         while True:
-            text = self.read_line()
-            if text is None:
-                self.reply(500, "5.5.2 Line too long")
+            line = self.command_line()
+            if line is None:
+                self.say("too-long")
                 continue
-            verb, _, argument = text.partition(" ")
+            service.record_command(line.rstrip("\r\n"))
+            if not line.endswith("\r\n"):
+                self.say("bare-lf")
+                continue
+            verb, _, argument = line[:-2].partition(" ")
             verb = verb.upper()
-            if greeting_failure is not None and verb != "QUIT":
-                self.reply(503, "5.5.1 No service")
+            if refusal is not None and verb != "QUIT":
+                self.say("no-service")
                 continue
             if verb != "BDAT" and (failure := self.cue(verb)) is not None:
                 self.reply(*failure)
                 continue
             handler = getattr(self, f"do_{verb.lower()}", None) if verb.isalpha() else None
             if handler is None:
-                self.reply(502, "5.5.2 Command not implemented")
+                self.say("unknown")
             else:
                 handler(argument)
 
-    def read_line(self) -> str | None:
-        """The next command (or AUTH response) line, decoded; ``None`` if it was too long
-        (then read to its end and dropped)."""
+    def command_line(self) -> str | None:
+        """The next line (a command or an AUTH response), decoded, with its line end; None if
+        it was too long (then read to its end and dropped).  `_Disconnect` at EOF."""
         line = self.wire.readline(_MAX_COMMAND)
         if line.endswith(b"\n"):
-            return line.decode("utf-8", "replace").rstrip("\r\n")
-        while not self.wire.readline(_MAX_COMMAND).endswith(b"\n"):
-            pass
-        return None
+            return line.decode("utf-8", "surrogateescape")
+        while len(line) == _MAX_COMMAND:
+            line = self.wire.readline(_MAX_COMMAND)
+            if line.endswith(b"\n"):
+                return None
+        raise _Disconnect
 
     def reset(self) -> None:
         self.transaction = None
         self.chunks = None
         self.chunked = False
 
-    def do_ehlo(self, argument: str, *, lmtp: bool = False) -> None:
-        capture = self.capture
-        if lmtp != capture.lmtp:
-            self.reply(500, f"5.5.1 {'LHLO' if capture.lmtp else 'EHLO'} expected")
+    def extensions(self) -> list[str]:
+        """The keywords the EHLO (LHLO) reply advertises now."""
+        service = self.service
+        keywords = list(service.extensions)
+        names = {keyword.split()[0].upper() for keyword in keywords if keyword.strip()}
+        if service.credentials is not None and "AUTH" not in names:
+            keywords.append(" ".join(["AUTH", *service.auth_mechanisms]))
+        if service.tls_context is not None and "STARTTLS" not in names:
+            keywords.append("STARTTLS")
+        if self.wire.tls:
+            keywords = [keyword for keyword in keywords if keyword.strip().upper() != "STARTTLS"]
+        return keywords
+
+    def size_limit(self) -> int | None:
+        """The SIZE limit advertised now (RFC 1870), if any: the one enforced."""
+        for keyword in self.extensions():
+            name, _, value = keyword.partition(" ")
+            if name.upper() == "SIZE" and value.strip().isdecimal() and int(value) > 0:
+                return int(value)
+        return None
+
+    def message_limit(self) -> int | None:
+        """How large a message may be: the SIZE limit advertised now."""
+        return self.size_limit()
+
+    def do_ehlo(self, argument: str, verb: str = "EHLO") -> None:
+        lmtp = self.service.lmtp
+        if (verb == "LHLO") != lmtp:
+            self.say("wrong-hello", hello="LHLO" if lmtp else "EHLO")
+            return
+        if not argument.strip():
+            self.say("hello-syntax", verb=verb)
             return
         self.reset()
-        self.greeted = True
-        lines = [
-            capture.hostname,
-            "PIPELINING",
-            "8BITMIME",
-            "SMTPUTF8",
-            f"SIZE {capture.size_limit}",
-            "DSN",
-            "CHUNKING",
-            "ENHANCEDSTATUSCODES",
-        ]
-        if capture.tls_context is not None and not self.tls:
-            lines.append("STARTTLS")
-        if capture.credentials is not None and self.user is None:
-            lines.append("AUTH PLAIN LOGIN")
-        self.wire.send(*(f"250-{line}" for line in lines[:-1]), f"250 {lines[-1]}")
+        self.greeted, self.esmtp = True, verb != "HELO"
+        if self.esmtp:
+            self.reply(250, "\n".join([self.service.hostname, *self.extensions()]))
+        else:
+            self.say("helo", hostname=self.service.hostname)
 
     def do_lhlo(self, argument: str) -> None:
-        self.do_ehlo(argument, lmtp=True)
+        self.do_ehlo(argument, "LHLO")
 
     def do_helo(self, argument: str) -> None:
-        if self.capture.lmtp:
-            self.reply(500, "5.5.1 LHLO expected")
-            return
-        self.reset()
-        self.greeted = True
-        self.reply(250, self.capture.hostname)
+        self.do_ehlo(argument, "HELO")
 
     def do_starttls(self, argument: str) -> None:
-        context = self.capture.tls_context
-        if context is None or self.tls:
-            self.reply(502, "5.5.1 STARTTLS not available")
-            return
-        self.reply(220, "2.0.0 Ready to start TLS")
-        if self.wire.buffer:
-            raise _Disconnect  # commands sent before TLS: injected, never to be run
-        self.wire.sock = context.wrap_socket(self.wire.sock, server_side=True)
-        self.tls = True
-        self.greeted = False
-        self.user = None
-        self.reset()
+        context = self.service.tls_context
+        if context is None:
+            self.say("no-tls")
+        elif self.wire.tls:
+            self.say("tls-active")
+        elif argument.strip():
+            self.say("starttls-syntax")
+        else:
+            self.ready_for_tls()
+            try:
+                self.wire.start_tls(context)
+            except OSError as exc:
+                self.tls_failed(exc)
+            self.greeted = self.esmtp = False
+            self.user = None
+            self.reset()
+
+    def ready_for_tls(self) -> None:
+        """Tell the client to start TLS: the 220 to STARTTLS."""
+        self.say("tls-ready")
+
+    def tls_failed(self, error: OSError) -> NoReturn:
+        """The TLS handshake failed (the client refused it or went away): the end."""
+        raise _Disconnect from error
 
     def do_auth(self, argument: str) -> None:
-        if self.capture.credentials is None:
-            self.reply(502, "5.5.1 AUTH not available")
+        service = self.service
+        if service.credentials is None:
+            self.say("no-auth")
+            return
+        if not self.esmtp:
+            self.say("auth-before-ehlo")
             return
         if self.user is not None or self.transaction is not None:
-            self.reply(503, "5.5.1 Already authenticated, or in a transaction")
+            self.say("auth-again" if self.user is not None else "auth-in-transaction")
             return
-        mechanism, _, initial = argument.partition(" ")
+        mechanism, _, initial = argument.strip().partition(" ")
+        if mechanism.upper() not in service.auth_mechanisms:
+            self.say("auth-mechanism")
+            return
         try:
-            if mechanism.upper() == "PLAIN":
-                decoded = self.answer("", initial).split(b"\0")
-                if len(decoded) != 3:
-                    raise ValueError("PLAIN needs three fields")
-                user, password = decoded[1], decoded[2]
-            elif mechanism.upper() == "LOGIN":
-                user = self.answer("VXNlcm5hbWU6", initial)  # "Username:"
-                password = self.answer("UGFzc3dvcmQ6", "")  # "Password:"
-            else:
-                self.reply(504, "5.5.4 Unrecognized authentication type")
-                return
-        except _Cancelled:
-            self.reply(501, "5.7.0 Authentication cancelled")
+            user = _MECHANISMS[mechanism.upper()](self, initial.strip() or None)
+        except _Refused as refusal:
+            self.say(refusal.name, **refusal.fields)
             return
-        except ValueError:
-            self.reply(501, "5.5.2 Cannot decode the response")
+        if user is None:
+            self.say("auth-failed")
             return
-        expected = self.capture.credentials.get(user.decode("utf-8", "replace"))
-        if expected is not None and hmac.compare_digest(expected.encode("utf-8"), password):
-            self.user = user.decode("utf-8")
-            self.reply(235, "2.7.0 Authentication successful")
-        else:
-            self.reply(535, "5.7.8 Authentication credentials invalid")
+        self.user = user
+        service.record_login(user)
+        self.say("auth-ok")
 
-    def answer(self, challenge: str, initial: str) -> bytes:
-        """The client's base64 response: the initial one if sent, else one to a 334."""
-        if not initial:
-            self.wire.send(f"334 {challenge}")
-            line = self.read_line()
-            if line is None:
-                raise ValueError("response too long")
-            initial = line.strip()
-        if initial == "*":
-            raise _Cancelled
-        if initial == "=":
-            return b""
-        try:
-            return base64.b64decode(initial, validate=True)
-        except binascii.Error as exc:
-            raise ValueError(str(exc)) from None
+    # ------------------------------------------------------------------ the transaction
+
+    def path(self, argument: str, keyword: str, syntax: str) -> tuple[str, list[str]] | None:
+        """The address and parameters of MAIL (``keyword`` ``"FROM:"``) or RCPT (``"TO:"``);
+        None, after the ``syntax`` reply, if they are malformed."""
+        parsed = _path_and_parameters(argument, keyword)
+        if parsed is None:
+            self.say(syntax)
+        return parsed
+
+    def utf8_refusal(self, address: str, mail_parameters: list[str]) -> Reply | None:
+        """The refusal of an address that is non-ASCII without SMTPUTF8, if it is."""
+        if address.isascii() or _utf8(mail_parameters):
+            return None
+        return self.text("utf8-required")
+
+    def unsupported(self, parameters: list[str], known: frozenset[str]) -> Reply | None:
+        parameter = _unsupported(parameters, known)
+        if parameter is None:
+            return None
+        return self.text("unsupported-parameter", parameter=parameter)
+
+    def size_refusal(self, parameters: list[str]) -> Reply | None:
+        """The refusal of a bad or too large ``SIZE=``, if any."""
+        limit = self.size_limit()
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.upper() != "SIZE":
+                continue
+            if not (value.isascii() and value.isdigit()):
+                return self.text("bad-size")
+            if limit is not None and int(value) > limit:
+                return self.text("too-large")
+        return None
 
     def do_mail(self, argument: str) -> None:
         if not self.greeted:
-            self.reply(503, f"5.5.1 {'LHLO' if self.capture.lmtp else 'EHLO/HELO'} first")
+            self.say("hello-first", hello="LHLO" if self.service.lmtp else "EHLO/HELO")
             return
         if self.transaction is not None:
-            self.reply(503, "5.5.1 Nested MAIL command")
+            self.say("nested-mail")
             return
-        parsed = _path_and_parameters(argument[5:]) if argument[:5].upper() == "FROM:" else None
-        if parsed is None:
-            self.reply(501, "5.5.4 Syntax: MAIL FROM:<address>")
+        if (parsed := self.path(argument, "FROM:", "mail-syntax")) is None:
             return
         sender, parameters = parsed
-        refusal = _bad_parameter(parameters, _MAIL_PARAMETERS)
-        for parameter in parameters:
-            name, _, value = parameter.partition("=")
-            if name.upper() == "SIZE" and not (value.isascii() and value.isdigit()):
-                refusal = (501, "5.5.4 Bad SIZE parameter")
-            elif name.upper() == "SIZE" and int(value) > self.capture.size_limit:
-                refusal = (552, "5.3.4 Message size exceeds fixed limit")
-        if not sender.isascii() and not _utf8(parameters):
-            refusal = _UTF8_REQUIRED
+        refusal = (
+            self.utf8_refusal(sender, parameters)
+            or self.size_refusal(parameters)
+            or self.unsupported(parameters, _MAIL_PARAMETERS)
+        )
         if refusal is not None:
             self.reply(*refusal)
             return
         self.reset()
         self.transaction = CapturedMessage(
-            sender, mail_options=parameters, tls=self.tls, auth_user=self.user
+            sender, mail_options=parameters, tls=self.wire.tls, auth_user=self.user
         )
         self.chunks = bytearray()
-        self.reply(250, "2.1.0 Ok")
+        self.say("mail-ok")
 
     def do_rcpt(self, argument: str) -> None:
         transaction = self.transaction
         if transaction is None:
-            self.reply(503, "5.5.1 MAIL first")
+            self.say("mail-first")
             return
-        parsed = _path_and_parameters(argument[3:]) if argument[:3].upper() == "TO:" else None
-        if parsed is None:
-            self.reply(501, "5.5.4 Syntax: RCPT TO:<address>")
+        if (parsed := self.path(argument, "TO:", "rcpt-syntax")) is None:
             return
         recipient, parameters = parsed
-        refusal = _bad_parameter(parameters, _RCPT_PARAMETERS) or self.capture.refuse.get(recipient)
-        if not recipient.isascii() and not _utf8(transaction.mail_options):
-            refusal = _UTF8_REQUIRED
+        refusal = (
+            self.utf8_refusal(recipient, transaction.mail_options)
+            or self.unsupported(parameters, _RCPT_PARAMETERS)
+            or self.service.refusal(recipient)
+        )
         if refusal is not None:
             self.reply(*refusal)
             return
         transaction.rcpt_tos.append(recipient)
         transaction.rcpt_options.append(parameters)
-        self.reply(250, "2.1.5 Ok")
+        self.say("rcpt-ok")
+
+    def problem(self) -> Reply | None:
+        """Why a message cannot come now, if it cannot."""
+        if self.transaction is None:
+            return self.text("mail-first")
+        if not self.transaction.rcpt_tos:
+            return self.text("no-recipients")
+        return None
 
     def do_data(self, argument: str) -> None:
-        transaction = self.transaction
-        if transaction is None or not transaction.rcpt_tos:
-            self.reply(503 if transaction is None else 554, "5.5.1 No valid recipients")
-            return
+        problem = self.problem()
         if self.chunked:
-            self.reply(503, "5.5.1 DATA after BDAT")
+            problem = self.text("data-after-bdat")
+        elif argument.strip():
+            problem = self.text("data-syntax")
+        if problem is not None:
+            self.reply(*problem)
             return
-        self.reply(354, "End data with <CR><LF>.<CR><LF>")
+        self.say("go-ahead")
+        self.cue_message()
         self.finish(self.read_data())
 
     def read_data(self) -> bytearray | None:
         """The message after DATA, dots unstuffed; ``None`` if it exceeds the size limit."""
         data: bytearray | None = bytearray()
         at_line_start = True
-        limit = self.capture.size_limit
+        limit = self.message_limit()
         while True:
             piece = self.wire.readline(_DATA_PIECE)
+            if not piece:
+                raise _Disconnect
             if at_line_start:
                 if piece == b".\r\n":
                     return data
@@ -271,78 +351,96 @@ class _Session:
             at_line_start = piece.endswith(b"\n")
             if data is not None:
                 data += piece
-                if len(data) > limit:
+                if limit is not None and len(data) > limit:
                     data = None
 
     def do_bdat(self, argument: str) -> None:
-        size, _, last = argument.partition(" ")
-        if not (size.isascii() and size.isdigit()) or last.upper() not in ("", "LAST"):
-            self.reply(501, "5.5.4 Syntax: BDAT size [LAST]")
+        if not any(keyword.upper() == "CHUNKING" for keyword in self.extensions()):
+            self.say("unknown")
+            return
+        size_text, _, last = argument.partition(" ")
+        if not (size_text.isascii() and size_text.isdigit()) or last.upper() not in ("", "LAST"):
+            self.say("bdat-syntax")
             raise _Disconnect  # the chunk's length is unknown: the stream cannot be followed
+        size = int(size_text)
         failure = self.cue("BDAT")
-        transaction = self.transaction
-        usable = transaction is not None and transaction.rcpt_tos and failure is None
-        if (
-            usable
-            and self.chunks is not None
-            and len(self.chunks) + int(size) > (self.capture.size_limit)
-        ):
-            self.chunks = None
-        self.wire.read_into(int(size), self.chunks if usable else None)
-        self.chunked = True
-        if transaction is None or not transaction.rcpt_tos:
-            self.reply(503, "5.5.1 No valid recipients")
+        problem = self.problem()
+        sink = self.chunks if problem is None and failure is None else None
+        limit = self.message_limit()
+        if sink is not None and limit is not None and len(sink) + size > limit:
+            self.chunks = sink = None
+        self.wire.read_into(size, sink)
+        if problem is not None:
+            self.reply(*problem)
         elif failure is not None:
             self.reset()  # RFC 3030: a failed chunk ends the transaction
             self.reply(*failure)
-        elif last:
-            transaction.chunked = True
-            self.finish(self.chunks)
         else:
-            self.reply(250, f"2.0.0 {size} octets received")
+            first, self.chunked = not self.chunked, True
+            if first:
+                self.cue_message()
+            if not last:
+                self.say("chunk-ok", size=size)
+            else:
+                assert self.transaction is not None
+                self.transaction.chunked = True
+                self.finish(self.chunks)
 
     def finish(self, data: bytearray | None) -> None:
-        """The end of a message: capture it and reply (once per recipient for LMTP)."""
+        """The end of a message: capture it where it is delivered, then the final reply (for
+        LMTP, one for each recipient)."""
         transaction = self.transaction
         assert transaction is not None
         self.reset()
         failure = self.cue("body")
         if data is None:
-            failure = (552, "5.3.4 Message size exceeds fixed limit")
+            failure = self.text("too-large")
         transaction.data = bytes(data or b"")
-        if not self.capture.lmtp:
-            if failure is None:
-                number = self.capture._add(transaction)
-                failure = (250, f"2.0.0 Ok: queued as {number}")
-            self.reply(*failure)
-            return
-        recipients = transaction.rcpt_tos
-        replies = [
-            failure or self.capture.lmtp_failures.get(recipient) or (250, "2.0.0 Delivered")
-            for recipient in recipients
-        ]
+        replies = self.final_replies(transaction.rcpt_tos, failure)
         delivered = [i for i, (code, _) in enumerate(replies) if 200 <= code < 300]
         if delivered:
-            transaction.rcpt_tos = [recipients[i] for i in delivered]
-            transaction.rcpt_options = [transaction.rcpt_options[i] for i in delivered]
-            self.capture._add(transaction)
-        for recipient, (code, text) in zip(recipients, replies, strict=True):
-            self.reply(code, f"{text} <{recipient}>")
+            if self.service.lmtp:
+                transaction.rcpt_tos = [transaction.rcpt_tos[i] for i in delivered]
+                transaction.rcpt_options = [transaction.rcpt_options[i] for i in delivered]
+            self.service.add(transaction)
+        instead = self.cue("captured")
+        for reply in replies if instead is None else [instead] * len(replies):
+            self.reply(*reply)
+
+    def final_replies(self, recipients: list[str], failure: Reply | None) -> list[Reply]:
+        """The replies to a message: one, or for LMTP one for each recipient.  ``failure``, if
+        any, for all; else delivered (for LMTP, unless ``lmtp_failures`` says otherwise)."""
+        service = self.service
+        if not service.lmtp:
+            return [failure or self.text("queued", number=service.queue_id())]
+        replies = []
+        for recipient in recipients:
+            refusal = failure or service.lmtp_failures.get(recipient)
+            if refusal is None:
+                replies.append(self.text("delivered", recipient=recipient))
+            else:
+                replies.append((refusal[0], f"{refusal[1]} <{recipient}>"))
+        return replies
+
+    # ------------------------------------------------------------------ the rest
 
     def do_rset(self, argument: str) -> None:
         self.reset()
-        self.reply(250, "2.0.0 Ok")
+        self.say("ok")
 
     def do_noop(self, argument: str) -> None:
-        self.reply(250, "2.0.0 Ok")
+        self.say("ok")
 
     def do_vrfy(self, argument: str) -> None:
-        self.reply(252, "2.5.0 Cannot VRFY user, but will accept the message")
+        self.say("cannot-vrfy" if argument.strip() else "vrfy-syntax")
+
+    def do_expn(self, argument: str) -> None:
+        self.say("no-expn")
+
+    def do_help(self, argument: str) -> None:
+        verbs = sorted(name[3:].upper() for name in dir(self) if name.startswith("do_"))
+        self.say("help", verbs=" ".join(verbs))
 
     def do_quit(self, argument: str) -> None:
-        self.wire.send("221 2.0.0 Bye")
+        self.say("bye")
         raise _Disconnect
-
-
-class _Cancelled(Exception):
-    """The client cancelled an AUTH exchange with ``*``."""
