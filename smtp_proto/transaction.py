@@ -477,9 +477,9 @@ def _write_chunk_gen(
     The command and the data go out as two writes, so a large chunk (a ``memoryview`` of
     the caller's message) is never copied to join them.
     """
-    if client.owner.debuglevel > 0:
-        client.print_debug("send:", repr(bytes(data)))
     yield from client._exchange_gen(client._encode(Bdat(len(data), last=last)), 0)
+    if client.owner.debuglevel > 0:
+        client.print_debug("send:", repr(bytes(data)))  # after its BDAT line: wire order
     return (yield from client._exchange_gen(data, replies))
 
 
