@@ -33,6 +33,7 @@ from .ports import LMTP_PORT, SMTPS_PORT, SUBMISSION_PORT
 from .replies import Reply
 from .requests import Operation
 from .source import Message, fix_line_ends
+from .transaction import TransactionReplies
 
 __all__ = [
     "SMTPAllRecipientsRefused",
@@ -211,6 +212,18 @@ class Submission:
         A transaction that delivers to nobody ends with QUIT too, then raises
         ``SMTPAllRecipientsRefused``.
         """
+        yield from self.open(client)
+        try:
+            result = yield from self.deliver(client)
+        except SMTPAllRecipientsRefused:
+            yield from _quit_gen(client)
+            raise
+        yield from _quit_gen(client)
+        return result
+
+    def open(self, client: Client) -> Operation[None]:
+        """The session's opening, once per connection: EHLO, STARTTLS (as ``tls`` says) and
+        EHLO again, AUTH."""
         encrypted = self.implicit_tls
         yield from self._hello(client, encrypted)
         if self.starttls != "never" and not encrypted:
@@ -230,19 +243,30 @@ class Submission:
                     "allow it)"
                 )
             yield from _authenticate(client, self.credentials)
-        options = self._mail_options(client)
-        dsn = self.dsn
-        rcpts = [(r, dsn.rcpt_options(r) if dsn else []) for r in self.recipients]
+
+    def deliver(self, client: Client) -> Operation[SendResult]:
+        """The message's transaction on a session ``open`` opened (any number of them may
+        follow each other); raises ``SMTPAllRecipientsRefused`` when nobody took it."""
+        options = self.mail_options(client)
         client.owner.chunking = self.chunking
-        refusal: SMTPRecipientsRefused | None = None
         try:
-            yield from client.transaction(self.sender, rcpts, self.body, options)
+            yield from client.transaction(self.sender, self.rcpt_options(), self.body, options)
         except SMTPRecipientsRefused as exc:
-            refusal = exc
-        result = _result(client)
-        # The transaction is over: a server hanging up at QUIT (or before) changes nothing.
-        with contextlib.suppress(SMTPServerDisconnected):
-            yield from client.quit()
+            return self.result(client.last_replies, client.lmtp, exc)
+        return self.result(client.last_replies, client.lmtp)
+
+    def rcpt_options(self) -> list[tuple[str, list[str]]]:
+        """Each recipient with its RCPT parameters (DSN's)."""
+        dsn = self.dsn
+        return [(r, dsn.rcpt_options(r) if dsn else []) for r in self.recipients]
+
+    @staticmethod
+    def result(
+        replies: TransactionReplies, lmtp: bool, refusal: SMTPRecipientsRefused | None = None
+    ) -> SendResult:
+        """The ``SendResult`` of a transaction from its replies; ``SMTPAllRecipientsRefused``
+        carrying it when the transaction raised ``refusal``."""
+        result = _result(replies, lmtp)
         if refusal is not None:
             raise SMTPAllRecipientsRefused(refusal.recipients, result)
         return result
@@ -262,7 +286,7 @@ class Submission:
         if not 200 <= code < 300:
             raise SMTPHeloError(code, text)
 
-    def _mail_options(self, client: Client) -> list[str]:
+    def mail_options(self, client: Client) -> list[str]:
         """MAIL parameters for this message on this server; refuses what it cannot take."""
         features = client.connection.extensions
         options: list[str] = []
@@ -408,14 +432,19 @@ def _authenticate(client: Client, credentials: _Credentials) -> Operation[None]:
     yield from client.auth(name, mechanism)
 
 
-def _result(client: Client) -> SendResult:
-    """The ``SendResult`` of the transaction ``client`` just completed."""
-    replies = client.last_replies
+def _quit_gen(client: Client) -> Operation[None]:
+    """QUIT after the transaction: a server hanging up at QUIT (or before) changes nothing."""
+    with contextlib.suppress(SMTPServerDisconnected):
+        yield from client.quit()
+
+
+def _result(replies: TransactionReplies, lmtp: bool) -> SendResult:
+    """The ``SendResult`` of a transaction, from its replies."""
     accepted: dict[str, Reply] = {}
     refused: dict[str, Reply] = {}
     for recipient, reply in replies.rcpt.items():
         (accepted if reply.code in (250, 251) else refused)[recipient] = reply
-    if not client.lmtp:
+    if not lmtp:
         return SendResult(accepted, refused, replies.body.get(""))
     lmtp_replies = {recipient: reply for recipient, reply in replies.body.items() if recipient}
     for recipient, reply in lmtp_replies.items():

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .body import BodyEncoder
-from .commands import Bdat, Data, Mail, Rcpt, is_utf8
+from .commands import Bdat, Command, Data, Mail, Rcpt, is_utf8
 from .errors import (
     SMTPDataError,
     SMTPMessageTooLarge,
@@ -201,21 +202,8 @@ def transaction_gen(
     owner = client.owner
     source = source_of(msg)
     binary = _binary_body(mail_options)
-    # Measured only for a server that takes SIZE: a file is sought, bytes are scanned.
-    size = known_size(source, binary) if owner.does_esmtp and owner.has_extn("size") else None
+    options = mail_parameters(client, from_addr, source, mail_options)
     extensions = client.connection.extensions
-    if extensions.size and size is not None and size > extensions.size:
-        raise SMTPMessageTooLarge(size, extensions.size, from_addr)
-    if binary and not extensions.chunking:
-        raise SMTPNotSupportedError(
-            "BODY=BINARYMIME needs BDAT, but the server does not advertise CHUNKING"
-        )
-    if not owner.does_esmtp:
-        options: Sequence[str] = ()
-    elif size is not None:
-        options = (f"size={size}", *mail_options)
-    else:
-        options = mail_options
     client.last_replies = TransactionReplies({}, {})
     if client._any_replaced(_TRANSACTION_METHODS):
         return (yield from _through_methods_gen(client, from_addr, recipients, source, options))
@@ -228,6 +216,31 @@ def transaction_gen(
             return (yield from _pipelined_bdat_gen(client, mail, rcpts, pieces, binary))
         return (yield from _pipelined_data_gen(client, mail, rcpts, pieces))
     return (yield from _lockstep_gen(client, mail, rcpts, pieces, binary))
+
+
+def mail_parameters(
+    client: Client, from_addr: str, source: Source, mail_options: Sequence[str]
+) -> Sequence[str]:
+    """The parameters of MAIL for ``source`` on this server: ``SIZE=`` first when the server
+    takes SIZE and the size is known.  Raises, before anything is sent, what the server would
+    refuse: ``SMTPMessageTooLarge`` over its SIZE, ``SMTPNotSupportedError`` for BINARYMIME
+    without CHUNKING."""
+    owner = client.owner
+    binary = _binary_body(mail_options)
+    # Measured only for a server that takes SIZE: a file is sought, bytes are scanned.
+    size = known_size(source, binary) if owner.does_esmtp and owner.has_extn("size") else None
+    extensions = client.connection.extensions
+    if extensions.size and size is not None and size > extensions.size:
+        raise SMTPMessageTooLarge(size, extensions.size, from_addr)
+    if binary and not extensions.chunking:
+        raise SMTPNotSupportedError(
+            "BODY=BINARYMIME needs BDAT, but the server does not advertise CHUNKING"
+        )
+    if not owner.does_esmtp:
+        return ()
+    if size is not None:
+        return (f"size={size}", *mail_options)
+    return mail_options
 
 
 def _through_methods_gen(
@@ -322,13 +335,14 @@ def _refuse_sender_gen(client: Client, sender: str, reply: Reply) -> Operation[N
 
 
 def _envelope_replies(
-    client: Client, rcpts: list[Rcpt], replies: list[Reply]
+    kept: dict[str, Reply], rcpts: Sequence[Rcpt], replies: Sequence[Reply]
 ) -> tuple[dict[str, tuple[int, bytes]], bool]:
-    """The refused recipients among pipelined RCPT replies, and whether a 421 closed."""
+    """The refused recipients among pipelined RCPT replies (each reply kept in ``kept``), and
+    whether a 421 closed."""
     refused: dict[str, tuple[int, bytes]] = {}
     closed_at_rcpt = False
     for rcpt, reply in zip(rcpts, replies, strict=False):
-        client.last_replies.rcpt[rcpt.recipient] = reply
+        kept[rcpt.recipient] = reply
         if reply.code not in (250, 251):
             refused[rcpt.recipient] = reply.as_tuple()
         closed_at_rcpt = reply.code == 421
@@ -345,7 +359,7 @@ def _pipelined_data_gen(
     expected = len(rcpts) + 2
     replies = yield from client._exchange_gen(client._encode(mail, *rcpts, Data()), expected)
     mail_reply = replies[0]
-    refused, closed_at_rcpt = _envelope_replies(client, rcpts, replies[1:])
+    refused, closed_at_rcpt = _envelope_replies(client.last_replies.rcpt, rcpts, replies[1:])
     proceed = mail_reply.code == 250 and not closed_at_rcpt and len(refused) < len(rcpts)
     data_reply = replies[-1] if len(replies) == expected else None
     if client.owner.debuglevel > 0 and data_reply is not None:
@@ -374,41 +388,102 @@ def _pipelined_bdat_gen(
     Results and exceptions are those of the lock-step exchange with DATA.
     """
     piece, single = pieces.first
+    if single and not client.lmtp:
+        # The envelope's replies and the body's in one read, which may end early only where
+        # reading them one after the other would have raised.
+        first = one_chunk_request(client, (mail, *rcpts), piece, binary)
+        replies = yield from client._exchange_gen(first, len(rcpts) + 2, partial_at_eof=True)
+        return (yield from conclude_gen(client, one_chunk_outcome(mail, rcpts, replies)))
     if single:
-        encoder = _bdat_encoder(binary)
-        body, tail = encoder.encode(piece), encoder.finish()
-        bdat = Bdat(len(body) + len(tail), last=True)
-        first = b"".join((client._encode(mail, *rcpts, bdat), body, tail))
-        if client.owner.debuglevel > 0:
-            client.print_debug("send:", repr(bytes(body) + tail))
+        first = one_chunk_request(client, (mail, *rcpts), piece, binary)
     else:
         first = client._encode(mail, *rcpts)
-    # A one-chunk SMTP message: the envelope's replies and the body's in one read, which
-    # may end early only where reading them one after the other would have raised.
-    together = single and not client.lmtp
-    envelope_end = len(rcpts) + 1
-    wanted = envelope_end + together
-    replies = yield from client._exchange_gen(first, wanted, partial_at_eof=together)
-    cut_short = len(replies) < wanted and replies[-1].code != 421
-    if cut_short and len(replies) < envelope_end:
-        raise SMTPServerDisconnected("Connection unexpectedly closed")
+    replies = yield from client._exchange_gen(first, len(rcpts) + 1)
     mail_reply = replies[0]
-    refused, closed_at_rcpt = _envelope_replies(client, rcpts, replies[1:envelope_end])
+    refused, closed_at_rcpt = _envelope_replies(client.last_replies.rcpt, rcpts, replies[1:])
     proceed = mail_reply.code == 250 and not closed_at_rcpt and len(refused) < len(rcpts)
-    if together:
-        if cut_short:
-            raise SMTPServerDisconnected("Connection unexpectedly closed")
-        if len(replies) == wanted:
-            code, text = _body_reply(client, replies[-1])
-    elif single and (proceed or client.is_connected):
+    if single and (proceed or client.is_connected):
         code, text = yield from finish_body_gen(client, b"")  # (a refused body's too)
     if not proceed:
         yield from _refuse_envelope_gen(client, mail, mail_reply, refused, closed_at_rcpt)
     if not single:
         code, text = yield from _send_chunks_gen(client, pieces, binary)
-    if code == 250 and not client.lmtp:
-        return refused
     return (yield from _finish_transaction_gen(client, code, text, refused, len(rcpts)))
+
+
+def one_chunk_request(
+    client: Client, commands: Sequence[Command], piece: bytes | memoryview, binary: bool
+) -> bytes:
+    """``commands`` (MAIL and the RCPTs) and a body of one piece as ``BDAT n LAST``, as one
+    write; traced at debug level in wire order."""
+    encoder = _bdat_encoder(binary)
+    body, tail = encoder.encode(piece), encoder.finish()
+    bdat = Bdat(len(body) + len(tail), last=True)
+    data = b"".join((client._encode(*commands, bdat), body, tail))
+    if client.owner.debuglevel > 0:
+        client.print_debug("send:", repr(bytes(body) + tail))
+    return data
+
+
+@dataclass(frozen=True, slots=True)
+class OneChunkOutcome:
+    """What lock-step ``sendmail`` makes of the replies to a one-chunk SMTP transaction.
+
+    ``replies`` are the ones to keep in ``last_replies``; ``body`` the reply to the body, if
+    it came; ``refused`` the result when ``error`` is ``None``, else ``error`` is what it
+    raises, after an RSET if ``rset``.
+    """
+
+    replies: TransactionReplies
+    refused: dict[str, tuple[int, bytes]]
+    error: Exception | None
+    rset: bool
+    body: Reply | None
+
+
+def one_chunk_outcome(
+    mail: Mail, rcpts: Sequence[Rcpt], replies: Sequence[Reply]
+) -> OneChunkOutcome:
+    """The outcome of MAIL, ``rcpts`` and ``BDAT n LAST`` sent together, from their replies in
+    order: all ``len(rcpts) + 2`` of them, or fewer when the server closed the connection
+    (after a 421, or at EOF).  No I/O: the single transaction and a batch share it."""
+    wanted = len(rcpts) + 2
+    kept: dict[str, Reply] = {}
+    cut_short = len(replies) < wanted and (not replies or replies[-1].code != 421)
+    if cut_short and len(replies) < wanted - 1:
+        lost = SMTPServerDisconnected("Connection unexpectedly closed")
+        return OneChunkOutcome(TransactionReplies(kept, {}), {}, lost, False, None)
+    refused, closed_at_rcpt = _envelope_replies(kept, rcpts, replies[1 : wanted - 1])
+    if cut_short:
+        lost = SMTPServerDisconnected("Connection unexpectedly closed")
+        return OneChunkOutcome(TransactionReplies(kept, {}), refused, lost, False, None)
+    body = replies[-1] if len(replies) == wanted else None
+    outcome = partial(OneChunkOutcome, TransactionReplies(kept, {} if body is None else {"": body}))
+    mail_reply = replies[0]
+    if mail_reply.code != 250:
+        refusal = SMTPSenderRefused(mail_reply.code, mail_reply.text, mail.sender)
+        return outcome(refused, refusal, mail_reply.code != 421, body)
+    if closed_at_rcpt or len(refused) == len(rcpts):
+        return outcome(refused, SMTPRecipientsRefused(refused), not closed_at_rcpt, body)
+    assert body is not None  # no 421 before it, no EOF
+    if body.code != 250:
+        return outcome(refused, SMTPDataError(body.code, body.text), body.code != 421, body)
+    return outcome(refused, None, False, body)
+
+
+def conclude_gen(
+    client: Client, outcome: OneChunkOutcome
+) -> Generator[IORequest, Any, dict[str, tuple[int, bytes]]]:
+    """Act on a one-chunk outcome as lock-step ``sendmail``: keep the replies, trace the
+    body's, RSET if it would, then raise or return the refused recipients."""
+    client.last_replies = outcome.replies
+    if outcome.body is not None and client.owner.debuglevel > 0:
+        client.print_debug("data:", outcome.body.as_tuple())
+    if outcome.rset:
+        yield from client._rset_gen()
+    if outcome.error is not None:
+        raise outcome.error
+    return outcome.refused
 
 
 def _refuse_envelope_gen(
