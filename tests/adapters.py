@@ -37,6 +37,8 @@ __all__ = [
     "GUARD",
     "LOCAL_NAME",
     "MESSAGE",
+    "PATIENT_TIMEOUT",
+    "PAUSE",
     "TIMEOUT",
     "Adapter",
     "FaultyThenHealthy",
@@ -52,6 +54,9 @@ LOCAL_NAME = "client.example.test"
 TIMEOUT = 10.0
 #: Seconds an async test body may take in all before the harness fails it (a hang guard).
 GUARD = 30.0
+#: In the slow-but-steady tests: the client's timeout, and the server's pause before each reply.
+PATIENT_TIMEOUT = 1.5
+PAUSE = 0.9
 MESSAGE = b"Subject: adapter test\r\n\r\nbody\r\n"
 
 

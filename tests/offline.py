@@ -17,6 +17,13 @@ step before it; with ``pipelining=True`` it may send ahead (RFC 2920).
 Two clients can be driven with the same script: ``Peer.run`` drives a ``smtp_proto.Client``
 operation (a generator of I/O requests), and ``stdlib_smtp`` gives a real, never-connected
 ``smtplib.SMTP`` whose socket is the peer, so the stdlib's own behaviour validates a script.
+``same_as_stdlib`` plays a script both ways and checks that the ``Client`` sends the same
+bytes at the same moments and returns or raises the same thing.  Where the server
+advertises PIPELINING the client may (and for ``sendmail`` must) send ahead.
+
+The script pieces of a two-recipient ``sendmail`` (``MAIL``, ``RCPT_A``, ... ``OK``) are
+shared by the tests; ``ReactiveServer`` is a peer that answers whatever comes (each command
+with a code it was given) instead of following a script, for differential tests.
 """
 
 from __future__ import annotations
@@ -54,6 +61,17 @@ Step = C | S | _Tls
 
 class ScriptError(AssertionError):
     """The client did something the script does not allow."""
+
+
+def _drive(operation: Generator[Any, Any, Any], answer: Callable[[Any], Any]) -> Any:
+    """Run ``operation`` to its end, each I/O request it yields answered by ``answer``."""
+    result: Any = None
+    while True:
+        try:
+            request = operation.send(result)
+        except StopIteration as done:
+            return done.value
+        result = answer(request)
 
 
 @dataclass
@@ -160,13 +178,7 @@ class Peer:
 
     def run(self, operation: Generator[Any, Any, Any]) -> Any:
         """Drive one operation to its end: return its value or raise its exception."""
-        result: Any = None
-        while True:
-            try:
-                request = operation.send(result)
-            except StopIteration as done:
-                return done.value
-            result = self.answer(request)
+        return _drive(operation, self.answer)
 
     @property
     def finished(self) -> bool:
@@ -187,17 +199,17 @@ class Peer:
 # ------------------------------------------------------------------ the stdlib on a peer
 
 
-class _PeerFile:
-    """``sock.makefile('rb')`` for smtplib: ``readline`` pulls server steps on demand."""
+class _PulledFile:
+    """``sock.makefile('rb')`` for smtplib: ``readline`` pulls the server's bytes on demand."""
 
-    def __init__(self, peer: Peer) -> None:
-        self._peer = peer
+    def __init__(self, read: Callable[[], bytes]) -> None:
+        self._read = read
         self._buffer = b""
         self._eof = False
 
     def readline(self, limit: int = -1) -> bytes:
         while b"\n" not in self._buffer and not self._eof:
-            data = self._peer.answer(RECEIVE)
+            data = self._read()
             self._eof = not data
             self._buffer += data
         end = self._buffer.find(b"\n") + 1 or len(self._buffer)
@@ -210,27 +222,40 @@ class _PeerFile:
         pass
 
 
-class _PeerSocket:
-    """The few socket methods smtplib uses after connecting."""
+class _CallbackSocket:
+    """The few socket methods smtplib uses after connecting, each a call to the peer."""
 
-    def __init__(self, peer: Peer) -> None:
-        self._peer = peer
+    def __init__(
+        self,
+        send: Callable[[bytes], object],
+        read: Callable[[], bytes],
+        close: Callable[[], object],
+    ) -> None:
+        self._send = send
+        self._read = read
+        self._close = close
 
     def sendall(self, data: bytes) -> None:
-        self._peer.answer(bytes(data))
+        self._send(bytes(data))
 
-    def makefile(self, mode: str) -> _PeerFile:
-        return _PeerFile(self._peer)
+    def makefile(self, mode: str) -> _PulledFile:
+        return _PulledFile(self._read)
 
     def close(self) -> None:
-        self._peer.answer(CLOSE)
+        self._close()
+
+
+def _stdlib_on(sock: _CallbackSocket, local_hostname: str) -> smtplib.SMTP:
+    """A real ``smtplib.SMTP``, already "connected" (greeting done) through ``sock``."""
+    smtp = smtplib.SMTP(local_hostname=local_hostname)
+    smtp.sock = sock  # type: ignore[assignment]
+    return smtp
 
 
 def stdlib_smtp(peer: Peer, local_hostname: str = "client.example") -> smtplib.SMTP:
     """A real ``smtplib.SMTP``, already "connected" (greeting done) to ``peer``."""
-    smtp = smtplib.SMTP(local_hostname=local_hostname)
-    smtp.sock = _PeerSocket(peer)  # type: ignore[assignment]
-    return smtp
+    sock = _CallbackSocket(peer.answer, lambda: peer.answer(RECEIVE), lambda: peer.answer(CLOSE))
+    return _stdlib_on(sock, local_hostname)
 
 
 # ------------------------------------------------------------------ outcomes
@@ -269,3 +294,211 @@ def connected(lmtp: bool = False, local_hostname: str | None = HOST) -> Client:
     assert peer.run(client.greeting()) == (220, b"server.example ESMTP ready")
     peer.expect_finished()
     return client
+
+
+# ------------------------------------------------------------------ playing a script
+
+Action = Callable[[Any], Any]
+
+
+def play(
+    client: Client, script: list[Step], action: Action, *, pipelining: bool = False
+) -> tuple[Outcome, Peer]:
+    """Run ``action(client)`` (an operation) against ``script``; the script must be used up."""
+    peer = Peer(list(script), pipelining=pipelining)
+    result = outcome(lambda: peer.run(action(client)))
+    peer.expect_finished()
+    return result, peer
+
+
+def stdlib_play(script: list[Step], action: Action) -> tuple[Outcome, Peer]:
+    """Run ``action(smtp)`` on a real ``smtplib.SMTP`` against ``script``."""
+    peer = Peer(list(script))
+    smtp = stdlib_smtp(peer)
+    result = outcome(lambda: action(smtp))
+    peer.expect_finished()
+    return result, peer
+
+
+def same_as_stdlib(script: list[Step], action: Action, client: Client | None = None) -> Outcome:
+    """Play ``script`` with smtplib and with ``Client``: same bytes, same result, same closing."""
+    expected, stdlib_peer = stdlib_play(script, action)
+    got, peer = play(client or connected(), script, action)
+    assert got == expected
+    assert peer.client_bytes == stdlib_peer.client_bytes
+    # smtplib leaves the socket open after some 421 replies; the core closes on every 421.
+    assert peer.closed or not stdlib_peer.closed
+    if not any(isinstance(step, S) and step.data.startswith(b"421") for step in script):
+        assert peer.closed == stdlib_peer.closed
+    return got
+
+
+def sending(*args: Any) -> Action:
+    """An action calling ``sendmail(*args)`` (on smtplib or on the client)."""
+    return lambda s: s.sendmail(*args)
+
+
+def lines(*texts: str) -> list[Step]:
+    return [C(text.encode() + b"\r\n") for text in texts]
+
+
+def chain(*operations: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
+    """Run several operations as one; the last one's value is the result."""
+    value = None
+    for operation in operations:
+        value = yield from operation
+    return value
+
+
+# ------------------------------------------------------------------ script pieces
+
+EHLO_SIMPLE = S(b"250-server.example\r\n250-8BITMIME\r\n250 HELP\r\n")
+EHLO_PIPELINING = S(b"250-server.example\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+MAIL = C(b"mail FROM:<s@example.org>\r\n")
+RCPT_A = C(b"rcpt TO:<a@example.org>\r\n")
+RCPT_B = C(b"rcpt TO:<b@example.org>\r\n")
+DATA = C(b"data\r\n")
+RSET = C(b"rset\r\n")
+BODY = C(b"Subject: test\r\n\r\n..leading dot\r\n.\r\n")
+OK = S(b"250 2.0.0 ok\r\n")
+GO = S(b"354 go ahead\r\n")
+MESSAGE = b"Subject: test\r\n\r\n.leading dot\r\n"
+
+
+def sendmail(s: Any) -> Any:
+    return s.sendmail("s@example.org", ["a@example.org", "b@example.org"], MESSAGE)
+
+
+# ------------------------------------------------------------------ a reactive peer
+
+
+class ReactiveServer:
+    """A small, well-behaved SMTP server answering each command line with a scripted code.
+
+    It never pipelines anything itself; it answers lines as they arrive, so a client that
+    pipelines gets every reply it asked for.  After a 421 (or the reply to QUIT) it closes.
+    """
+
+    def __init__(
+        self, features: list[str], mail: int, rcpts: list[int], data: int, body: int
+    ) -> None:
+        self.features = features
+        self.codes = {"mail": mail, "data": data, "body": body}
+        self.rcpt_codes = list(rcpts)
+        self.pipelining = "PIPELINING" in features
+        self.inbox = b""
+        self.outbox: list[bytes] = []
+        self.closed = False
+        self.in_body = False
+        self.mail_ok = False
+        self.accepted = 0
+        self.rcpts_seen = 0
+        self.lockstep_violations = 0
+
+    def _reply(self, code: int, text: str) -> None:
+        if self.closed:
+            return
+        self.outbox.append(f"{code} {text}\r\n".encode())
+        if code == 421 or text == "bye":
+            self.closed = True
+
+    def _reset(self) -> None:
+        self.mail_ok = False
+        self.accepted = 0
+
+    def receive(self, data: bytes) -> None:
+        if self.outbox and not self.pipelining and not self.in_body:
+            self.lockstep_violations += 1
+        self.inbox += data
+        while not self.closed:
+            if self.in_body:
+                if self.inbox.startswith(b".\r\n"):
+                    end = 0
+                else:
+                    end = self.inbox.find(b"\r\n.\r\n")
+                    if end < 0:
+                        return
+                    end += 2
+                self.inbox = self.inbox[end + 3 :]
+                self.in_body = False
+                self._reset()
+                self._reply(self.codes["body"], "reply to the body")
+                continue
+            end = self.inbox.find(b"\r\n")
+            if end < 0:
+                return
+            line, self.inbox = self.inbox[:end].decode(), self.inbox[end + 2 :]
+            self._command(line.split(" ", 1)[0].lower())
+
+    def _command(self, verb: str) -> None:
+        if verb in ("ehlo", "helo"):
+            self._reset()
+            lines = ["server.example", *self.features]
+            text = "".join(f"250-{line}\r\n" for line in lines[:-1]) + f"250 {lines[-1]}"
+            self.outbox.append(text.encode() + b"\r\n")
+        elif verb == "mail":
+            code = self.codes["mail"]
+            self.mail_ok = code == 250
+            self._reply(code, "reply to MAIL")
+        elif verb == "rcpt":
+            if not self.mail_ok:
+                self._reply(503, "5.5.1 need MAIL first")
+                return
+            code = self.rcpt_codes[self.rcpts_seen]
+            self.rcpts_seen += 1
+            self.accepted += code in (250, 251)
+            self._reply(code, f"reply to RCPT {self.rcpts_seen}")
+        elif verb == "data":
+            if not self.mail_ok:
+                self._reply(503, "5.5.1 need MAIL first")
+            elif not self.accepted:
+                self._reply(554, "5.5.1 no valid recipients")
+            else:
+                code = self.codes["data"]
+                self.in_body = code == 354
+                self._reply(code, "reply to DATA")
+        elif verb == "rset":
+            self._reset()
+            self._reply(250, "reset")
+        elif verb == "quit":
+            self._reply(221, "bye")
+        else:
+            self._reply(500, "unknown")
+
+    def read(self) -> bytes:
+        if self.outbox:
+            data = b"".join(self.outbox)
+            self.outbox.clear()
+            return data
+        if self.closed:
+            return b""
+        raise AssertionError("the client waits for a reply to nothing: deadlock")
+
+
+def run_client_against(server: ReactiveServer, action: Action) -> tuple[Outcome, bytes]:
+    """Run ``action(client)`` (an operation) against ``server``; the outcome and every byte
+    the client sent."""
+    client = connected()
+    sent: list[bytes] = []
+
+    def answer(request: Any) -> Any:
+        if isinstance(request, bytes | memoryview):
+            sent.append(bytes(request))
+            server.receive(bytes(request))
+            return None
+        return server.read() if request is RECEIVE else None
+
+    return outcome(lambda: _drive(action(client), answer)), b"".join(sent)
+
+
+def run_stdlib_against(server: ReactiveServer, action: Action) -> tuple[Outcome, bytes]:
+    """Run ``action(smtp)`` on a real ``smtplib.SMTP`` talking to ``server``; the outcome and
+    every byte it sent."""
+    sent: list[bytes] = []
+
+    def send(data: bytes) -> None:
+        sent.append(data)
+        server.receive(data)
+
+    smtp = _stdlib_on(_CallbackSocket(send, server.read, lambda: None), HOST)
+    return outcome(lambda: action(smtp)), b"".join(sent)

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from smtp_proto.errors import SMTPServerDisconnected
-from tests.adapters import MESSAGE, Adapter, all_adapters
+from tests.adapters import MESSAGE, PATIENT_TIMEOUT, PAUSE, Adapter, all_adapters
 from tests.scripted_server import ScriptedServer, Session
 
 #: The client's timeout in these tests, and the server's pause before each byte it drips.
@@ -144,11 +144,6 @@ async def test_a_dripped_reply_times_out(adapter: Adapter, step: str) -> None:
     assert 0 < drip.sent < min(whole or LIMIT, LIMIT) // 2, drip.sent
 
 
-#: In the slow-but-steady tests: the client's timeout, and the server's pause before each reply.
-PATIENT_TIMEOUT = 1.5
-PAUSE = 0.9
-
-
 @all_adapters
 async def test_each_pipelined_reply_gets_its_own_deadline(adapter: Adapter) -> None:
     """MAIL, RCPT and DATA go out in one write; the server answers each after ``PAUSE``,
@@ -175,36 +170,6 @@ async def test_each_pipelined_reply_gets_its_own_deadline(adapter: Adapter) -> N
         await adapter.call(smtp.connect, server.host, server.port)
         assert await adapter.call(smtp.sendmail, SENDER, [RECIPIENT], MESSAGE) == {}
         assert await adapter.call(smtp.quit) == (221, b"2.0.0 Bye")
-
-
-@all_adapters
-async def test_each_lmtp_reply_gets_its_own_deadline(adapter: Adapter) -> None:
-    """LMTP answers the end of data once per recipient, here each after ``PAUSE``."""
-    pause = threading.Event()
-    recipients = ["a@example.test", "b@example.test"]
-
-    def handler(session: Session) -> None:
-        session.send(b"220 lmtp.example.test LMTP\r\n")
-        session.expect("lhlo ")
-        session.send(b"250-lmtp.example.test\r\n250 PIPELINING\r\n")
-        session.expect("mail from:")
-        session.expect("rcpt to:")
-        session.expect("rcpt to:")
-        session.expect("data")
-        session.send(b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n354 Go ahead\r\n")
-        session.read_until(b"\r\n.\r\n")
-        for recipient in recipients:
-            pause.wait(PAUSE)  # never set: delivery takes its time
-            session.send(f"250 2.0.0 <{recipient}> delivered\r\n".encode())
-        session.read_until_eof()
-
-    with ScriptedServer(handler) as server:
-        smtp = await adapter.open_lmtp(server.host, server.port, timeout=PATIENT_TIMEOUT)
-        assert await adapter.call(smtp.sendmail, SENDER, recipients, MESSAGE) == {}
-        assert smtp.lmtp_replies == {
-            recipient: (250, f"2.0.0 <{recipient}> delivered".encode()) for recipient in recipients
-        }
-        smtp.close()
 
 
 @all_adapters

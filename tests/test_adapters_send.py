@@ -1,5 +1,5 @@
-"""The high-level ``send`` on every adapter, against Postfix, Dovecot LMTP and the scripted
-server: secure defaults, DSN, BDAT/BINARYMIME, SIZE, LMTP results and async bodies."""
+"""The high-level ``send`` on every adapter, against Postfix and the scripted server: secure
+defaults, DSN, BDAT/BINARYMIME, SIZE and async bodies (LMTP's results: ``test_lmtp.py``)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ from smtp_proto.send import SMTPAllRecipientsRefused, SMTPAuthNotSupportedError
 from tests.adapters import LOCAL_NAME, Adapter, all_adapters, async_adapters, send
 from tests.scripted_server import ScriptedServer, Session, StandardESMTP
 from tests.servers.certs import LocalCA
-from tests.servers.dovecot import DovecotLMTPServer
 from tests.servers.postfix import PostfixServer
 
 SENDER = "sender@example.test"
@@ -162,38 +161,6 @@ async def test_message_over_the_size_limit_is_refused_before_mail(
             context=tls_ca.client_context(),
         )
     assert (caught.value.size, caught.value.limit) == (len(big), 10240000)
-
-
-# ---------------------------------------------------------------- Dovecot LMTP
-
-
-@all_adapters
-@pytest.mark.parametrize("where", ["unix", "tcp-starttls"])
-async def test_lmtp_per_recipient_replies(
-    adapter: Adapter, dovecot_lmtp: DovecotLMTPServer, tls_ca: LocalCA, token: str, where: str
-) -> None:
-    message = f"From: {SENDER}\r\nSubject: {token}\r\n\r\nhello\r\n".encode()
-    if where == "unix":  # no TLS on a Unix socket
-        address: tuple[str, int | None] = (str(dovecot_lmtp.unix_path), None)
-    else:  # STARTTLS required, as for SMTP
-        address = (dovecot_lmtp.host, dovecot_lmtp.port)
-    result = await send(
-        adapter,
-        message,
-        *address,
-        context=tls_ca.client_context(),
-        lmtp=True,
-        sender=SENDER,
-        recipients=["alice@example.test", "full@example.test", "nobody@example.test"],
-    )
-    assert set(result.lmtp_replies) == {"alice@example.test", "full@example.test"}
-    assert list(result.accepted) == ["alice@example.test"]
-    assert result.accepted["alice@example.test"] is result.lmtp_replies["alice@example.test"]
-    assert result.refused["full@example.test"].code == 552
-    assert result.refused["nobody@example.test"].code == 550  # refused at RCPT
-    assert result.data_reply is None and result.queue_id is None
-    (delivered,) = [m for m in dovecot_lmtp.messages_for("alice") if token.encode() in m]
-    assert (b"with LMTPS" in delivered) == (where == "tcp-starttls"), delivered[:600]
 
 
 # ---------------------------------------------------------------- secure defaults
@@ -431,37 +398,6 @@ async def test_every_recipient_refused_raises(adapter: Adapter) -> None:
     assert (result.accepted, result.refused["r"].code, result.data_reply) == ({}, 550, None)
     assert handler.envelopes == []
     assert handler.commands[-2:] == [b"rset", b"quit"]  # the session still ends politely
-
-
-@all_adapters
-async def test_every_lmtp_recipient_failing_after_the_message_raises_with_the_replies(
-    adapter: Adapter,
-) -> None:
-    handler = StandardESMTP(
-        features=ESMTP,
-        lmtp=True,
-        reject=lambda address: (550, "5.1.1 unknown") if address == "gone@x" else None,
-        data_replies=lambda accepted: ["452 4.2.2 mailbox full"] * len(accepted),
-    )
-    with ScriptedServer(handler) as server:
-        with pytest.raises(SMTPAllRecipientsRefused) as caught:
-            await send(
-                adapter,
-                b"Subject: s\r\n\r\n",
-                server.host,
-                server.port,
-                lmtp=True,
-                tls="none",
-                sender=SENDER,
-                recipients=["full@x", "gone@x"],
-            )
-        await adapter.sessions_done(server)
-    result = caught.value.result
-    assert set(caught.value.recipients) == {"full@x", "gone@x"}
-    assert list(result.lmtp_replies) == ["full@x"]  # told apart from the RCPT refusal
-    assert str(result.lmtp_replies["full@x"].enhanced_status) == "4.2.2"
-    assert result.refused["gone@x"].code == 550 and not result.accepted
-    assert handler.commands[-1] == b"quit"
 
 
 @all_adapters

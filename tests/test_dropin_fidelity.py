@@ -13,28 +13,24 @@ always the STANDARD LIBRARY module; the adapters are reached through ``adapter.m
 5. The module-level names (constants, helpers, the private ones real code imports).
 6. ``starttls(keyfile, certfile)`` and ``SMTP_SSL(host, port, None, keyfile, certfile)`` on
    Python 3.11: smtplib's ``DeprecationWarning``, and the client certificate is presented.
-7. LMTP over a Unix socket: a 600 s limit per reply by default (documented difference:
-   smtplib waits forever), no limit with ``timeout=None``.
+
+LMTP's (the Unix socket's time limits, the constructor's arguments) are in ``test_lmtp.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import inspect
 import pickle
 import smtplib  # the STANDARD LIBRARY module, never an adapter
 import ssl
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
 
 import pytest
-import trio
-import trio.testing
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -42,7 +38,7 @@ from smtp_proto import LocalProtocolError, RemoteProtocolError
 from smtp_proto import errors as proto_errors
 from tests.adapters import LOCAL_NAME, MESSAGE, TIMEOUT, Adapter, all_adapters
 from tests.scripted_server import Handler, ScriptedServer, Session, StandardESMTP
-from tests.servers.aiosmtpd_server import AiosmtpdLMTPServer, AiosmtpdServer
+from tests.servers.aiosmtpd_server import AiosmtpdServer
 from tests.servers.certs import LocalCA
 from tests.servers.postfix import PostfixServer
 
@@ -63,8 +59,6 @@ EXCEPTION_NAMES = [
 EXCEPTION_ATTRIBUTES = ("smtp_code", "smtp_error", "sender", "recipients")
 #: smtplib's exception text for the newline in ``local_hostname="hi\nX-INJECTED"``.
 INJECTED_EHLO = "command and arguments contain prohibited newline characters: ehlo hi\\nX-INJECTED"
-#: The documented limit on each wait when no timeout is given (docs/migrating.md).
-DEFAULT_LIMIT = 600.0
 CLIENT_NAME = "client-cert.example.test"
 DEPRECATED = "keyfile and certfile are deprecated, use a custom context instead"
 #: The keyfile/certfile tests: smtplib takes them up to Python 3.11 (the 3.12 case is below).
@@ -1197,194 +1191,6 @@ async def test_smtp_ssl_keyfile_with_a_context_is_a_value_error(
     for arguments in ({"keyfile": keyfile}, {"certfile": certfile}):
         with pytest.raises(ValueError, match="mutually exclusive"):
             adapter.module.SMTP_SSL(context=context, **arguments)
-
-
-# ====================================================================== 7. LMTP over a Unix socket
-
-
-@all_adapters
-@pytest.mark.parametrize("timeout_given", ["default", "None"])
-async def test_lmtp_unix_socket_delivers(
-    adapter: Adapter, aiosmtpd_lmtp_unix: AiosmtpdLMTPServer, timeout_given: str, token: str
-) -> None:
-    """``LMTP(path)`` with the default timeout, and with ``timeout=None``, delivers."""
-    kwargs: dict[str, Any] = {} if timeout_given == "default" else {"timeout": None}
-    lmtp = adapter.module.LMTP(
-        str(aiosmtpd_lmtp_unix.unix_path), local_hostname=LOCAL_NAME, **kwargs
-    )
-    if adapter.is_async:
-        assert (await lmtp.connect())[0] == 220
-    message = f"Subject: {token}\r\n\r\nover LMTP\r\n".encode()
-    assert (
-        await adapter.call(lmtp.sendmail, SENDER, ["a@example.test", "b@example.test"], message)
-        == {}
-    )
-    assert (await adapter.call(lmtp.quit))[0] == 221
-    (record,) = aiosmtpd_lmtp_unix.messages()
-    assert record.rcpt_tos == ["a@example.test", "b@example.test"]
-    assert token.encode() in record.content
-    if timeout_given == "None":
-        assert lmtp.timeout is None
-
-
-def test_sync_lmtp_unix_socket_wait_limits(aiosmtpd_lmtp_unix: AiosmtpdLMTPServer) -> None:
-    """The socket's timeout bounds each blocking wait: 600 s by default (smtplib: none)."""
-    path = str(aiosmtpd_lmtp_unix.unix_path)
-    sync = module("sync")
-    theirs = smtplib.LMTP(path, local_hostname=LOCAL_NAME)
-    assert theirs.sock.gettimeout() is None  # smtplib waits forever: the documented difference
-    theirs.close()
-    default = sync.LMTP(path, local_hostname=LOCAL_NAME)
-    assert (default.ehlo())[0] == 250
-    limit = default.sock.gettimeout()
-    assert limit is not None and DEFAULT_LIMIT - 5 < limit <= DEFAULT_LIMIT
-    default.quit()
-    unlimited = sync.LMTP(path, local_hostname=LOCAL_NAME, timeout=None)
-    assert unlimited.sock.gettimeout() is None
-    assert unlimited.ehlo()[0] == 250
-    assert unlimited.sock.gettimeout() is None
-    unlimited.quit()
-
-
-class StallsAfterNoop:
-    """An LMTP server that answers LHLO, then never answers NOOP; ``waiting`` is set then."""
-
-    def __init__(self) -> None:
-        self.waiting = threading.Event()
-
-    def __call__(self, session: Session) -> None:
-        session.reply("220 lmtp.test LMTP")
-        session.expect("LHLO")
-        session.reply("250-lmtp.test", "250 PIPELINING")
-        session.expect("NOOP")
-        self.waiting.set()
-        session.stall()
-
-
-class SkewedLoop(asyncio.SelectorEventLoop):
-    """An event loop whose clock a test can move forward: deadlines are on ``time()``."""
-
-    skew = 0.0
-
-    def time(self) -> float:
-        return super().time() + self.skew
-
-
-async def settle() -> None:
-    """Let the event loop run its ready callbacks and due timers for a while."""
-    for _ in range(50):
-        await asyncio.sleep(0)
-
-
-@pytest.mark.parametrize("timeout_given", ["default", "None"])
-def test_asyncio_lmtp_unix_socket_wait_limit(tmp_path: Path, timeout_given: str) -> None:
-    """A stalled reply fails after 600 s of the loop's clock by default, never with None."""
-    adapter_module = module("asyncio")
-    path = str(tmp_path / "lmtp.sock")
-    handler = StallsAfterNoop()
-    kwargs: dict[str, Any] = {} if timeout_given == "default" else {"timeout": None}
-    results: dict[str, Any] = {}
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        assert isinstance(loop, SkewedLoop)
-        lmtp = adapter_module.LMTP(path, local_hostname=LOCAL_NAME, **kwargs)
-        assert (await lmtp.connect())[0] == 220
-        assert (await lmtp.ehlo())[0] == 250
-        task = asyncio.create_task(lmtp.noop())
-        assert await asyncio.to_thread(handler.waiting.wait, TIMEOUT)
-        loop.skew += DEFAULT_LIMIT - 1
-        await settle()
-        results["before the limit"] = task.done()
-        loop.skew += 2
-        await settle()
-        results["past the limit"] = task.done()
-        loop.skew += 1e6
-        await settle()
-        results["much later"] = task.done()
-        if task.done():
-            results["error"] = task.exception()
-        else:
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-        results["connected"] = lmtp.is_connected
-        lmtp.close()
-
-    with ScriptedServer(handler, unix_path=path), asyncio.Runner(loop_factory=SkewedLoop) as runner:
-        runner.run(main())
-    assert results["before the limit"] is False
-    if timeout_given == "default":
-        assert results["past the limit"] is True
-        error = results["error"]
-        assert isinstance(error, smtplib.SMTPServerDisconnected)
-        assert isinstance(error.__cause__, TimeoutError)
-        assert results["connected"] is False
-    else:
-        assert results["much later"] is False
-        assert results["connected"] is False  # the cancellation closed it
-
-
-@pytest.mark.parametrize("timeout_given", ["default", "None"])
-def test_trio_lmtp_unix_socket_wait_limit(tmp_path: Path, timeout_given: str) -> None:
-    """The same with trio's ``MockClock``: virtual time, moved by hand."""
-    adapter_module = module("trio")
-    path = str(tmp_path / "lmtp.sock")
-    handler = StallsAfterNoop()
-    kwargs: dict[str, Any] = {} if timeout_given == "default" else {"timeout": None}
-    clock = trio.testing.MockClock()
-    results: dict[str, Any] = {}
-
-    async def main() -> None:
-        lmtp = adapter_module.LMTP(path, local_hostname=LOCAL_NAME, **kwargs)
-        assert (await lmtp.connect())[0] == 220
-        assert (await lmtp.ehlo())[0] == 250
-        errors: list[BaseException] = []
-
-        async def noop() -> None:
-            start = trio.current_time()
-            try:
-                await lmtp.noop()
-            except smtplib.SMTPServerDisconnected as exc:
-                errors.append(exc)
-                results["waited"] = trio.current_time() - start
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(noop)
-            assert await trio.to_thread.run_sync(handler.waiting.wait, TIMEOUT)
-            clock.jump(DEFAULT_LIMIT - 1)
-            await trio.testing.wait_all_tasks_blocked()
-            results["before the limit"] = list(errors)
-            clock.jump(2)
-            await trio.testing.wait_all_tasks_blocked()
-            results["past the limit"] = list(errors)
-            clock.jump(1e6)
-            await trio.testing.wait_all_tasks_blocked()
-            results["much later"] = list(errors)
-            nursery.cancel_scope.cancel()
-        results["connected"] = lmtp.is_connected
-        lmtp.close()
-
-    with ScriptedServer(handler, unix_path=path):
-        trio.run(main, clock=clock)
-    assert results["before the limit"] == []
-    if timeout_given == "default":
-        (error,) = results["past the limit"]
-        assert isinstance(error.__cause__, TimeoutError)
-        assert DEFAULT_LIMIT <= results["waited"] < DEFAULT_LIMIT + 2
-        assert results["connected"] is False
-    else:
-        assert results["much later"] == []
-        assert results["connected"] is False  # the cancellation closed it
-
-
-@all_adapters
-async def test_lmtp_positional_arguments_as_smtplib(adapter: Adapter) -> None:
-    """smtplib's ``LMTP(host, port, local_hostname, source_address, timeout)``."""
-    theirs = smtplib.LMTP("", smtplib.LMTP_PORT, LOCAL_NAME, None, 5.0)
-    ours = adapter.module.LMTP("", smtplib.LMTP_PORT, LOCAL_NAME, None, 5.0)
-    assert (ours.timeout, ours.source_address) == (theirs.timeout, theirs.source_address)
-    assert (ours.timeout, ours.source_address) == (5.0, None)
 
 
 @all_adapters

@@ -1,28 +1,50 @@
 """LMTP on every adapter: Dovecot over its Unix socket and over TCP, aiosmtpd's LMTP over a
-Unix socket, and a scripted server that dies between its per-recipient replies.
+Unix socket, and scripted servers (one dies between its per-recipient replies).
 
 LMTP answers the end of a message once per accepted recipient (RFC 2033): ``sendmail``
-reports the ones refused then in its result and keeps every reply in ``lmtp_replies``.
-``smtplib.LMTP`` reads only the first of those replies (CPython gh-76984).  The Dovecot
-transaction tests also run with ``chunking = True``, where the message goes as ``BDAT ... LAST``.
+reports the ones refused then in its result and keeps every reply in ``lmtp_replies``, and
+``send()`` tells them apart from the RCPT refusals.  ``smtplib.LMTP`` reads only the first of
+those replies (CPython gh-76984).  The Dovecot transaction tests also run with
+``chunking = True``, where the message goes as ``BDAT ... LAST``.  Time limits: each reply has
+its own deadline, and on a Unix socket the default limit is 600 s per wait (a documented
+difference: smtplib waits forever), none with ``timeout=None``.  The offline tests of the
+core's LMTP are in ``tests/core/test_lmtp.py``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import smtplib as stdlib_smtplib
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
+import trio.testing
+from smtp_proto.transports import sync
 
 from smtp_proto.errors import SMTPRecipientsRefused, SMTPServerDisconnected
-from tests.adapters import LOCAL_NAME, Adapter, all_adapters
-from tests.scripted_server import ScriptedServer, Session
+from smtp_proto.send import SMTPAllRecipientsRefused
+from tests.adapters import (
+    LOCAL_NAME,
+    MESSAGE,
+    PATIENT_TIMEOUT,
+    PAUSE,
+    TIMEOUT,
+    Adapter,
+    all_adapters,
+    send,
+)
+from tests.scripted_server import ScriptedServer, Session, StandardESMTP
 from tests.servers.aiosmtpd_server import AiosmtpdLMTPServer
+from tests.servers.certs import LocalCA
 from tests.servers.dovecot import DovecotLMTPServer
 
 SENDER = "lmtp-sender@example.test"
+#: The documented limit on each wait when no timeout is given (docs/migrating.md).
+DEFAULT_LIMIT = 600.0
 
 
 def addr(user: str) -> str:
@@ -200,6 +222,20 @@ def test_stdlib_loses_the_second_reply(dovecot_lmtp: DovecotLMTPServer, token: s
     assert holds(dovecot_lmtp, "full", token) == 0
 
 
+def test_lmtp_per_recipient_replies_after_bdat(dovecot_lmtp: DovecotLMTPServer, token: str) -> None:
+    message = f"Subject: {token}\r\n\r\nhello\r\n".encode()
+    with sync.LMTP(str(dovecot_lmtp.unix_path), local_hostname="client.test") as client:
+        client.chunking = True
+        refused = client.sendmail(SENDER, ["alice@example.test", "full@example.test"], message)
+        assert list(refused) == ["full@example.test"]
+        assert refused["full@example.test"][0] == 552
+        assert client.lmtp_replies["alice@example.test"][0] == 250
+        with pytest.raises(SMTPRecipientsRefused) as caught:
+            client.sendmail(SENDER, ["full@example.test", "tempfail@example.test"], message)
+        assert {code for code, _ in caught.value.recipients.values()} == {552, 451}
+    assert sum(token.encode() in m for m in dovecot_lmtp.messages_for("alice")) == 1
+
+
 # ---------------------------------------------------------------- aiosmtpd LMTP
 
 
@@ -335,3 +371,286 @@ async def test_connection_lost_between_lmtp_replies(adapter: Adapter, tmp_path: 
             b"2.0.0 <alice@example.test> delivered",
         )
         assert not adapter.is_connected(lmtp)
+
+
+# ---------------------------------------------------------------- send()
+
+
+@all_adapters
+@pytest.mark.parametrize("where", ["unix", "tcp-starttls"])
+async def test_lmtp_per_recipient_replies(
+    adapter: Adapter, dovecot_lmtp: DovecotLMTPServer, tls_ca: LocalCA, token: str, where: str
+) -> None:
+    message = f"From: {SENDER}\r\nSubject: {token}\r\n\r\nhello\r\n".encode()
+    if where == "unix":  # no TLS on a Unix socket
+        address: tuple[str, int | None] = (str(dovecot_lmtp.unix_path), None)
+    else:  # STARTTLS required, as for SMTP
+        address = (dovecot_lmtp.host, dovecot_lmtp.port)
+    result = await send(
+        adapter,
+        message,
+        *address,
+        context=tls_ca.client_context(),
+        lmtp=True,
+        sender=SENDER,
+        recipients=["alice@example.test", "full@example.test", "nobody@example.test"],
+    )
+    assert set(result.lmtp_replies) == {"alice@example.test", "full@example.test"}
+    assert list(result.accepted) == ["alice@example.test"]
+    assert result.accepted["alice@example.test"] is result.lmtp_replies["alice@example.test"]
+    assert result.refused["full@example.test"].code == 552
+    assert result.refused["nobody@example.test"].code == 550  # refused at RCPT
+    assert result.data_reply is None and result.queue_id is None
+    (delivered,) = [m for m in dovecot_lmtp.messages_for("alice") if token.encode() in m]
+    assert (b"with LMTPS" in delivered) == (where == "tcp-starttls"), delivered[:600]
+
+
+@all_adapters
+async def test_every_lmtp_recipient_failing_after_the_message_raises_with_the_replies(
+    adapter: Adapter,
+) -> None:
+    handler = StandardESMTP(
+        features=("PIPELINING", "8BITMIME", "SIZE 100000", "ENHANCEDSTATUSCODES"),
+        lmtp=True,
+        reject=lambda address: (550, "5.1.1 unknown") if address == "gone@x" else None,
+        data_replies=lambda accepted: ["452 4.2.2 mailbox full"] * len(accepted),
+    )
+    with ScriptedServer(handler) as server:
+        with pytest.raises(SMTPAllRecipientsRefused) as caught:
+            await send(
+                adapter,
+                b"Subject: s\r\n\r\n",
+                server.host,
+                server.port,
+                lmtp=True,
+                tls="none",
+                sender=SENDER,
+                recipients=["full@x", "gone@x"],
+            )
+        await adapter.sessions_done(server)
+    result = caught.value.result
+    assert set(caught.value.recipients) == {"full@x", "gone@x"}
+    assert list(result.lmtp_replies) == ["full@x"]  # told apart from the RCPT refusal
+    assert str(result.lmtp_replies["full@x"].enhanced_status) == "4.2.2"
+    assert result.refused["gone@x"].code == 550 and not result.accepted
+    assert handler.commands[-1] == b"quit"
+
+
+# ---------------------------------------------------------------- time limits
+
+
+@all_adapters
+async def test_each_lmtp_reply_gets_its_own_deadline(adapter: Adapter) -> None:
+    """LMTP answers the end of data once per recipient, here each after ``PAUSE``."""
+    pause = threading.Event()
+    recipients = ["a@example.test", "b@example.test"]
+
+    def handler(session: Session) -> None:
+        session.send(b"220 lmtp.example.test LMTP\r\n")
+        session.expect("lhlo ")
+        session.send(b"250-lmtp.example.test\r\n250 PIPELINING\r\n")
+        session.expect("mail from:")
+        session.expect("rcpt to:")
+        session.expect("rcpt to:")
+        session.expect("data")
+        session.send(b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n354 Go ahead\r\n")
+        session.read_until(b"\r\n.\r\n")
+        for recipient in recipients:
+            pause.wait(PAUSE)  # never set: delivery takes its time
+            session.send(f"250 2.0.0 <{recipient}> delivered\r\n".encode())
+        session.read_until_eof()
+
+    with ScriptedServer(handler) as server:
+        smtp = await adapter.open_lmtp(server.host, server.port, timeout=PATIENT_TIMEOUT)
+        assert await adapter.call(smtp.sendmail, SENDER, recipients, MESSAGE) == {}
+        assert smtp.lmtp_replies == {
+            recipient: (250, f"2.0.0 <{recipient}> delivered".encode()) for recipient in recipients
+        }
+        smtp.close()
+
+
+@all_adapters
+@pytest.mark.parametrize("timeout_given", ["default", "None"])
+async def test_lmtp_unix_socket_delivers(
+    adapter: Adapter, aiosmtpd_lmtp_unix: AiosmtpdLMTPServer, timeout_given: str, token: str
+) -> None:
+    """``LMTP(path)`` with the default timeout, and with ``timeout=None``, delivers."""
+    kwargs: dict[str, Any] = {} if timeout_given == "default" else {"timeout": None}
+    lmtp = adapter.module.LMTP(
+        str(aiosmtpd_lmtp_unix.unix_path), local_hostname=LOCAL_NAME, **kwargs
+    )
+    if adapter.is_async:
+        assert (await lmtp.connect())[0] == 220
+    message = f"Subject: {token}\r\n\r\nover LMTP\r\n".encode()
+    assert (
+        await adapter.call(lmtp.sendmail, SENDER, ["a@example.test", "b@example.test"], message)
+        == {}
+    )
+    assert (await adapter.call(lmtp.quit))[0] == 221
+    (record,) = aiosmtpd_lmtp_unix.messages()
+    assert record.rcpt_tos == ["a@example.test", "b@example.test"]
+    assert token.encode() in record.content
+    if timeout_given == "None":
+        assert lmtp.timeout is None
+
+
+def test_sync_lmtp_unix_socket_wait_limits(aiosmtpd_lmtp_unix: AiosmtpdLMTPServer) -> None:
+    """The socket's timeout bounds each blocking wait: 600 s by default (smtplib: none)."""
+    path = str(aiosmtpd_lmtp_unix.unix_path)
+    theirs = stdlib_smtplib.LMTP(path, local_hostname=LOCAL_NAME)
+    assert theirs.sock.gettimeout() is None  # smtplib waits forever: the documented difference
+    theirs.close()
+    default = sync.LMTP(path, local_hostname=LOCAL_NAME)
+    assert (default.ehlo())[0] == 250
+    limit = default.sock.gettimeout()
+    assert limit is not None and DEFAULT_LIMIT - 5 < limit <= DEFAULT_LIMIT
+    default.quit()
+    unlimited = sync.LMTP(path, local_hostname=LOCAL_NAME, timeout=None)
+    assert unlimited.sock.gettimeout() is None
+    assert unlimited.ehlo()[0] == 250
+    assert unlimited.sock.gettimeout() is None
+    unlimited.quit()
+
+
+class StallsAfterNoop:
+    """An LMTP server that answers LHLO, then never answers NOOP; ``waiting`` is set then."""
+
+    def __init__(self) -> None:
+        self.waiting = threading.Event()
+
+    def __call__(self, session: Session) -> None:
+        session.reply("220 lmtp.test LMTP")
+        session.expect("LHLO")
+        session.reply("250-lmtp.test", "250 PIPELINING")
+        session.expect("NOOP")
+        self.waiting.set()
+        session.stall()
+
+
+class SkewedLoop(asyncio.SelectorEventLoop):
+    """An event loop whose clock a test can move forward: deadlines are on ``time()``."""
+
+    skew = 0.0
+
+    def time(self) -> float:
+        return super().time() + self.skew
+
+
+async def settle() -> None:
+    """Let the event loop run its ready callbacks and due timers for a while."""
+    for _ in range(50):
+        await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("timeout_given", ["default", "None"])
+def test_asyncio_lmtp_unix_socket_wait_limit(tmp_path: Path, timeout_given: str) -> None:
+    """A stalled reply fails after 600 s of the loop's clock by default, never with None."""
+    adapter_module = Adapter("asyncio").module
+    path = str(tmp_path / "lmtp.sock")
+    handler = StallsAfterNoop()
+    kwargs: dict[str, Any] = {} if timeout_given == "default" else {"timeout": None}
+    results: dict[str, Any] = {}
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, SkewedLoop)
+        lmtp = adapter_module.LMTP(path, local_hostname=LOCAL_NAME, **kwargs)
+        assert (await lmtp.connect())[0] == 220
+        assert (await lmtp.ehlo())[0] == 250
+        task = asyncio.create_task(lmtp.noop())
+        assert await asyncio.to_thread(handler.waiting.wait, TIMEOUT)
+        loop.skew += DEFAULT_LIMIT - 1
+        await settle()
+        results["before the limit"] = task.done()
+        loop.skew += 2
+        await settle()
+        results["past the limit"] = task.done()
+        loop.skew += 1e6
+        await settle()
+        results["much later"] = task.done()
+        if task.done():
+            results["error"] = task.exception()
+        else:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        results["connected"] = lmtp.is_connected
+        lmtp.close()
+
+    with ScriptedServer(handler, unix_path=path), asyncio.Runner(loop_factory=SkewedLoop) as runner:
+        runner.run(main())
+    assert results["before the limit"] is False
+    if timeout_given == "default":
+        assert results["past the limit"] is True
+        error = results["error"]
+        assert isinstance(error, stdlib_smtplib.SMTPServerDisconnected)
+        assert isinstance(error.__cause__, TimeoutError)
+        assert results["connected"] is False
+    else:
+        assert results["much later"] is False
+        assert results["connected"] is False  # the cancellation closed it
+
+
+@pytest.mark.parametrize("timeout_given", ["default", "None"])
+def test_trio_lmtp_unix_socket_wait_limit(tmp_path: Path, timeout_given: str) -> None:
+    """The same with trio's ``MockClock``: virtual time, moved by hand."""
+    adapter_module = Adapter("trio").module
+    path = str(tmp_path / "lmtp.sock")
+    handler = StallsAfterNoop()
+    kwargs: dict[str, Any] = {} if timeout_given == "default" else {"timeout": None}
+    clock = trio.testing.MockClock()
+    results: dict[str, Any] = {}
+
+    async def main() -> None:
+        lmtp = adapter_module.LMTP(path, local_hostname=LOCAL_NAME, **kwargs)
+        assert (await lmtp.connect())[0] == 220
+        assert (await lmtp.ehlo())[0] == 250
+        errors: list[BaseException] = []
+
+        async def noop() -> None:
+            start = trio.current_time()
+            try:
+                await lmtp.noop()
+            except stdlib_smtplib.SMTPServerDisconnected as exc:
+                errors.append(exc)
+                results["waited"] = trio.current_time() - start
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(noop)
+            assert await trio.to_thread.run_sync(handler.waiting.wait, TIMEOUT)
+            clock.jump(DEFAULT_LIMIT - 1)
+            await trio.testing.wait_all_tasks_blocked()
+            results["before the limit"] = list(errors)
+            clock.jump(2)
+            await trio.testing.wait_all_tasks_blocked()
+            results["past the limit"] = list(errors)
+            clock.jump(1e6)
+            await trio.testing.wait_all_tasks_blocked()
+            results["much later"] = list(errors)
+            nursery.cancel_scope.cancel()
+        results["connected"] = lmtp.is_connected
+        lmtp.close()
+
+    with ScriptedServer(handler, unix_path=path):
+        trio.run(main, clock=clock)
+    assert results["before the limit"] == []
+    if timeout_given == "default":
+        (error,) = results["past the limit"]
+        assert isinstance(error.__cause__, TimeoutError)
+        assert DEFAULT_LIMIT <= results["waited"] < DEFAULT_LIMIT + 2
+        assert results["connected"] is False
+    else:
+        assert results["much later"] == []
+        assert results["connected"] is False  # the cancellation closed it
+
+
+# ---------------------------------------------------------------- the constructor
+
+
+@all_adapters
+async def test_lmtp_positional_arguments_as_smtplib(adapter: Adapter) -> None:
+    """smtplib's ``LMTP(host, port, local_hostname, source_address, timeout)``."""
+    theirs = stdlib_smtplib.LMTP("", stdlib_smtplib.LMTP_PORT, LOCAL_NAME, None, 5.0)
+    ours = adapter.module.LMTP("", stdlib_smtplib.LMTP_PORT, LOCAL_NAME, None, 5.0)
+    assert (ours.timeout, ours.source_address) == (theirs.timeout, theirs.source_address)
+    assert (ours.timeout, ours.source_address) == (5.0, None)

@@ -15,7 +15,6 @@ from smtp_proto.transports import sync as smtplib
 from smtp_proto.body import CHUNK_SIZE
 from tests.scripted_server import ScriptedServer, StandardESMTP
 from tests.servers.aiosmtpd_server import AiosmtpdServer
-from tests.servers.dovecot import DovecotLMTPServer
 from tests.servers.postfix import PostfixServer
 
 SENDER = "chunks@example.test"
@@ -80,20 +79,6 @@ def test_refused_recipients_are_reported(
         assert set(caught.value.recipients) == {"reject-a@example.test", "reject-b@example.test"}
         assert client.noop()[0] == 250  # the refused body's reply was read: still in step
     assert len(postfix_delivered(token)) == 1
-
-
-def test_lmtp_per_recipient_replies_after_bdat(dovecot_lmtp: DovecotLMTPServer, token: str) -> None:
-    message = f"Subject: {token}\r\n\r\nhello\r\n".encode()
-    with smtplib.LMTP(str(dovecot_lmtp.unix_path), local_hostname="client.test") as client:
-        client.chunking = True
-        refused = client.sendmail(SENDER, ["alice@example.test", "full@example.test"], message)
-        assert list(refused) == ["full@example.test"]
-        assert refused["full@example.test"][0] == 552
-        assert client.lmtp_replies["alice@example.test"][0] == 250
-        with pytest.raises(smtplib.SMTPRecipientsRefused) as caught:
-            client.sendmail(SENDER, ["full@example.test", "tempfail@example.test"], message)
-        assert {code for code, _ in caught.value.recipients.values()} == {552, 451}
-    assert sum(token.encode() in m for m in dovecot_lmtp.messages_for("alice")) == 1
 
 
 def test_falls_back_to_data_without_chunking(aiosmtpd_server: AiosmtpdServer) -> None:

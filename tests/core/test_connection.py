@@ -16,7 +16,6 @@ from smtp_proto.commands import (
     Data,
     Ehlo,
     Helo,
-    Lhlo,
     Mail,
     Noop,
     Quit,
@@ -35,52 +34,15 @@ from smtp_proto.connection import (
 )
 from smtp_proto.errors import LocalProtocolError, RemoteProtocolError
 from smtp_proto.replies import Reply
-
-EHLO_PIPELINING = b"250-server.example\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 SIZE 1000\r\n"
-EHLO_PLAIN = b"250-server.example\r\n250-SIZE 1000\r\n250 STARTTLS\r\n"
-
-
-def event(conn: ClientConnection, data: bytes = b"") -> object:
-    """Feed ``data`` (if any) and return the next event."""
-    if data:
-        conn.receive_data(data)
-    return conn.next_event()
-
-
-def reply(conn: ClientConnection, data: bytes) -> Reply:
-    ev = event(conn, data)
-    assert isinstance(ev, Reply), ev
-    return ev
-
-
-def greeted(lmtp: bool = False) -> ClientConnection:
-    conn = ClientConnection(lmtp=lmtp)
-    assert conn.state is State.GREETING
-    ev = event(conn, b"220 server.example ESMTP\r\n")
-    assert isinstance(ev, Greeting)
-    assert conn.state is State.READY
-    return conn
-
-
-def ready(ehlo_reply: bytes = EHLO_PIPELINING, lmtp: bool = False) -> ClientConnection:
-    conn = greeted(lmtp)
-    conn.send(Lhlo("client") if lmtp else Ehlo("client"))
-    assert reply(conn, ehlo_reply).code == 250
-    return conn
-
-
-def in_body(lmtp: bool = False, recipients: tuple[str, ...] = ("a@x",)) -> ClientConnection:
-    conn = ready(EHLO_PLAIN, lmtp)
-    conn.send(Mail("s@x"))
-    reply(conn, b"250 ok\r\n")
-    for recipient in recipients:
-        conn.send(Rcpt(recipient))
-        reply(conn, b"250 ok\r\n")
-    conn.send(Data())
-    assert reply(conn, b"354 go\r\n").code == 354
-    assert conn.state is State.BODY
-    return conn
-
+from tests.core.connections import (
+    EHLO_PIPELINING,
+    EHLO_PLAIN,
+    event,
+    greeted,
+    in_body,
+    ready,
+    reply,
+)
 
 # --------------------------------------------------------------------------- greeting
 
@@ -192,11 +154,6 @@ def test_new_greeting_forgets_features() -> None:
     assert not conn.extensions.pipelining
     reply(conn, b"250 hello\r\n")
     assert conn.features == {}
-
-
-def test_lhlo_features() -> None:
-    conn = ready(b"250-lmtp.example\r\n250 PIPELINING\r\n", lmtp=True)
-    assert conn.extensions.pipelining
 
 
 # --------------------------------------------------------------------------- pipelining
@@ -399,42 +356,6 @@ def test_421_during_body_closes() -> None:
         conn.send_data(b"x")
 
 
-def test_lmtp_one_reply_per_accepted_recipient() -> None:
-    conn = ready(EHLO_PLAIN, lmtp=True)
-    conn.send(Mail("s@x"))
-    reply(conn, b"250 ok\r\n")
-    for recipient, code in (("a@x", 250), ("b@x", 550), ("c@x", 251)):
-        conn.send(Rcpt(recipient))
-        assert reply(conn, b"%d r\r\n" % code).code == code
-    conn.send(Data())
-    reply(conn, b"354 go\r\n")
-    assert conn.send_data(b"body") + conn.end_data() == b"body\r\n.\r\n"
-    assert conn.pending == (DataEnd("a@x"), DataEnd("c@x"))
-    assert [c.recipient for c in conn.pending if isinstance(c, DataEnd)] == ["a@x", "c@x"]
-    assert reply(conn, b"250 2.1.5 a delivered\r\n").code == 250
-    assert conn.pending == (DataEnd("c@x"),)
-    assert reply(conn, b"452 4.2.2 c over quota\r\n").code == 452
-    assert conn.pending == ()
-    # The next transaction starts from scratch.
-    conn.send(Mail("s@x"))
-    reply(conn, b"250 ok\r\n")
-    conn.send(Rcpt("d@x"))
-    reply(conn, b"250 ok\r\n")
-    conn.send(Data())
-    reply(conn, b"354 go\r\n")
-    conn.end_data()
-    assert conn.pending == (DataEnd("d@x"),)
-
-
-def test_lmtp_rset_forgets_accepted_recipients() -> None:
-    conn = ready(EHLO_PLAIN, lmtp=True)
-    for command in (Mail("s@x"), Rcpt("a@x"), Rset(), Mail("s@x"), Rcpt("b@x"), Data()):
-        conn.send(command)
-        reply(conn, b"354 go\r\n" if isinstance(command, Data) else b"250 ok\r\n")
-    conn.end_data()
-    assert conn.pending == (DataEnd("b@x"),)
-
-
 def test_smtp_one_reply_after_data_whatever_the_recipients() -> None:
     conn = in_body(recipients=("a@x", "b@x", "c@x"))
     conn.end_data()
@@ -461,41 +382,6 @@ def test_bdat_chunks_may_be_pipelined() -> None:
     out = conn.send_bdat(b"abc") + conn.send_bdat(b"def", last=True)
     assert out == b"BDAT 3\r\nabcBDAT 3 LAST\r\ndef"
     assert len(conn.pending) == 2
-
-
-def test_lmtp_bdat_last_gets_one_reply_per_recipient() -> None:
-    conn = ready(EHLO_PIPELINING, lmtp=True)
-    conn.send(Mail("s@x"))
-    reply(conn, b"250 ok\r\n")
-    for recipient, code in (("a@x", 250), ("b@x", 550), ("c@x", 250)):
-        conn.send(Rcpt(recipient))
-        reply(conn, b"%d r\r\n" % code)
-    conn.send_bdat(b"part one ")
-    reply(conn, b"250 chunk\r\n")
-    assert conn.send_bdat(b"part two", last=True) == b"BDAT 8 LAST\r\npart two"
-    assert conn.pending == (Bdat(8, last=True),)
-    assert reply(conn, b"250 a ok\r\n").code == 250
-    assert conn.pending == (DataEnd("c@x"),)  # the first reply was a@x's
-    assert reply(conn, b"550 c refused\r\n").code == 550
-    assert conn.pending == ()
-
-
-def test_lmtp_bdat_last_pipelined_with_the_recipients() -> None:
-    # RFC 3030 lets BDAT be pipelined after the RCPTs; an LMTP server then sends one reply
-    # per accepted recipient after BDAT LAST (RFC 2033), as it does after DATA.
-    conn = ready(EHLO_PIPELINING, lmtp=True)
-    for command in (Mail("s@x"), Rcpt("a@x"), Rcpt("b@x")):
-        conn.send(command)
-    conn.send_bdat(b"message", last=True)
-    conn.receive_data(b"250 sender ok\r\n250 a ok\r\n250 b ok\r\n250 a delivered\r\n")
-    conn.receive_data(b"452 b over quota\r\n")
-    codes = []
-    while (ev := conn.next_event()) is not NEED_DATA:
-        assert isinstance(ev, Reply)
-        codes.append(ev.code)
-    assert codes == [250, 250, 250, 250, 452]
-    assert conn.state is State.READY
-    assert conn.pending == ()
 
 
 # --------------------------------------------------------------------------- QUIT, 421, EOF
