@@ -5,7 +5,7 @@
 ``smtp_proto.transports`` drive over sockets, asyncio or trio.
 """
 
-from ._renamed import ModuleGetattr, renamed
+from ._renamed import renamed
 from ._version import __version__ as __version__
 from .body import BodyEncoder
 from .client import Client
@@ -30,16 +30,7 @@ from .commands import (
     Vrfy,
     quoteaddr,
 )
-from .connection import (
-    NEED_DATA,
-    ClientConnection,
-    ConnectionClosed,
-    DataEnd,
-    Event,
-    Greeting,
-    NeedData,
-    State,
-)
+from .connection import NEED_DATA, ClientConnection, ConnectionClosed, DataEnd, Greeting, State
 from .dsn import DSN, RecipientDSN
 from .errors import (
     LocalProtocolError,
@@ -75,7 +66,6 @@ from .send import (
     SMTPAuthNotSupportedError,
     SMTPSecurityError,
 )
-from .transaction import TransactionReplies
 
 __all__ = [
     "CLOSE",
@@ -97,7 +87,6 @@ __all__ = [
     "DataEnd",
     "Ehlo",
     "EnhancedStatus",
-    "Event",
     "Expn",
     "Extensions",
     "Greeting",
@@ -107,7 +96,6 @@ __all__ = [
     "Lhlo",
     "LocalProtocolError",
     "Mail",
-    "NeedData",
     "NextRead",
     "Noop",
     "Operation",
@@ -137,11 +125,10 @@ __all__ = [
     "SendResult",
     "StartTLS",
     "State",
-    "TransactionReplies",
     "Vrfy",
     "parse_ehlo",
     "quoteaddr",
 ]
 
 
-__getattr__: ModuleGetattr = renamed(globals(), {"NextChunk": "NextRead"})
+__getattr__ = renamed(globals(), {"NextChunk": "NextRead"})
