@@ -101,6 +101,8 @@ class Run:
     ports: dict[str | None, int] = field(default_factory=lambda: {None: 0})
     sink_pid: int = 0
     deadline: float = 0.0
+    #: The machine's 1-minute load average before the run and after it: was it shared?
+    load: list[float] = field(default_factory=lambda: [os.getloadavg()[0]])
 
 
 def arguments() -> argparse.Namespace:
@@ -246,6 +248,7 @@ def measure_all(run: Run) -> None:
         log(f"stopping early: {stop}")
     finally:
         run.sink_said = started.stop()
+        run.load.append(os.getloadavg()[0])
 
 
 def versions() -> dict[str, str]:
@@ -280,7 +283,8 @@ def notes(run: Run) -> list[str]:
         " [N RTT]: the time in round trips through the proxy.",
         " ".join(f"{w.id}: {w.about.format_map(vars(args))}." for w in run.workloads) + rtt,
         f"Python {found.pop('python')} on {platform.machine()} Linux {platform.release()},"
-        f" {os.cpu_count()} CPUs; {pinning}",
+        f" {os.cpu_count()} CPUs; {pinning} Load average {run.load[0]:.1f} before the run,"
+        f" {run.load[-1]:.1f} after it.",
         "Versions: " + ", ".join(f"{name} {version}" for name, version in found.items()) + ".",
     ]
     if run.sink_load:
