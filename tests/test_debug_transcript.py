@@ -1,10 +1,10 @@
 """``set_debuglevel(1)`` prints the transcript in wire order, as ``smtplib``'s does."""
 
 import pytest
-
-from smtp_proto.body import PIECE_SIZE
 from smtp_proto.transports import sync
 from smtp_proto.transports.testing import CaptureServer
+
+from smtp_proto.body import PIECE_SIZE
 
 
 def test_each_bdat_chunk_is_printed_after_its_command(capsys: pytest.CaptureFixture[str]) -> None:
