@@ -5,7 +5,7 @@
 ``smtp_proto.transports`` drive over sockets, asyncio or trio.
 """
 
-from ._renamed import renamed
+from ._renamed import ModuleGetattr, renamed
 from ._version import __version__ as __version__
 from .body import BodyEncoder
 from .client import Client
@@ -30,7 +30,16 @@ from .commands import (
     Vrfy,
     quoteaddr,
 )
-from .connection import NEED_DATA, ClientConnection, ConnectionClosed, DataEnd, Greeting, State
+from .connection import (
+    NEED_DATA,
+    ClientConnection,
+    ConnectionClosed,
+    DataEnd,
+    Event,
+    Greeting,
+    NeedData,
+    State,
+)
 from .dsn import DSN, RecipientDSN
 from .errors import (
     LocalProtocolError,
@@ -66,6 +75,7 @@ from .send import (
     SMTPAuthNotSupportedError,
     SMTPSecurityError,
 )
+from .transaction import TransactionReplies
 
 __all__ = [
     "CLOSE",
@@ -87,6 +97,7 @@ __all__ = [
     "DataEnd",
     "Ehlo",
     "EnhancedStatus",
+    "Event",
     "Expn",
     "Extensions",
     "Greeting",
@@ -96,6 +107,7 @@ __all__ = [
     "Lhlo",
     "LocalProtocolError",
     "Mail",
+    "NeedData",
     "NextRead",
     "Noop",
     "Operation",
@@ -125,10 +137,11 @@ __all__ = [
     "SendResult",
     "StartTLS",
     "State",
+    "TransactionReplies",
     "Vrfy",
     "parse_ehlo",
     "quoteaddr",
 ]
 
 
-__getattr__ = renamed(globals(), {"NextChunk": "NextRead"})
+__getattr__: ModuleGetattr = renamed(globals(), {"NextChunk": "NextRead"})

@@ -6,8 +6,11 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+#: A module's ``__getattr__``, as ``renamed`` makes it.
+ModuleGetattr = Callable[[str], Any]
 
-def renamed(namespace: dict[str, Any], old_to_new: dict[str, str]) -> Callable[[str], Any]:
+
+def renamed(namespace: dict[str, Any], old_to_new: dict[str, str]) -> ModuleGetattr:
     """A module ``__getattr__`` that serves each old name as its new one, with a warning."""
     module = namespace["__name__"]
 

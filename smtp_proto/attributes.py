@@ -10,6 +10,7 @@ its own is its own owner.
 from __future__ import annotations
 
 import hmac
+from typing import overload
 
 __all__ = ["SMTPAttributes"]
 
@@ -17,24 +18,31 @@ __all__ = ["SMTPAttributes"]
 class SMTPAttributes:
     """The attributes ``smtplib.SMTP`` documents, and its methods that do no I/O."""
 
-    debuglevel = 0
+    #: 1 prints the transcript to stderr, 2 adds timestamps (``set_debuglevel``).
+    debuglevel: int = 0
+    #: The text of the last reply to HELO, ``None`` before one.
     helo_resp: bytes | None = None
-    ehlo_msg = "ehlo"
+    #: The greeting command: ``ehlo``, or ``lhlo`` for LMTP.
+    ehlo_msg: str = "ehlo"
+    #: The text of the last reply to EHLO, ``None`` before one.
     ehlo_resp: bytes | None = None
-    does_esmtp = False
+    #: Whether the last EHLO was accepted (250).
+    does_esmtp: bool = False
     #: How command lines are encoded: ``ascii``, or ``utf-8`` after ``MAIL ... SMTPUTF8``.
-    command_encoding = "ascii"
+    command_encoding: str = "ascii"
+    #: The credentials of the last ``login`` (read by the ``auth_*`` methods); ``None``
+    #: before one, where ``smtplib`` has no attribute yet.
     user: str | None = None
     password: str | None = None
     #: Send ``sendmail``'s message with BDAT (RFC 3030) when the server offers CHUNKING and
     #: PIPELINING: one round trip per message instead of two, no dot-stuffing.  The results
     #: and exceptions are DATA's; set it to ``False`` to use DATA all the same.
-    chunking = True
+    chunking: bool = True
     #: The name for HELO/EHLO; ``None`` until given or looked up.
     _local_hostname: str | None = None
     #: The 334 challenges answered so far in the AUTH exchange under way (``auth_login``
     #: reads it, as ``smtplib``'s does).
-    _auth_challenge_count = 0
+    _auth_challenge_count: int = 0
 
     def __init__(self) -> None:
         #: The extensions of the last EHLO: name (lower case) -> parameters.
@@ -46,6 +54,10 @@ class SMTPAttributes:
         """Whether the server advertised the extension ``opt`` (case-insensitive)."""
         return opt.lower() in self.esmtp_features
 
+    @overload
+    def auth_cram_md5(self, challenge: None = None) -> None: ...
+    @overload
+    def auth_cram_md5(self, challenge: bytes) -> str: ...
     def auth_cram_md5(self, challenge: bytes | None = None) -> str | None:
         """``smtplib``'s CRAM-MD5 authobject, from ``user`` and ``password``."""
         if challenge is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import overload
 
-from ._renamed import renamed
+from ._renamed import ModuleGetattr, renamed
 
 __all__ = ["PIECE_SIZE", "BodyEncoder", "fix_line_ends", "normalised_size", "quotedata"]
 
@@ -134,4 +134,4 @@ class BodyEncoder:
         return self.encode(body) + self.finish()
 
 
-__getattr__ = renamed(globals(), {"CHUNK_SIZE": "PIECE_SIZE"})
+__getattr__: ModuleGetattr = renamed(globals(), {"CHUNK_SIZE": "PIECE_SIZE"})

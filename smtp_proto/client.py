@@ -15,7 +15,7 @@ import email.message
 from collections.abc import Generator, Iterable, Sequence
 from typing import Any
 
-from ._renamed import renamed
+from ._renamed import ModuleGetattr, renamed
 from .authentication import auth_gen, login_gen
 from .commands import (
     Ehlo,
@@ -364,4 +364,4 @@ class Client(Exchange):
         return login_gen(self, user, password, initial_response_ok=initial_response_ok)
 
 
-__getattr__ = renamed(globals(), {"NextChunk": "NextRead"})
+__getattr__: ModuleGetattr = renamed(globals(), {"NextChunk": "NextRead"})

@@ -42,6 +42,7 @@ __all__ = [
     "DataEnd",
     "Event",
     "Greeting",
+    "NeedData",
     "State",
 ]
 
@@ -62,7 +63,9 @@ class State(enum.Enum):
 _GREETING, _READY, _SASL, _BODY, _TLS_HANDSHAKE, _CLOSED = State
 
 
-class _NeedData:
+class NeedData:
+    """The type of ``NEED_DATA``, its one instance."""
+
     __slots__ = ()
 
     def __repr__(self) -> str:
@@ -70,7 +73,7 @@ class _NeedData:
 
 
 #: ``next_event`` returns this when a reply is not complete yet: feed more bytes.
-NEED_DATA: Final = _NeedData()
+NEED_DATA: Final = NeedData()
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,11 +129,11 @@ class ClientConnection:
 
     def __init__(self, *, lmtp: bool = False, max_buffer: int = 1 << 20) -> None:
         self.lmtp = lmtp
-        self.state = _GREETING
+        self.state: State = _GREETING
         #: What the last successful EHLO/LHLO advertised (nothing before it and after TLS).
         self.extensions: Extensions = NO_EXTENSIONS
         #: Send commands as UTF-8 (after ``MAIL ... SMTPUTF8``) instead of ASCII.
-        self.utf8 = False
+        self.utf8: bool = False
         self._parser = ReplyParser(max_buffer)
         self._pending: deque[Command] = deque()
         self._accepted: list[str] = []
@@ -174,7 +177,7 @@ class ClientConnection:
         except RemoteProtocolError as exc:
             self._fail(exc)
 
-    def next_event(self) -> Event | _NeedData:
+    def next_event(self) -> Event | NeedData:
         """The next reply, ``NEED_DATA`` if it is incomplete, or ``ConnectionClosed``."""
         state = self.state
         if state is _CLOSED:

@@ -20,7 +20,7 @@ from .transaction import TransactionReplies
 
 __all__ = ["Exchange"]
 
-logger = logging.getLogger("smtp_proto")
+logger: logging.Logger = logging.getLogger("smtp_proto")
 
 
 def _nothing_overridden(name: str) -> None:
@@ -53,7 +53,7 @@ class Exchange(SMTPAttributes):
                 self.ehlo_msg = "lhlo"
         self.lmtp = lmtp
         #: The replies of the last ``sendmail``/``transaction``, as ``Reply`` objects.
-        self.last_replies = TransactionReplies({}, {})
+        self.last_replies: TransactionReplies = TransactionReplies({}, {})
         self._override = overrides or _nothing_overridden
         self._connection: ClientConnection | None = None
 

@@ -108,7 +108,7 @@ class ReplyParser:
         self._recent: dict[bytes, Reply] = {}  # single-line replies by their raw line
         self._seen_once: set[bytes] = set()  # lines seen once: remembered when seen again
         #: Bytes that may be held unparsed; more than this is a ``RemoteProtocolError``.
-        self.max_buffer = max_buffer
+        self.max_buffer: int = max_buffer
 
     @property
     def buffered(self) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Generator
 from typing import Any, Final, TypeVar
 
-from ._renamed import renamed
+from ._renamed import ModuleGetattr, renamed
 
 __all__ = [
     "CLOSE",
@@ -34,7 +34,7 @@ class Request:
     __slots__ = ("name",)
 
     def __init__(self, name: str) -> None:
-        self.name = name
+        self.name: str = name
 
     def __repr__(self) -> str:
         return self.name
@@ -67,7 +67,7 @@ class NextRead(Request):
 
     def __init__(self, source: AsyncIterator[Any]) -> None:
         super().__init__("NEXT_READ")
-        self.source = source
+        self.source: AsyncIterator[Any] = source
 
 
 class Call(Request):
@@ -84,9 +84,9 @@ class Call(Request):
         self, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
         super().__init__("CALL")
-        self.method = method
-        self.args = args
-        self.kwargs = kwargs
+        self.method: Callable[..., Any] = method
+        self.args: tuple[Any, ...] = args
+        self.kwargs: dict[str, Any] = kwargs
 
 
 IORequest = bytes | memoryview | Request
@@ -95,4 +95,4 @@ T = TypeVar("T")
 Operation = Generator[IORequest, Any, T]
 
 
-__getattr__ = renamed(globals(), {"NextChunk": "NextRead"})
+__getattr__: ModuleGetattr = renamed(globals(), {"NextChunk": "NextRead"})

@@ -36,6 +36,7 @@ from .source import Message, fix_line_ends
 from .transaction import TransactionReplies
 
 __all__ = [
+    "Credentials",
     "SMTPAllRecipientsRefused",
     "SMTPAuthNotSupportedError",
     "SMTPSecurityError",
@@ -133,7 +134,7 @@ def _header_block(data: bytes) -> bytes:
 
 
 @dataclass(frozen=True)
-class _Credentials:
+class Credentials:
     """Who logs in, and how; the secrets are left out of ``repr`` (tracebacks, logs)."""
 
     username: str
@@ -154,7 +155,7 @@ class Submission:
     port: int
     implicit_tls: bool
     starttls: Literal["require", "try", "never"]
-    credentials: _Credentials | None
+    credentials: Credentials | None
     plaintext_auth: bool
     dsn: DSN | None
     chunking: bool
@@ -349,7 +350,7 @@ def _credentials(
     password: str | None,
     oauth2_token: str | Callable[[], str] | None,
     mechanism: str | None,
-) -> _Credentials | None:
+) -> Credentials | None:
     """The credentials to log in with, if any; a username needs exactly one secret."""
     if password is None and oauth2_token is None:
         if username is not None:
@@ -359,7 +360,7 @@ def _credentials(
         raise ValueError("a password or an OAuth 2 token needs a username")
     if password is not None and oauth2_token is not None:
         raise ValueError("give a password or an OAuth 2 token, not both")
-    return _Credentials(username, password, oauth2_token, mechanism)
+    return Credentials(username, password, oauth2_token, mechanism)
 
 
 def _envelope(
@@ -396,7 +397,7 @@ def _body_kind(body: Message, binary: bool | None, international: bool) -> tuple
     return ("binary" if binary else kind), international
 
 
-def _authenticate(client: Client, credentials: _Credentials) -> Operation[None]:
+def _authenticate(client: Client, credentials: Credentials) -> Operation[None]:
     """AUTH with a password (the named mechanism, or ``login``'s choice) or an OAuth 2 token
     (OAUTHBEARER or XOAUTH2, whichever is offered, or the named one)."""
     advertised = client.connection.extensions.auth

@@ -232,10 +232,14 @@ class SMTPObject(SMTPAttributes):
     object itself, class defaults included; see ``SMTPAttributes``), ``set_debuglevel``, and
     how the core learns which public methods a subclass or a mock replaced."""
 
-    default_port = SMTP_PORT
-    file = None
-    #: As given: a number, ``None``, or ``GLOBAL_DEFAULT_TIMEOUT`` (resolved when connecting).
-    timeout: Any = GLOBAL_DEFAULT_TIMEOUT
+    #: The port ``connect`` uses when none is given.
+    default_port: int = SMTP_PORT
+    #: ``smtplib``'s file for reading replies: always ``None`` here (replies are read by the core).
+    file: Any | None = None
+    #: As given: seconds, ``None``, or ``GLOBAL_DEFAULT_TIMEOUT`` (resolved when connecting).
+    timeout: float | None = GLOBAL_DEFAULT_TIMEOUT
+    #: The ``(host, port)`` to connect from, ``None`` for any.
+    source_address: tuple[str, int] | None
     #: The timeout in force on the connection (see ``resolve_timeout``).
     _timeout: float | None = DEFAULT_TIMEOUT
     _lmtp = False
@@ -323,8 +327,8 @@ class LMTPBase(SMTPObject):
     """LMTP (RFC 2033): LHLO, a Unix socket when ``host`` is an absolute path, one reply per
     recipient; mixed in before an adapter's ``SMTP``, with ``smtplib.LMTP``'s constructor."""
 
-    default_port = LMTP_PORT
-    ehlo_msg = "lhlo"
+    default_port: int = LMTP_PORT
+    ehlo_msg: str = "lhlo"
     _lmtp = True
 
     def __init__(
@@ -350,7 +354,12 @@ class SMTPSSLBase(SMTPObject):
     """Implicit TLS (port 465), certificates verified by default: mixed in before an adapter's
     ``SMTP``, with ``smtplib.SMTP_SSL``'s constructor."""
 
-    default_port = SMTP_SSL_PORT
+    default_port: int = SMTP_SSL_PORT
+    #: The client certificate's key and certificate files (deprecated, as in ``smtplib``).
+    keyfile: str | None
+    certfile: str | None
+    #: The TLS settings of the connection.
+    context: ssl.SSLContext
     #: The adapter's plain ``SMTP`` class, whose constructor runs after the TLS settings.
     _plain: ClassVar[type[SMTPObject]]
 
@@ -367,7 +376,7 @@ class SMTPSSLBase(SMTPObject):
     ) -> None:
         """``keyfile`` and ``certfile``: Python 3.11 only, deprecated, as in ``smtplib``."""
         self.keyfile, self.certfile = keyfile, certfile
-        self.context: ssl.SSLContext = (
+        self.context = (
             tls_context_with_client_cert(keyfile, certfile, context) or default_tls_context()
         )
         # As smtplib: the plain class by name, not super(), so that a subclass that also

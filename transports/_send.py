@@ -7,7 +7,7 @@ from __future__ import annotations
 import email.message
 import ssl
 from collections.abc import Callable, Sequence
-from typing import Any, TypedDict
+from typing import Any, TypeAlias, TypedDict
 
 from smtp_proto.dsn import DSN
 from smtp_proto.send import Submission, TLSMode
@@ -20,7 +20,7 @@ __all__ = ["SendMessage", "SendOptions", "prepare_send"]
 #: What ``send`` sends: an ``email.message.Message`` (envelope from its headers unless given),
 #: or bytes, text, a binary file object or a (sync or async) iterable of bytes with an
 #: explicit ``sender=`` and ``recipients=``.
-SendMessage = email.message.Message | Message
+SendMessage: TypeAlias = email.message.Message | Message
 
 
 class SendOptions(TypedDict, total=False):

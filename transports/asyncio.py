@@ -39,7 +39,7 @@ from ._common import (
 from ._send import SendMessage, SendOptions
 from ._smtplib_names import *  # noqa: F403 (the smtplib module surface)
 
-__all__ = ["LMTP", "SMTP", "SMTP_SSL", "send"]
+__all__ = ["LMTP", "SMTP", "SMTP_SSL", "SendMessage", "SendOptions", "send"]
 __all__ += _smtplib_names.__all__
 
 T = TypeVar("T")
@@ -238,6 +238,12 @@ class SMTP(AsyncSMTPBase):
     @property
     def is_connected(self) -> bool:
         return self._stream is not None
+
+    @property
+    def sock(self) -> asyncio.Transport | None:
+        """The connection's transport (TLS once there is TLS), ``None`` when not connected:
+        ``smtplib``'s ``sock``, as asyncio has it (``get_extra_info`` gives the details)."""
+        return None if self._stream is None else self._stream.transport
 
     def _abort(self) -> None:
         stream, self._stream = self._stream, None

@@ -21,7 +21,7 @@ import sys
 import time
 from math import inf
 from types import TracebackType
-from typing import Any, TypeVar, Unpack
+from typing import Any, Self, TypeVar, Unpack
 
 from smtp_proto.driving import drive
 from smtp_proto.errors import SMTPConnectError, SMTPServerDisconnected
@@ -43,7 +43,7 @@ from ._common import (
 from ._send import SendMessage, SendOptions
 from ._smtplib_names import *  # noqa: F403 (the smtplib module surface)
 
-__all__ = ["LMTP", "SMTP", "SMTP_SSL", "send"]
+__all__ = ["LMTP", "SMTP", "SMTP_SSL", "SendMessage", "SendOptions", "send"]
 __all__ += _smtplib_names.__all__
 
 T = TypeVar("T")
@@ -63,6 +63,7 @@ class SMTP(SyncAPI):
     and mocks of them work as they do with ``smtplib``.
     """
 
+    #: The connection's socket (an ``ssl.SSLSocket`` once there is TLS), ``None`` when closed.
     sock: socket.socket | None = None
 
     def __init__(
@@ -81,7 +82,7 @@ class SMTP(SyncAPI):
                 self.close()
                 raise SMTPConnectError(code, msg)
 
-    def __enter__(self) -> SMTP:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

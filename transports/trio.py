@@ -44,7 +44,7 @@ from ._common import (
 from ._send import SendMessage, SendOptions
 from ._smtplib_names import *  # noqa: F403 (the smtplib module surface)
 
-__all__ = ["LMTP", "SMTP", "SMTP_SSL", "send"]
+__all__ = ["LMTP", "SMTP", "SMTP_SSL", "SendMessage", "SendOptions", "send"]
 __all__ += _smtplib_names.__all__
 
 T = TypeVar("T")
@@ -171,6 +171,12 @@ class SMTP(AsyncSMTPBase):
     @property
     def is_connected(self) -> bool:
         return self._raw is not None
+
+    @property
+    def sock(self) -> trio.socket.SocketType | None:
+        """The connection's socket (TLS, once there is TLS, runs over it), ``None`` when not
+        connected: ``smtplib``'s ``sock``, as trio has it."""
+        return self._socket
 
     def _abort(self) -> None:
         sock, self._socket, self._raw, self._tls = self._socket, None, None, None
