@@ -18,7 +18,7 @@
 # packages installed here, and the Debian-exim user its binary insists on is created.
 set -eu
 
-PACKAGES="postfix dovecot-core dovecot-lmtpd openssl graphviz"
+PACKAGES="postfix dovecot-core dovecot-lmtpd openssl graphviz nodejs"
 # The libraries exim4-daemon-light (4.96, bookworm) depends on; none conflicts with Postfix.
 EXIM_LIBRARIES="libc6 libcrypt1 libdb5.3 libgnutls-dane0 libgnutls30 libidn12 libidn2-0 libnsl2 libpcre2-8-0"
 EXIM_DIR=/opt/smtp-proto-test/exim4
