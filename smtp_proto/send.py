@@ -44,6 +44,7 @@ __all__ = [
     "Submission",
     "TLSMode",
     "body_kind",
+    "send_outcome",
 ]
 
 #: How TLS is used: ``auto`` is implicit TLS on port 465 and required STARTTLS elsewhere
@@ -250,27 +251,20 @@ class Submission:
         follow each other); raises ``SMTPAllRecipientsRefused`` when nobody took it."""
         options = self.mail_options(client)
         client.owner.chunking = self.chunking
+        refusal: SMTPRecipientsRefused | None = None
         try:
             yield from client.transaction(self.sender, self.rcpt_options(), self.body, options)
         except SMTPRecipientsRefused as exc:
-            return self.result(client.last_replies, client.lmtp, exc)
-        return self.result(client.last_replies, client.lmtp)
+            refusal = exc
+        outcome = send_outcome(client.last_replies, client.lmtp, refusal)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
     def rcpt_options(self) -> list[tuple[str, list[str]]]:
         """Each recipient with its RCPT parameters (DSN's)."""
         dsn = self.dsn
         return [(r, dsn.rcpt_options(r) if dsn else []) for r in self.recipients]
-
-    @staticmethod
-    def result(
-        replies: TransactionReplies, lmtp: bool, refusal: SMTPRecipientsRefused | None = None
-    ) -> SendResult:
-        """The ``SendResult`` of a transaction from its replies; ``SMTPAllRecipientsRefused``
-        carrying it when the transaction raised ``refusal``."""
-        result = _result(replies, lmtp)
-        if refusal is not None:
-            raise SMTPAllRecipientsRefused(refusal.recipients, result)
-        return result
 
     def _hello(self, client: Client, encrypted: bool) -> Operation[None]:
         """EHLO (LHLO); HELO only where no extension is needed."""
@@ -431,6 +425,19 @@ def _authenticate(client: Client, credentials: Credentials) -> Operation[None]:
     if name not in advertised:
         raise SMTPAuthNotSupportedError(f"the server does not offer AUTH {name}")
     yield from client.auth(name, mechanism)
+
+
+def send_outcome(
+    replies: TransactionReplies, lmtp: bool, error: Exception | None = None
+) -> SendResult | Exception:
+    """What ``send`` reports for a transaction with these replies, which returned (``error``
+    is ``None``) or raised ``error``: its ``SendResult``, or ``SMTPAllRecipientsRefused``
+    carrying it when every recipient was refused, or ``error`` itself."""
+    if error is None:
+        return _result(replies, lmtp)
+    if isinstance(error, SMTPRecipientsRefused):
+        return SMTPAllRecipientsRefused(error.recipients, _result(replies, lmtp))
+    return error
 
 
 def _quit_gen(client: Client) -> Operation[None]:

@@ -471,14 +471,19 @@ def one_chunk_outcome(
     return outcome(refused, None, False, body)
 
 
+def keep_outcome(client: Client, outcome: OneChunkOutcome) -> None:
+    """Keep a one-chunk outcome's replies in ``last_replies``; trace the body's reply."""
+    client.last_replies = outcome.replies
+    if outcome.body is not None and client.owner.debuglevel > 0:
+        client.print_debug("data:", outcome.body.as_tuple())
+
+
 def conclude_gen(
     client: Client, outcome: OneChunkOutcome
 ) -> Generator[IORequest, Any, dict[str, tuple[int, bytes]]]:
     """Act on a one-chunk outcome as lock-step ``sendmail``: keep the replies, trace the
     body's, RSET if it would, then raise or return the refused recipients."""
-    client.last_replies = outcome.replies
-    if outcome.body is not None and client.owner.debuglevel > 0:
-        client.print_debug("data:", outcome.body.as_tuple())
+    keep_outcome(client, outcome)
     if outcome.rset:
         yield from client._rset_gen()
     if outcome.error is not None:

@@ -1,0 +1,633 @@
+"""The batch operation and the pool's rules, offline: ``smtp_proto.batch``.
+
+The central property: messages pipelined on one connection, whatever each one's replies and
+however the server's bytes are cut into reads, each come to what ``send`` gives the same
+message alone against the same server, or, when the connection is lost (a drop, a 421) or a
+write fails, to a retryable error; a message is reported delivered exactly when its final
+250 came, and only once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from smtp_proto import Client
+from smtp_proto.batch import Dispatcher, Job, Lane, Limits, RetryPolicy, lane_gen, transient
+from smtp_proto.driving import drive
+from smtp_proto.errors import (
+    RemoteProtocolError,
+    SMTPAuthenticationError,
+    SMTPConnectError,
+    SMTPDataError,
+    SMTPNotSupportedError,
+    SMTPRecipientsRefused,
+    SMTPSenderRefused,
+    SMTPServerDisconnected,
+)
+from smtp_proto.requests import CLOSE, LOCAL_HOSTNAME, RECEIVE
+from smtp_proto.send import (
+    SendResult,
+    SMTPAllRecipientsRefused,
+    SMTPSecurityError,
+    Submission,
+)
+
+EHLO = (
+    "250-model.example\r\n250-PIPELINING\r\n250-CHUNKING\r\n250-8BITMIME\r\n250 SIZE 10000000\r\n"
+)
+COMMAND = re.compile(rb"(?i)(rset|mail|rcpt|bdat|quit|ehlo|data)\b([^\r]*)\r\n")
+
+
+@dataclass(frozen=True)
+class Script:
+    """What the model server answers to one message (found by its sender): MAIL, each RCPT
+    (by recipient) and the body."""
+
+    mail: int
+    rcpts: dict[str, int]
+    body: int
+
+
+def text(code: int, what: str, sender: str) -> bytes:
+    """A reply line; a 250 to the body names the message's queue id, as Postfix does."""
+    if what == "body" and code == 250:
+        return b"250 2.0.0 Ok: queued as %s\r\n" % queue_id(sender).encode()
+    return b"%d %s reply\r\n" % (code, what.encode())
+
+
+def queue_id(sender: str) -> str:
+    return sender.partition("@")[0].upper()
+
+
+@dataclass
+class ModelServer:
+    """An in-memory SMTP server for the driver: it parses what the client writes and answers
+    each command from the scripts, in order, pipelining allowed.  Like Exim, it stays in a
+    transaction whose body was refused until RSET (a MAIL then gets 503).
+
+    ``cuts`` decides how many bytes each read gets (any split of the replies, one line or
+    many, a reply in pieces); ``drop_after`` closes the connection after that many replies;
+    ``broken_writes``: a write after the close fails (``BrokenPipeError``) instead of
+    vanishing.
+    """
+
+    scripts: dict[str, Script]
+    cuts: deque[int] = field(default_factory=deque)
+    drop_after: int | None = None
+    broken_writes: bool = False
+    inbound: bytearray = field(default_factory=bytearray)
+    outbound: bytearray = field(default_factory=bytearray)
+    replies: int = 0
+    closed: bool = False
+    sender: str | None = None  # of the transaction under way (MAIL accepted)
+    accepted: int = 0  # recipients accepted in it
+    in_data: bool = False  # after a 354: the body until its end
+    mails: list[str] = field(default_factory=list)  # the sender of each MAIL received
+    delivered: list[str] = field(default_factory=list)  # senders of the bodies taken (250)
+    rsets: int = 0
+
+    def _say(self, line: bytes) -> None:
+        if self.closed:
+            return
+        self.outbound += line
+        self.replies += 1
+        if line.startswith(b"421") or self.replies == self.drop_after:
+            self.closed = True
+
+    def _feed(self) -> None:
+        while not self.closed:
+            if self.in_data:
+                end = self.inbound.find(b"\r\n.\r\n")
+                if end < 0:
+                    return
+                del self.inbound[: end + 5]
+                self.in_data = False
+                self._answer(b"bdat", "0 LAST")  # the end of a body, whichever way it came
+                continue
+            match = COMMAND.match(self.inbound)
+            if match is None:
+                assert b"\r\n" not in self.inbound, bytes(self.inbound)
+                return
+            verb, argument = match[1].lower(), match[2].decode()
+            end = match.end()
+            if verb == b"bdat":
+                size = int(argument.split()[0])
+                if len(self.inbound) < end + size:
+                    return
+                end += size
+            del self.inbound[:end]
+            self._answer(verb, argument)
+
+    def _answer(self, verb: bytes, argument: str) -> None:
+        if verb == b"ehlo":
+            self._say(EHLO.encode())
+        elif verb == b"rset":
+            self.rsets += 1
+            self.sender, self.accepted = None, 0
+            self._say(b"250 2.0.0 reset\r\n")
+        elif verb == b"mail":
+            if self.sender is not None:  # as Exim after a refused body: still in the transaction
+                self._say(b"503 5.5.1 sender already given\r\n")
+                return
+            sender = re.search(r"<([^>]*)>", argument)[1]  # type: ignore[index]
+            self.mails.append(sender)
+            code = self.scripts[sender].mail
+            self.sender, self.accepted = (sender if code == 250 else None), 0
+            self._say(text(code, "mail", sender))
+        elif verb == b"rcpt":
+            recipient = re.search(r"<([^>]*)>", argument)[1]  # type: ignore[index]
+            if self.sender is None:
+                self._say(b"503 5.5.1 need MAIL\r\n")
+                return
+            code = self.scripts[self.sender].rcpts[recipient]
+            self.accepted += code in (250, 251)
+            self._say(text(code, "rcpt", self.sender))
+        elif verb == b"bdat" and not argument.upper().endswith("LAST"):
+            self._say(b"250 2.0.0 chunk taken\r\n")
+        elif verb == b"bdat":
+            if self.sender is None or not self.accepted:
+                self._say(b"554 5.5.1 no valid recipients\r\n")
+                return
+            code = self.scripts[self.sender].body
+            self._say(text(code, "body", self.sender))
+            if code == 250:
+                self.delivered.append(self.sender)
+                self.sender, self.accepted = None, 0
+        elif verb == b"data":
+            if self.sender is None or not self.accepted:
+                self._say(b"554 5.5.1 no valid recipients\r\n")
+                return
+            self.in_data = True
+            self._say(b"354 go ahead\r\n")
+        elif verb == b"quit":
+            self._say(b"221 bye\r\n")
+            self.closed = True
+        else:
+            raise AssertionError(f"unexpected {verb!r}")
+
+    def perform(self, request: Any) -> Any:
+        if isinstance(request, bytes | memoryview):
+            if self.closed:
+                if self.broken_writes:
+                    raise BrokenPipeError("the server closed")
+                return None
+            self.inbound += request
+            self._feed()
+            return None
+        if request is RECEIVE:
+            if not self.outbound:
+                assert self.closed, "the client waits for a reply to nothing it sent"
+                return b""
+            size = max(1, self.cuts.popleft() if self.cuts else len(self.outbound))
+            data = bytes(self.outbound[:size])
+            del self.outbound[:size]
+            return data
+        if request is CLOSE:
+            self.closed = True
+            return None
+        if request is LOCAL_HOSTNAME:
+            return "client.example"
+        raise AssertionError(f"unexpected request {request!r}")
+
+
+def open_session(server: ModelServer) -> Client:
+    """A client through the greeting and EHLO with the model server."""
+    client = Client("client.example")
+    client.connecting("model.example", 25)
+    server.outbound += b"220 model.example ESMTP\r\n"
+    run = lambda op: drive(op, server.perform, lambda: None)  # noqa: E731
+    assert run(client.greeting())[0] == 220
+    assert run(client.ehlo())[0] == 250
+    return client
+
+
+def alone(submission: Submission, scripts: dict[str, Script]) -> object:
+    """What ``send``'s transaction gives the message alone on a fresh session."""
+    server = ModelServer(scripts)
+    client = open_session(server)
+    try:
+        return drive(submission.deliver(client), server.perform, lambda: None)
+    except Exception as exc:
+        return exc
+
+
+def same(outcome: object, expected: object) -> bool:
+    """Whether two outcomes are the same result, or the same exception with the same args
+    (and, for a refusal of everyone, the same result)."""
+    if isinstance(expected, SendResult):
+        return outcome == expected
+    assert isinstance(expected, Exception)
+    if type(outcome) is not type(expected):
+        return False
+    assert isinstance(outcome, Exception)
+    if isinstance(expected, SMTPAllRecipientsRefused):
+        assert isinstance(outcome, SMTPAllRecipientsRefused)
+        return outcome.recipients == expected.recipients and outcome.result == expected.result
+    return outcome.args == expected.args
+
+
+@dataclass
+class Run:
+    """One run of ``lane_gen`` over a list of jobs."""
+
+    jobs: list[Job]
+    reports: list[tuple[Job, object, bool]]
+    lane: Lane
+    server: ModelServer
+    taken: int
+
+
+def run_lane(
+    submissions: list[Submission], server: ModelServer, window: int, limit: int | None = None
+) -> Run:
+    client = open_session(server)
+    jobs = [Job(submission) for submission in submissions]
+    queue = deque(jobs)
+    taken = [1]
+    reports: list[tuple[Job, object, bool]] = []
+
+    def take() -> Job | None:
+        if not queue:
+            return None
+        taken[0] += 1
+        return queue.popleft()
+
+    lane = Lane(window, limit)
+    first = queue.popleft()
+    drive(
+        lane_gen(client, lane, first, take, lambda *r: reports.append(r)),
+        server.perform,
+        client.close,
+    )
+    return Run(jobs, reports, lane, server, taken[0])
+
+
+def submission_of(
+    index: int, recipients: list[str], body: bytes = b"", chunking: bool = True
+) -> Submission:
+    return Submission.create(
+        body or b"Subject: m%d\r\n\r\nbody %d\r\n" % (index, index),
+        "model.example",
+        25,
+        sender=f"s{index}@example.test",
+        recipients=recipients,
+        tls="none",
+        chunking=chunking,
+    )
+
+
+codes = st.sampled_from([250, 250, 250, 451, 550, 421])
+rcpt_codes = st.sampled_from([250, 250, 251, 450, 550, 553, 421])
+body_codes = st.sampled_from([250, 250, 250, 451, 554, 421])
+
+
+@st.composite
+def batches(draw: st.DrawFn, closing: bool = True) -> tuple[list[Submission], dict[str, Script]]:
+    """Messages and the replies each gets; ``closing``: 421 among them."""
+    keep = (lambda codes: codes) if closing else (lambda codes: codes.filter(lambda c: c != 421))
+    submissions, scripts = [], {}
+    for index in range(draw(st.integers(1, 7))):
+        recipients = [f"r{index}.{n}@example.test" for n in range(draw(st.integers(1, 3)))]
+        way = draw(st.sampled_from(["bdat"] * 8 + ["data", "streamed"]))
+        body = b"x" * (300 << 10) if way == "streamed" else b""  # larger than one piece
+        submission = submission_of(index, recipients, body, chunking=way != "data")
+        submissions.append(submission)
+        scripts[submission.sender] = Script(
+            draw(keep(codes)),
+            {recipient: draw(keep(rcpt_codes)) for recipient in recipients},
+            draw(keep(body_codes)),
+        )
+    return submissions, scripts
+
+
+def check_reports(run: Run) -> None:
+    """Every job taken is reported once; none is left held."""
+    reported = [id(job) for job, _, _ in run.reports]
+    assert sorted(reported) == sorted(map(id, run.jobs[: run.taken]))
+    assert run.lane.held == []
+
+
+def outcomes(run: Run) -> list[object]:
+    """The outcome of each job taken, in the order taken."""
+    by_job = {id(job): outcome for job, outcome, _ in run.reports}
+    return [by_job[id(job)] for job in run.jobs[: run.taken]]
+
+
+@settings(max_examples=300, deadline=None)
+@given(batches(closing=False), st.integers(1, 8), st.lists(st.integers(1, 40), max_size=60))
+def test_without_a_lost_connection_each_message_gets_what_it_would_alone(
+    batch: tuple[list[Submission], dict[str, Script]], window: int, cuts: list[int]
+) -> None:
+    submissions, scripts = batch
+    server = ModelServer(scripts, deque(cuts))
+    run = run_lane(submissions, server, window)
+    check_reports(run)
+    assert run.taken == len(submissions)
+    assert all(counts for _, _, counts in run.reports)
+    for outcome, submission in zip(outcomes(run), submissions, strict=True):
+        assert same(outcome, alone(submission, scripts)), (outcome, alone(submission, scripts))
+    delivered = [job.submission.sender for job, o, _ in run.reports if isinstance(o, SendResult)]
+    assert delivered == server.delivered
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    batches(),
+    st.integers(1, 8),
+    st.lists(st.integers(1, 40), max_size=60),
+    st.none() | st.integers(1, 30),
+    st.booleans(),
+)
+def test_a_lost_connection_fails_only_what_was_in_flight_and_never_twice(
+    batch: tuple[list[Submission], dict[str, Script]],
+    window: int,
+    cuts: list[int],
+    drop_after: int | None,
+    broken_writes: bool,
+) -> None:
+    submissions, scripts = batch
+    server = ModelServer(scripts, deque(cuts), drop_after, broken_writes)
+    run = run_lane(submissions, server, window)
+    check_reports(run)
+    lost = False
+    for job, outcome, counts in run.reports:
+        expected = alone(job.submission, scripts)
+        if same(outcome, expected) and not lost:
+            assert counts
+        else:
+            # The connection went away under this message, or under an earlier one.
+            assert isinstance(outcome, Exception) and transient(outcome), outcome
+            assert isinstance(outcome, SMTPServerDisconnected) or same(outcome, expected)
+            assert server.closed
+            if not counts:  # free: the connection had served, or this was never sent
+                assert isinstance(outcome, SMTPServerDisconnected)
+                assert run.lane.answered > 0 or job.submission.sender not in server.mails
+        lost = lost or not counts or isinstance(outcome, SMTPServerDisconnected)
+    delivered = [job.submission.sender for job, o, _ in run.reports if isinstance(o, SendResult)]
+    assert delivered == server.delivered  # a 250 read is reported; none reported unread
+
+
+# ---------------------------------------------------------------- the wire, exactly
+
+
+def test_transactions_are_pipelined_behind_each_other_with_rset_between() -> None:
+    subs = [submission_of(n, [f"r{n}@example.test"]) for n in range(3)]
+    scripts = {s.sender: Script(250, {s.recipients[0]: 250}, 250) for s in subs}
+    writes: list[bytes] = []
+    server = ModelServer(scripts)
+    perform = server.perform
+
+    def recording(request: Any) -> Any:
+        if isinstance(request, bytes):
+            writes.append(request)
+        return perform(request)
+
+    server.perform = recording  # type: ignore[method-assign]
+    run = run_lane(subs, server, window=3)
+    assert [type(o) for _, o, _ in run.reports] == [SendResult] * 3
+    wire = b"".join(writes[1:])  # after EHLO
+    assert wire.count(b"rset\r\n") == 2 and not wire.startswith(b"rset")
+    assert len(writes) == 2  # EHLO, then the three transactions in one write
+    assert server.rsets == 2
+    assert [o.queue_id for _, o, _ in run.reports] == ["S0", "S1", "S2"]  # type: ignore[union-attr]
+
+
+def test_a_window_of_one_waits_for_each_transaction() -> None:
+    subs = [submission_of(n, [f"r{n}@example.test"]) for n in range(3)]
+    scripts = {s.sender: Script(250, {s.recipients[0]: 250}, 250) for s in subs}
+    server = ModelServer(scripts)
+    writes: list[bytes] = []
+    perform = server.perform
+
+    def recording(request: Any) -> Any:
+        if isinstance(request, bytes):
+            writes.append(request)
+            assert not server.outbound, "a write while replies wait unread"
+        return perform(request)
+
+    server.perform = recording  # type: ignore[method-assign]
+    run = run_lane(subs, server, window=1)
+    assert len(writes) == 4 and server.rsets == 0  # each one known to have succeeded
+    assert all(isinstance(o, SendResult) for _, o, _ in run.reports)
+
+
+def test_the_lane_stops_at_its_limit() -> None:
+    subs = [submission_of(n, [f"r{n}@example.test"]) for n in range(5)]
+    scripts = {s.sender: Script(250, {s.recipients[0]: 250}, 250) for s in subs}
+    run = run_lane(subs, ModelServer(scripts), window=4, limit=3)
+    assert run.taken == 3 and run.lane.spent and len(run.reports) == 3
+
+
+def test_a_message_the_server_cannot_take_fails_alone_with_nothing_sent() -> None:
+    binary = Submission.create(
+        b"\0binary", "model.example", 25, sender="s1@example.test", recipients="r@x", tls="none"
+    )
+    subs = [submission_of(0, ["r0@example.test"]), binary, submission_of(2, ["r2@example.test"])]
+    scripts = {s.sender: Script(250, dict.fromkeys(s.recipients, 250), 250) for s in subs}
+    run = run_lane(subs, ModelServer(scripts), window=4)
+    first, refused, last = outcomes(run)
+    assert isinstance(refused, SMTPNotSupportedError)
+    assert isinstance(first, SendResult) and isinstance(last, SendResult)
+    assert run.server.delivered == ["s0@example.test", "s2@example.test"]
+
+
+def test_a_large_message_drains_the_window_and_goes_alone() -> None:
+    large = submission_of(1, ["r1@example.test"], b"x" * (300 << 10))
+    subs = [submission_of(0, ["r0@example.test"]), large, submission_of(2, ["r2@example.test"])]
+    scripts = {s.sender: Script(250, dict.fromkeys(s.recipients, 250), 250) for s in subs}
+    server = ModelServer(scripts)
+    run = run_lane(subs, server, window=4)
+    assert [type(o) for _, o, _ in run.reports] == [SendResult] * 3
+    assert server.delivered == [s.sender for s in subs]
+
+
+def test_an_idle_connection_closed_by_the_server_costs_no_attempt() -> None:
+    """The connection served a message; the next one finds it closed before any reply."""
+    subs = [submission_of(n, [f"r{n}@example.test"]) for n in range(3)]
+    scripts = {s.sender: Script(250, {s.recipients[0]: 250}, 250) for s in subs}
+    server = ModelServer(scripts, drop_after=1 + 3)  # EHLO, then the first transaction's
+    run = run_lane(subs, server, window=1)
+    (_, first, _), (_, second, counts), *_ = run.reports
+    assert isinstance(first, SendResult)
+    assert isinstance(second, SMTPServerDisconnected) and not counts
+    assert len(run.reports) == 2  # the connection is gone: no more taken
+
+
+def test_a_fresh_connection_lost_at_once_counts() -> None:
+    sub = submission_of(0, ["r0@example.test"])
+    server = ModelServer({sub.sender: Script(250, {"r0@example.test": 250}, 250)}, drop_after=1)
+    run = run_lane([sub], server, window=2)
+    ((_, outcome, counts),) = run.reports
+    assert isinstance(outcome, SMTPServerDisconnected) and counts
+
+
+# ---------------------------------------------------------------- retry policy
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (SMTPSenderRefused(451, b"try later", "s"), True),
+        (SMTPSenderRefused(421, b"closing", "s"), True),
+        (SMTPSenderRefused(550, b"no", "s"), False),
+        (SMTPDataError(452, b"full"), True),
+        (SMTPDataError(554, b"spam"), False),
+        (SMTPRecipientsRefused({"a": (550, b"no"), "b": (450, b"busy")}), True),
+        (SMTPRecipientsRefused({"a": (550, b"no")}), False),
+        (SMTPRecipientsRefused({"a": (-1, b"unanswered")}), True),
+        (SMTPServerDisconnected("lost"), True),
+        (ConnectionRefusedError(), True),
+        (TimeoutError(), True),
+        (SMTPConnectError(421, b"busy"), True),
+        (SMTPConnectError(554, b"go away"), False),
+        (SMTPAuthenticationError(454, b"temporary"), True),
+        (SMTPAuthenticationError(535, b"bad credentials"), False),
+        (SMTPSecurityError("no STARTTLS"), False),
+        (RemoteProtocolError("garbage"), False),
+        (ValueError("bad"), False),
+    ],
+)
+def test_what_is_worth_another_attempt(error: Exception, expected: bool) -> None:
+    assert transient(error) is expected
+
+
+def test_backoff_doubles_up_to_its_cap() -> None:
+    policy = RetryPolicy(retries=9, backoff=0.5, max_backoff=3.0)
+    assert [policy.delay(n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    with pytest.raises(ValueError):
+        RetryPolicy(retries=-1)
+
+
+def lost() -> SMTPServerDisconnected:
+    return SMTPServerDisconnected("lost")
+
+
+def test_dispatcher_retries_transient_failures_after_the_backoff() -> None:
+    dispatcher = Dispatcher(RetryPolicy(retries=2, backoff=1.0))
+    job = Job(submission_of(0, ["r@x"]))
+    dispatcher.submit(job)
+    assert dispatcher.take(0.0) is job and dispatcher.take(0.0) is None
+    assert not dispatcher.settle(job, lost(), 0.0)
+    assert dispatcher.wait(0.5) == 0.5 and dispatcher.take(0.5) is None
+    assert dispatcher.take(1.0) is job
+    assert not dispatcher.settle(job, lost(), 1.0)
+    assert dispatcher.wait(1.0) == 2.0
+    assert dispatcher.take(3.0) is job
+    final = lost()
+    assert dispatcher.settle(job, final, 3.0) and job.outcome is final and dispatcher.idle
+
+
+def test_dispatcher_ends_permanent_failures_and_results_at_once() -> None:
+    dispatcher = Dispatcher(RetryPolicy(retries=5))
+    jobs = [Job(submission_of(n, ["r@x"])) for n in range(2)]
+    for job in jobs:
+        dispatcher.submit(job)
+    refused = SMTPSenderRefused(550, b"no", "s")
+    assert dispatcher.settle(dispatcher.take(0), refused, 0)  # type: ignore[arg-type]
+    result = SendResult({}, {}, None)
+    assert dispatcher.settle(dispatcher.take(0), result, 0)  # type: ignore[arg-type]
+    assert [job.outcome for job in jobs] == [refused, result] and dispatcher.idle
+
+
+def test_an_unanswered_message_goes_back_first_without_using_an_attempt() -> None:
+    dispatcher = Dispatcher(RetryPolicy(retries=0))
+    first, second = Job(submission_of(0, ["r@x"])), Job(submission_of(1, ["r@x"]))
+    dispatcher.submit(first)
+    dispatcher.submit(second)
+    taken = dispatcher.take(0)
+    assert taken is first and not dispatcher.settle(first, lost(), 0, counts=False)
+    assert dispatcher.take(0) is first and first.failures == 0
+    assert dispatcher.settle(first, lost(), 0)  # counted: no retries left
+
+
+@given(st.floats(0.5, 50), st.lists(st.floats(0, 2), min_size=1, max_size=30))
+def test_the_rate_spaces_the_starts(rate: float, gaps: list[float]) -> None:
+    dispatcher = Dispatcher(RetryPolicy(), rate=rate)
+    for n in range(len(gaps)):
+        dispatcher.submit(Job(submission_of(n, ["r@x"])))
+    now, starts = 0.0, []
+    for gap in gaps:
+        now += gap
+        job = dispatcher.take(now)
+        while job is None:  # an adapter waits as told, then tries again
+            wait = dispatcher.wait(now)
+            assert wait is not None and wait <= 1 / rate + 1e-9
+            now = max(now + wait, math.nextafter(now, math.inf))
+            job = dispatcher.take(now)
+        starts.append(now)
+    assert all(b - a >= 1 / rate - 1e-9 for a, b in itertools.pairwise(starts))
+    assert dispatcher.wait(now) is None
+
+
+@settings(max_examples=200)
+@given(st.lists(st.sampled_from(["ok", "permanent", "transient", "unanswered"]), max_size=80))
+def test_every_job_ends_and_transient_ones_within_their_attempts(events: list[str]) -> None:
+    policy = RetryPolicy(retries=2, backoff=0.0)
+    dispatcher = Dispatcher(policy)
+    jobs = [Job(submission_of(n, ["r@x"])) for n in range(5)]
+    for job in jobs:
+        dispatcher.submit(job)
+    unanswered = 0
+    stream = iter(events)
+    while not dispatcher.idle:
+        job = dispatcher.take(0.0)
+        assert job is not None
+        event = next(stream, "ok")
+        if event == "unanswered" and unanswered < 20:
+            unanswered += 1
+            dispatcher.settle(job, lost(), 0.0, counts=False)
+        elif event == "permanent":
+            dispatcher.settle(job, SMTPDataError(554, b"no"), 0.0)
+        elif event == "transient":
+            dispatcher.settle(job, lost(), 0.0)
+        else:
+            dispatcher.settle(job, SendResult({}, {}, None), 0.0)
+    assert all(job.outcome is not None and job.failures <= policy.retries + 1 for job in jobs)
+
+
+def test_cancel_ends_what_waits() -> None:
+    dispatcher = Dispatcher(RetryPolicy(backoff=10))
+    jobs = [Job(submission_of(n, ["r@x"])) for n in range(3)]
+    for job in jobs:
+        dispatcher.submit(job)
+    busy = dispatcher.take(0)
+    retried = dispatcher.take(0)
+    assert retried is not None and not dispatcher.settle(retried, lost(), 0)
+    stop = SMTPServerDisconnected("stopped")
+    assert set(map(id, dispatcher.cancel(stop))) == {id(jobs[1]), id(jobs[2])}
+    assert busy is not None and busy.outcome is None and dispatcher.busy == 1
+
+
+# ---------------------------------------------------------------- LIMITS
+
+
+@pytest.mark.parametrize(
+    ("advertised", "expected"),
+    [
+        ("MAILMAX=1000 RCPTMAX=100 RCPTDOMAINMAX=1", Limits(1000, 100, 1)),
+        ("rcptmax=20 FUTURE=x", Limits(rcptmax=20)),
+        ("MAILMAX=0 RCPTMAX=-4 RCPTDOMAINMAX=lots", Limits()),
+        ("", Limits()),
+    ],
+)
+def test_limits_are_read_from_the_ehlo_keyword(advertised: str, expected: Limits) -> None:
+    assert Limits.from_features({"limits": advertised}) == expected
+
+
+def test_mailmax_caps_the_lane() -> None:
+    server = ModelServer({})
+    client = open_session(server)
+    client.esmtp_features["limits"] = "MAILMAX=3"
+    assert Lane.open(client, window=5, max_messages=None).limit == 3
+    assert Lane.open(client, window=5, max_messages=2).limit == 2
+    client.esmtp_features.pop("limits")
+    assert Lane.open(client, window=5, max_messages=None).limit is None
