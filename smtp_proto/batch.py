@@ -34,11 +34,12 @@ using up an attempt: a server closing an idle connection is not the message's fa
 from __future__ import annotations
 
 import contextlib
+import email.message
 import heapq
 import itertools
 import re
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from math import inf
 from typing import Any
@@ -46,6 +47,7 @@ from typing import Any
 from .body import PIECE_SIZE
 from .client import Client
 from .commands import Mail, Rcpt, Rset
+from .dsn import DSN
 from .errors import (
     ProtocolError,
     SMTPRecipientsRefused,
@@ -55,6 +57,7 @@ from .errors import (
 from .replies import Reply
 from .requests import Operation
 from .send import SendResult, Submission, send_outcome
+from .source import Message
 from .transaction import (
     TransactionReplies,
     keep_outcome,
@@ -69,7 +72,9 @@ __all__ = [
     "Lane",
     "Limits",
     "Outcome",
+    "Outgoing",
     "RetryPolicy",
+    "Template",
     "lane_gen",
     "transient",
 ]
@@ -140,6 +145,48 @@ def transient(error: BaseException) -> bool:
     if isinstance(error, SMTPResponseException):
         return 400 <= error.smtp_code < 500
     return isinstance(error, SMTPServerDisconnected | ConnectionError | TimeoutError)
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message for a pool with ``send``'s per-message arguments: its envelope (``sender``,
+    ``recipients``: from the headers of an ``EmailMessage`` unless given), and ``dsn`` and
+    ``binary`` when they differ from the pool's."""
+
+    message: email.message.Message | Message
+    sender: str | None = None
+    recipients: str | Sequence[str] | None = None
+    dsn: DSN | None = None
+    binary: bool | None = None
+
+
+#: ``send``'s options that an ``Outgoing`` message may give for itself.
+PER_MESSAGE = ("sender", "recipients", "dsn", "binary")
+
+
+class Template:
+    """What the messages of a pool share: the server and ``send``'s options, checked once
+    (``ValueError``/``TypeError`` for bad ones); ``submission`` makes each message's
+    ``Submission``."""
+
+    def __init__(self, host: str, port: int | None, options: Mapping[str, Any]) -> None:
+        misplaced = sorted(set(options) & {"sender", "recipients"})
+        if misplaced:
+            raise TypeError(f"{', '.join(misplaced)} belong to each message, not to the pool")
+        self.host, self.port, self._options = host, port, dict(options)
+        # The session's arguments checked now, on a stand-in message.
+        Submission.create(b"", host, port, sender="", recipients="checked", **options)
+
+    def submission(self, item: Outgoing | email.message.Message | Message) -> Submission:
+        """The ``Submission`` of one message (``ValueError``/``TypeError`` if it is bad)."""
+        options = dict(self._options)
+        if isinstance(item, Outgoing):
+            for name in PER_MESSAGE:
+                value = getattr(item, name)
+                if value is not None:
+                    options[name] = value
+            item = item.message
+        return Submission.create(item, self.host, self.port, **options)
 
 
 @dataclass(eq=False, slots=True)
@@ -226,6 +273,11 @@ class Dispatcher:
                 return False
         job.outcome = outcome
         return True
+
+    def end(self, job: Job, outcome: Outcome) -> None:
+        """A taken job ends with ``outcome``, whatever it is (no retry)."""
+        self.busy -= 1
+        job.outcome = outcome
 
     def cancel(self, error: Exception) -> list[Job]:
         """End every queued job (not the ones taken) with ``error``; the jobs so ended."""
@@ -325,11 +377,12 @@ def lane_gen(
 ) -> Operation[None]:
     """Send ``job``, then the jobs ``take`` hands out, on ``client``'s open session.
 
-    ``take`` returns the next job or ``None`` when none is ready; it must not block (the
-    adapter waits for work outside the operation).  It is called only while the lane has
-    room.  Each job's outcome goes to ``report`` as soon as it is known.  Returns when no
-    job is ready and none is in flight, or once the lane is spent and its last replies are
-    read, or when the connection was lost (it is then closed); every job taken was reported.
+    ``job``, taken by the caller, is in ``lane.held`` already.  ``take`` returns the next
+    job or ``None`` when none is ready; it must not block (the adapter waits for work outside
+    the operation).  It is called only while the lane has room.  Each job's outcome goes to
+    ``report`` as soon as it is known.  Returns when no job is ready and none is in flight, or
+    once the lane is spent and its last replies are read, or when the connection was lost (it
+    is then closed); every job taken was reported.
     """
     flight: deque[_Group] = deque()
 
@@ -345,7 +398,6 @@ def lane_gen(
             lane.held.append(job)
         return job
 
-    lane.held.append(job)
     pending: Job | None = job
     while True:
         data: list[bytes] = []

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import email.message
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeAlias, TypedDict
 
 from smtp_proto.dsn import DSN
@@ -15,7 +15,15 @@ from smtp_proto.source import Message
 
 from ._common import GLOBAL_DEFAULT_TIMEOUT
 
-__all__ = ["SendMessage", "SendOptions", "prepare_send"]
+__all__ = [
+    "MailerOptions",
+    "MessageOptions",
+    "SendMessage",
+    "SendOptions",
+    "new_client",
+    "prepare_send",
+    "split_options",
+]
 
 #: What ``send`` sends: an ``email.message.Message`` (envelope from its headers unless given),
 #: or bytes, text, a binary file object or a (sync or async) iterable of bytes with an
@@ -23,7 +31,28 @@ __all__ = ["SendMessage", "SendOptions", "prepare_send"]
 SendMessage: TypeAlias = email.message.Message | Message
 
 
-class SendOptions(TypedDict, total=False):
+class MailerOptions(TypedDict, total=False):
+    """``send``'s keyword arguments but the envelope: what a ``Mailer``'s messages share (see
+    ``SendOptions``)."""
+
+    tls: TLSMode
+    context: ssl.SSLContext | None
+    username: str
+    password: str
+    oauth2_token: str | Callable[[], str]
+    mechanism: str
+    plaintext_auth: bool
+    dsn: DSN
+    chunking: bool
+    binary: bool
+    lmtp: bool
+    timeout: float | None
+    local_hostname: str
+    source_address: tuple[str, int]
+    debuglevel: int
+
+
+class SendOptions(MailerOptions, total=False):
     """The keyword arguments of ``send``.
 
     - ``sender``, ``recipients``: the envelope (required unless the message is an
@@ -46,24 +75,48 @@ class SendOptions(TypedDict, total=False):
 
     sender: str
     recipients: str | Sequence[str]
-    tls: TLSMode
-    context: ssl.SSLContext | None
-    username: str
-    password: str
-    oauth2_token: str | Callable[[], str]
-    mechanism: str
-    plaintext_auth: bool
+
+
+class MessageOptions(TypedDict, total=False):
+    """A ``Mailer``'s per-message arguments (``send``'s, for one message): the envelope, and
+    ``dsn`` and ``binary`` when they differ from the mailer's."""
+
+    sender: str
+    recipients: str | Sequence[str]
     dsn: DSN
-    chunking: bool
     binary: bool
-    lmtp: bool
-    timeout: float | None
-    local_hostname: str
-    source_address: tuple[str, int]
-    debuglevel: int
 
 
 _CONNECTION_OPTIONS = ("context", "timeout", "local_hostname", "source_address")
+
+
+def split_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """``send``'s options as the ``Submission``'s arguments, the client object's (connection)
+    arguments, and the debug level."""
+    arguments = dict(options)
+    connection = {name: arguments.pop(name) for name in _CONNECTION_OPTIONS if name in arguments}
+    return arguments, connection, arguments.pop("debuglevel", 0)
+
+
+def new_client(
+    classes: tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]],
+    submission: Submission,
+    connection: Mapping[str, Any],
+    debuglevel: int,
+) -> Any:
+    """An unconnected client object of the class ``submission`` needs, of an adapter's
+    ``SMTP``, ``SMTP_SSL`` and ``LMTP``, with the connection arguments ``split_options`` gave."""
+    arguments = dict(connection)
+    context = arguments.pop("context", None)
+    arguments.setdefault("timeout", GLOBAL_DEFAULT_TIMEOUT)
+    smtp, smtp_ssl, lmtp = classes
+    if submission.implicit_tls:
+        client = smtp_ssl(context=context, **arguments)
+    else:
+        client = (lmtp if submission.lmtp else smtp)(**arguments)
+        client._tls_context = context
+    client.set_debuglevel(debuglevel)
+    return client
 
 
 def prepare_send(
@@ -74,17 +127,6 @@ def prepare_send(
     options: SendOptions,
 ) -> tuple[Submission, Any]:
     """The checked submission and an unconnected client object of the right class."""
-    arguments: dict[str, Any] = dict(options)
-    connection = {name: arguments.pop(name) for name in _CONNECTION_OPTIONS if name in arguments}
-    debuglevel = arguments.pop("debuglevel", 0)
+    arguments, connection, debuglevel = split_options(options)
     submission = Submission.create(message, host, port, **arguments)
-    context = connection.pop("context", None)
-    connection.setdefault("timeout", GLOBAL_DEFAULT_TIMEOUT)
-    smtp, smtp_ssl, lmtp = classes
-    if submission.implicit_tls:
-        client = smtp_ssl(context=context, **connection)
-    else:
-        client = (lmtp if submission.lmtp else smtp)(**connection)
-        client._tls_context = context
-    client.set_debuglevel(debuglevel)
-    return submission, client
+    return submission, new_client(classes, submission, connection, debuglevel)

@@ -12,16 +12,25 @@
 Needs nothing but the standard library.  ``timeout`` is applied as ``_common.Deadline``
 says; the caller's own cancellation (``asyncio.timeout``, ``Task.cancel``) closes the
 connection and propagates.
+
+``send`` sends one message on a connection of its own; ``Mailer`` sends many, from any
+number of tasks, over a few connections, pipelined::
+
+    async with Mailer("mail.example.com", connections=4, username="me", password="secret") as m:
+        results = await m.send_many(messages)  # each a SendResult, or the error send raises
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
+import time
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from math import inf
+from types import TracebackType
 from typing import Any, TypeVar, Unpack
 
 from smtp_proto.errors import RemoteProtocolError, SMTPServerDisconnected
@@ -36,10 +45,11 @@ from ._common import (
     default_tls_context,
     local_hostname,
 )
+from ._mailer_async import AsyncMailer
 from ._send import SendMessage, SendOptions
 from ._smtplib_names import *  # noqa: F403 (the smtplib module surface)
 
-__all__ = ["LMTP", "SMTP", "SMTP_SSL", "SendMessage", "SendOptions", "send"]
+__all__ = ["LMTP", "SMTP", "SMTP_SSL", "Mailer", "SendMessage", "SendOptions", "send"]
 __all__ += _smtplib_names.__all__
 
 T = TypeVar("T")
@@ -264,3 +274,48 @@ async def send(
 ) -> SendResult:
     """Connect, secure, authenticate, send one message and QUIT; see ``SendOptions``."""
     return await send_with((SMTP, SMTP_SSL, LMTP), message, host, port, options)
+
+
+class Mailer(AsyncMailer):
+    """Sends many messages to one server over a few connections, pipelined, on asyncio: use
+    it with ``async with``, which waits for every message given and QUITs at the end.  See
+    ``smtp_proto.transports._mailer_async.AsyncMailer`` for the options."""
+
+    _classes = (SMTP, SMTP_SSL, LMTP)
+    _group: asyncio.TaskGroup
+
+    def _make_lock(self) -> AbstractContextManager[Any]:
+        return contextlib.nullcontext()
+
+    def _new_event(self) -> asyncio.Event:
+        return asyncio.Event()
+
+    def _now(self) -> float:
+        return time.monotonic()
+
+    async def _wait(self, event: asyncio.Event, timeout: float | None) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await event.wait()
+
+    async def __aenter__(self) -> Mailer:
+        self._group = asyncio.TaskGroup()
+        await self._group.__aenter__()
+        for _ in range(self._connections):
+            self._group.create_task(self._work())
+        self._running = True
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Wait for every message (unless cancelled: then those not sent end unsent)."""
+        cancelled = exc is not None and not isinstance(exc, Exception)
+        self._stop(abandon=cancelled)
+        if cancelled:
+            await self._group.__aexit__(exc_type, exc, traceback)
+        else:
+            await self._group.__aexit__(None, None, None)

@@ -12,12 +12,20 @@ code works unchanged, with these deliberate differences:
 
 Everything SMTP is done by ``smtp_proto.Client``; this module only connects, wraps TLS and
 moves bytes.
+
+Beyond ``smtplib``: ``send`` sends one message on a connection of its own, with secure
+defaults; ``Mailer`` sends many, from any number of threads, over a few connections,
+pipelined::
+
+    with Mailer("mail.example.com", connections=4, username="me", password="secret") as mailer:
+        results = mailer.send_many(messages)  # each a SendResult, or the error send raises
 """
 
 from __future__ import annotations
 
 import socket
 import sys
+import threading
 import time
 from math import inf
 from types import TracebackType
@@ -40,10 +48,11 @@ from ._common import (
     local_hostname,
     open_socket,
 )
+from ._mailer_sync import SyncMailer
 from ._send import SendMessage, SendOptions
 from ._smtplib_names import *  # noqa: F403 (the smtplib module surface)
 
-__all__ = ["LMTP", "SMTP", "SMTP_SSL", "SendMessage", "SendOptions", "send"]
+__all__ = ["LMTP", "SMTP", "SMTP_SSL", "Mailer", "SendMessage", "SendOptions", "send"]
 __all__ += _smtplib_names.__all__
 
 T = TypeVar("T")
@@ -212,3 +221,50 @@ def send(
 ) -> SendResult:
     """Connect, secure, authenticate, send one message and QUIT; see ``SendOptions``."""
     return send_with((SMTP, SMTP_SSL, LMTP), message, host, port, options)
+
+
+class Mailer(SyncMailer):
+    """Sends many messages to one server over a few connections, pipelined, from any number
+    of threads: use it with ``with`` (or call ``close()``), which waits for every message given
+    and QUITs at the end.  The workers are daemon threads.  See
+    ``smtp_proto.transports._mailer_sync.SyncMailer`` for the options."""
+
+    _classes = (SMTP, SMTP_SSL, LMTP)
+    _threads: list[threading.Thread]
+
+    def _make_lock(self) -> threading.Lock:
+        return threading.Lock()
+
+    def _new_event(self) -> threading.Event:
+        return threading.Event()
+
+    def _now(self) -> float:
+        return time.monotonic()
+
+    def _wait(self, event: threading.Event, timeout: float | None) -> None:
+        event.wait(timeout)
+
+    def __enter__(self) -> Mailer:
+        self._threads = [
+            threading.Thread(target=self._work, name=f"smtp-proto-mailer-{n}", daemon=True)
+            for n in range(self._connections)
+        ]
+        for thread in self._threads:
+            thread.start()
+        self._running = True
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Wait for every message (after ``KeyboardInterrupt``, those not sent end unsent)."""
+        self._stop(abandon=exc is not None and not isinstance(exc, Exception))
+        for thread in self._threads:
+            thread.join()
+
+    def close(self) -> None:
+        """Wait for every message given, then QUIT every connection."""
+        self.__exit__(None, None, None)

@@ -11,6 +11,12 @@
 ``timeout`` is applied as ``_common.Deadline`` says; the caller's own cancel scopes close the
 connection when they cancel a command half-way, and propagate.
 
+``send`` sends one message on a connection of its own; ``Mailer`` sends many, from any
+number of tasks, over a few connections, pipelined::
+
+    async with Mailer("mail.example.com", connections=4, username="me", password="secret") as m:
+        results = await m.send_many(messages)  # each a SendResult, or the error send raises
+
 Plain-text I/O goes straight to the connection's (non-blocking) socket and enters trio only
 to wait, in a cancel scope whose deadline is the reply's or the write's: a message costs a
 scheduler round trip per wait instead of several per read and write.  TLS goes through
@@ -22,8 +28,9 @@ from __future__ import annotations
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, suppress
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, nullcontext, suppress
 from math import inf
+from types import TracebackType
 from typing import Any, TypeVar, Unpack
 
 import trio
@@ -41,10 +48,11 @@ from ._common import (
     default_tls_context,
     local_hostname,
 )
+from ._mailer_async import AsyncMailer
 from ._send import SendMessage, SendOptions
 from ._smtplib_names import *  # noqa: F403 (the smtplib module surface)
 
-__all__ = ["LMTP", "SMTP", "SMTP_SSL", "SendMessage", "SendOptions", "send"]
+__all__ = ["LMTP", "SMTP", "SMTP_SSL", "Mailer", "SendMessage", "SendOptions", "send"]
 __all__ += _smtplib_names.__all__
 
 T = TypeVar("T")
@@ -336,3 +344,47 @@ async def send(
 ) -> SendResult:
     """Connect, secure, authenticate, send one message and QUIT; see ``SendOptions``."""
     return await send_with((SMTP, SMTP_SSL, LMTP), message, host, port, options)
+
+
+class Mailer(AsyncMailer):
+    """Sends many messages to one server over a few connections, pipelined, on trio: use it
+    with ``async with``, which waits for every message given and QUITs at the end.  See
+    ``smtp_proto.transports._mailer_async.AsyncMailer`` for the options."""
+
+    _classes = (SMTP, SMTP_SSL, LMTP)
+    _nursery: AbstractAsyncContextManager[trio.Nursery]
+
+    def _make_lock(self) -> AbstractContextManager[Any]:
+        return nullcontext()
+
+    def _new_event(self) -> trio.Event:
+        return trio.Event()
+
+    def _now(self) -> float:
+        return trio.current_time()
+
+    async def _wait(self, event: trio.Event, timeout: float | None) -> None:
+        with trio.move_on_after(inf if timeout is None else timeout):
+            await event.wait()
+
+    async def __aenter__(self) -> Mailer:
+        self._nursery = trio.open_nursery()
+        nursery = await self._nursery.__aenter__()
+        for _ in range(self._connections):
+            nursery.start_soon(self._work)
+        self._running = True
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Wait for every message (unless cancelled: then those not sent end unsent)."""
+        cancelled = exc is not None and not isinstance(exc, Exception)
+        self._stop(abandon=cancelled)
+        if cancelled:
+            await self._nursery.__aexit__(exc_type, exc, traceback)
+        else:
+            await self._nursery.__aexit__(None, None, None)

@@ -263,6 +263,7 @@ def run_lane(
 
     lane = Lane(window, limit)
     first = queue.popleft()
+    lane.held.append(first)
     drive(
         lane_gen(client, lane, first, take, lambda *r: reports.append(r)),
         server.perform,

@@ -1,0 +1,329 @@
+"""``Mailer`` on every adapter: many messages over a few connections, pipelined, against the
+capture server, the scripted server (a connection dropped mid-window, retries) and real MTAs
+(Postfix, Exim: every message arrives intact, under its own sender)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import re
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+from smtp_proto.transports.testing import CaptureServer
+from smtp_proto.transports.testing.wire import _Disconnect
+
+from smtp_proto.batch import Outgoing
+from smtp_proto.errors import SMTPServerDisconnected
+from smtp_proto.send import SendResult, SMTPAllRecipientsRefused
+from tests.adapters import LOCAL_NAME, TIMEOUT, Adapter, all_adapters
+from tests.scripted_server import ScriptedServer, Session, StandardESMTP, _StandardSession
+from tests.servers.exim import EximServer
+from tests.servers.postfix import PostfixServer
+from tests.servers.util import wait_until
+
+
+@contextlib.asynccontextmanager
+async def open_mailer(adapter: Adapter, host: str, port: int, **options: Any) -> AsyncIterator[Any]:
+    """The adapter's ``Mailer`` in its ``with`` (or ``async with``) block."""
+    options.setdefault("local_hostname", LOCAL_NAME)
+    options.setdefault("timeout", TIMEOUT)
+    options.setdefault("tls", "none")
+    mailer = adapter.module.Mailer(host, port, **options)
+    if adapter.is_async:
+        async with mailer as entered:
+            yield entered
+    else:
+        with mailer as entered:
+            yield entered
+
+
+async def each(adapter: Adapter, results: Any) -> list[Any]:
+    """The items of a ``stream`` (an async iterator for the async adapters)."""
+    if adapter.is_async:
+        return [item async for item in results]
+    return list(results)
+
+
+async def concurrently(adapter: Adapter, calls: list[Callable[[], Any]]) -> list[Any]:
+    """Run the calls at once: as tasks (async adapters) or in threads (sync)."""
+    if adapter.is_async:
+        return await adapter.gather(*calls)
+    with concurrent.futures.ThreadPoolExecutor(len(calls)) as pool:
+        return list(pool.map(lambda call: call(), calls))
+
+
+def outgoing(index: int, token: str = "", **options: Any) -> Outgoing:
+    """Message ``index``, complete (an MTA adds only trace fields to it)."""
+    body = (
+        f"From: sender{index}@example.test\r\nTo: rcpt{index}@example.test\r\n"
+        f"Date: Mon, 7 Dec 2026 12:00:00 +0000\r\nMessage-ID: <{index}.{token}@example.test>\r\n"
+        f"Subject: {token} message {index}\r\n\r\nbody of message {index}\r\n.dot line\r\n"
+    )
+    options.setdefault("sender", f"sender{index}@example.test")
+    options.setdefault("recipients", [f"rcpt{index}@example.test"])
+    return Outgoing(body.encode(), **options)
+
+
+def sessions(commands: list[str]) -> int:
+    return sum(command.lower().startswith("ehlo") for command in commands)
+
+
+# ---------------------------------------------------------------- the capture server
+
+
+@all_adapters
+async def test_send_many_delivers_every_message_intact_pipelined(adapter: Adapter) -> None:
+    messages = [outgoing(n) for n in range(30)]
+    with CaptureServer() as server:
+        async with open_mailer(adapter, server.host, server.port, connections=2) as mailer:
+            results = await adapter.call(mailer.send_many, messages)
+        commands = server.commands
+        captured = server.messages
+    assert [type(result) for result in results] == [SendResult] * 30
+    assert all(result.ok and result.queue_id for result in results)
+    assert len({result.queue_id for result in results}) == 30
+    by_sender = {message.mail_from: message for message in captured}
+    assert len(by_sender) == len(captured) == 30
+    for sent in messages:
+        arrived = by_sender[str(sent.sender)]
+        assert arrived.data == sent.message and arrived.rcpt_tos == sent.recipients
+        assert arrived.chunked
+    assert "rset" in commands  # a transaction went out behind another awaiting its replies
+    assert sessions(commands) <= 2
+    assert commands.count("quit") == sessions(commands)  # every connection said QUIT
+
+
+@all_adapters
+async def test_a_refusal_affects_only_its_own_message(adapter: Adapter) -> None:
+    refuse = {"nobody@example.test": (550, "5.1.1 No such user")}
+    messages: list[Any] = [outgoing(n) for n in range(8)]
+    messages[3] = outgoing(3, recipients=["nobody@example.test", "rcpt3@example.test"])
+    messages[5] = outgoing(5, recipients=["nobody@example.test"])
+    messages[6] = Outgoing(b"x", sender="s@example.test", recipients=[])  # no recipient
+    with CaptureServer(refuse=refuse) as server:
+        async with open_mailer(adapter, server.host, server.port, window=8) as mailer:
+            results = await adapter.call(mailer.send_many, messages)
+        delivered = sorted(message.mail_from for message in server.messages)
+    assert isinstance(results[6], ValueError)
+    assert isinstance(results[5], SMTPAllRecipientsRefused)
+    assert results[5].recipients == {"nobody@example.test": (550, b"5.1.1 No such user")}
+    partial = results[3]
+    assert isinstance(partial, SendResult) and list(partial.accepted) == ["rcpt3@example.test"]
+    assert partial.refused["nobody@example.test"].code == 550
+    ok = [n for n in range(8) if n not in (5, 6)]
+    assert all(isinstance(results[n], SendResult) for n in ok)
+    assert delivered == sorted(f"sender{n}@example.test" for n in ok)
+
+
+@all_adapters
+async def test_send_from_many_callers_at_once(adapter: Adapter) -> None:
+    with CaptureServer(refuse={"refused@x": (550, "5.1.1 No")}) as server:
+        async with open_mailer(adapter, server.host, server.port, connections=3) as mailer:
+            calls = [
+                lambda n=n: mailer.send(
+                    b"Subject: %d\r\n\r\nhello\r\n" % n,
+                    sender=f"s{n}@example.test",
+                    recipients=f"r{n}@example.test",
+                )
+                for n in range(12)
+            ]
+            results = await concurrently(adapter, calls)
+            with pytest.raises(SMTPAllRecipientsRefused):
+                await adapter.call(mailer.send, b"x", sender="s@x", recipients="refused@x")
+        captured = {message.mail_from: message.data for message in server.messages}
+    assert all(isinstance(result, SendResult) for result in results)
+    assert captured == {
+        f"s{n}@example.test": b"Subject: %d\r\n\r\nhello\r\n" % n for n in range(12)
+    }
+
+
+@all_adapters
+async def test_stream_yields_each_result_once_reading_the_messages_as_it_goes(
+    adapter: Adapter,
+) -> None:
+    read: list[int] = []
+
+    def messages() -> Iterator[Outgoing]:
+        for n in range(50):
+            read.append(n)
+            yield outgoing(n)
+
+    with CaptureServer() as server:
+        async with open_mailer(adapter, server.host, server.port, window=2) as mailer:
+            stream = mailer.stream(messages())
+            first = await (anext(stream) if adapter.is_async else _next(stream))
+            ahead = len(read)
+            rest = await each(adapter, stream)
+    assert ahead <= 1 * 2 * 2 + 1  # connections * window * 2 given to the pool, one more read
+    indexes = sorted(index for index, _ in [first, *rest])
+    assert indexes == list(range(50))
+    assert all(isinstance(result, SendResult) for _, result in [first, *rest])
+
+
+async def _next(iterator: Iterator[Any]) -> Any:
+    return next(iterator)
+
+
+@all_adapters
+async def test_connections_are_replaced_after_their_limit(adapter: Adapter) -> None:
+    extensions = ["PIPELINING", "CHUNKING", "8BITMIME", "LIMITS MAILMAX=3 RCPTMAX=100"]
+    with CaptureServer() as server, CaptureServer(extensions=extensions) as limited:
+        async with open_mailer(
+            adapter, server.host, server.port, max_messages_per_connection=2
+        ) as mailer:
+            await adapter.call(mailer.send_many, [outgoing(n) for n in range(7)])
+        async with open_mailer(adapter, limited.host, limited.port) as mailer:
+            await adapter.call(mailer.send_many, [outgoing(n) for n in range(7)])
+        assert len(server.messages) == len(limited.messages) == 7
+        assert sessions(server.commands) == 4  # 2 + 2 + 2 + 1
+        assert sessions(limited.commands) == 3  # the server's MAILMAX: 3 + 3 + 1
+
+
+@all_adapters
+async def test_a_mailer_sends_only_inside_its_block(adapter: Adapter) -> None:
+    mailer = adapter.module.Mailer("127.0.0.1", 25, tls="none")
+    with pytest.raises(RuntimeError, match="with block"):
+        await adapter.call(mailer.send, b"x", sender="s@x", recipients="r@x")
+    with pytest.raises(TypeError, match="belong to each message"):
+        adapter.module.Mailer("127.0.0.1", 25, sender="s@x")
+    with pytest.raises(ValueError):
+        adapter.module.Mailer("127.0.0.1", 25, tls="sometimes")
+
+
+# ---------------------------------------------------------------- lost connections
+
+
+class _DropsAtMail(_StandardSession):
+    """The capture server's dialogue, closing the connection instead of answering its
+    ``drop_at``-th MAIL."""
+
+    def __init__(self, behaviour: StandardESMTP, session: Session, drop_at: int) -> None:
+        super().__init__(behaviour, session)
+        self.mails, self.drop_at = 0, drop_at
+
+    def cue(self, step: str) -> Any:
+        if step == "MAIL":
+            self.mails += 1
+            if self.mails == self.drop_at:
+                self.wire.close()
+                raise _Disconnect
+        return super().cue(step)
+
+
+class DropOnce:
+    """A handler whose first session drops at its ``drop_at``-th MAIL; the others behave."""
+
+    def __init__(self, drop_at: int) -> None:
+        self.standard = StandardESMTP(chunking=True)
+        self.drop_at = drop_at
+
+    def __call__(self, session: Session) -> None:
+        if session.index > 0:
+            self.standard(session)
+            return
+        with contextlib.suppress(_Disconnect, ConnectionError):
+            _DropsAtMail(self.standard, session, self.drop_at).run()
+
+
+@all_adapters
+async def test_a_dropped_connection_replays_only_what_it_never_answered(adapter: Adapter) -> None:
+    """The connection drops at the third message, three more in flight behind it: those
+    four go again on a new connection without using up an attempt (retries=0), the two
+    answered are not sent again."""
+    handler = DropOnce(drop_at=3)
+    messages = [outgoing(n) for n in range(7)]
+    with ScriptedServer(handler) as server:
+        async with open_mailer(adapter, server.host, server.port, window=4, retries=0) as mailer:
+            results = await adapter.call(mailer.send_many, messages)
+        await adapter.sessions_done(server)
+    assert all(isinstance(result, SendResult) for result in results), results
+    senders = [envelope.mail_from for envelope in handler.standard.envelopes]
+    assert sorted(senders) == sorted(str(m.sender) for m in messages)  # each one once
+    assert len(server.sessions) == 2
+
+
+@all_adapters
+async def test_a_message_the_connection_failed_on_is_retried(adapter: Adapter) -> None:
+    """A fresh connection drops at the first MAIL: that attempt counts."""
+    for retries, expected in ((0, SMTPServerDisconnected), (1, SendResult)):
+        handler = DropOnce(drop_at=1)
+        with ScriptedServer(handler) as server:
+            async with open_mailer(
+                adapter, server.host, server.port, retries=retries, backoff=0
+            ) as mailer:
+                results = await adapter.call(mailer.send_many, [outgoing(0)])
+            await adapter.sessions_done(server)
+        assert isinstance(results[0], expected), results
+        assert len(handler.standard.envelopes) == retries
+
+
+@all_adapters
+async def test_a_server_that_cannot_be_reached_fails_each_message(adapter: Adapter) -> None:
+    with CaptureServer() as server:
+        host, port = server.host, server.port
+    async with open_mailer(adapter, host, port, retries=1, backoff=0) as mailer:
+        results = await adapter.call(mailer.send_many, [outgoing(0), outgoing(1)])
+    assert all(isinstance(result, ConnectionRefusedError) for result in results)
+
+
+# ---------------------------------------------------------------- real servers
+
+
+def return_path(delivered: bytes) -> str:
+    match = re.search(rb"^Return-[Pp]ath: <([^>]*)>", delivered, re.MULTILINE)
+    assert match is not None, delivered[:300]
+    return match[1].decode()
+
+
+async def many_to_a_real_server(
+    adapter: Adapter, server: PostfixServer | EximServer, token: str, connections: int
+) -> None:
+    """Twenty messages, one with a refused recipient and one refused to everyone in the
+    middle of a window, each from its own sender: every one accepted arrives intact (on one
+    connection, the message after the refused one is pipelined behind it)."""
+    messages = [outgoing(n, token) for n in range(20)]
+    messages[7] = outgoing(7, token, recipients=["reject-me@example.test", "rcpt7@example.test"])
+    messages[8] = outgoing(8, token, recipients=["reject-all@example.test"])
+    async with open_mailer(
+        adapter, server.host, server.port, connections=connections, window=6
+    ) as mailer:
+        results = await adapter.call(mailer.send_many, messages)
+    refusal = results[8]
+    assert isinstance(refusal, SMTPAllRecipientsRefused)
+    assert refusal.recipients["reject-all@example.test"][0] == 550
+    assert list(results[7].refused) == ["reject-me@example.test"]
+    accepted = [n for n in range(20) if n != 8]
+    assert all(isinstance(results[n], SendResult) and results[n].queue_id for n in accepted)
+    needle = token.encode()
+    delivered = wait_until(
+        lambda: (
+            found if len(found := [m for m in server.messages() if needle in m]) >= 19 else None
+        ),
+        10.0,
+        f"19 deliveries containing {token}",
+    )
+    by_sender = {return_path(message): message for message in delivered}
+    assert sorted(by_sender) == sorted(f"sender{n}@example.test" for n in accepted)
+    for n in accepted:
+        sent = messages[n].message
+        assert isinstance(sent, bytes)
+        arrived = by_sender[f"sender{n}@example.test"].replace(b"\r\n", b"\n")
+        assert arrived.endswith(sent.replace(b"\r\n", b"\n")), arrived[-200:]
+
+
+@all_adapters
+async def test_many_messages_pipelined_to_postfix(
+    adapter: Adapter, postfix: PostfixServer, token: str
+) -> None:
+    await many_to_a_real_server(adapter, postfix, token, connections=2)
+
+
+@all_adapters
+async def test_many_messages_pipelined_to_exim(
+    adapter: Adapter, exim: EximServer, token: str
+) -> None:
+    """Exim keeps a refused transaction's sender: the message pipelined after the one
+    refused to everyone arrives under its own sender all the same (the RSET before it)."""
+    await many_to_a_real_server(adapter, exim, token, connections=1)
