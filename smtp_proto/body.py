@@ -14,7 +14,14 @@ from typing import overload
 
 from ._renamed import ModuleGetattr, renamed
 
-__all__ = ["PIECE_SIZE", "BodyEncoder", "fix_line_ends", "normalised_size", "quotedata"]
+__all__ = [
+    "PIECE_SIZE",
+    "BodyEncoder",
+    "fix_line_ends",
+    "normalised_size",
+    "quotedata",
+    "sent_as_is",
+]
 
 #: How much of a large message is encoded and sent at a time (a BDAT chunk is one piece).
 PIECE_SIZE = 1 << 18
@@ -54,6 +61,12 @@ try:
     from ._speedups import crlf_only, stuff_dots
 except ImportError:  # installed without a C compiler: the same work, slower
     crlf_only, stuff_dots = _crlf_only, _stuff_dots
+
+
+def sent_as_is(data: bytes | memoryview) -> bool:
+    """Whether BDAT sends ``data`` unchanged: every line end is CRLF and the last line ends
+    (``BodyEncoder(stuff_dots=False)`` would change nothing and add nothing)."""
+    return crlf_only(data) and data[-2:] == b"\r\n"
 
 
 def normalised_size(data: bytes) -> int:

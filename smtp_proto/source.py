@@ -137,6 +137,11 @@ class Pieces:
         self._ahead = yield from self._slice()
         self.first = (piece or b"", self._ahead is None)
 
+    def whole(self) -> memoryview | None:
+        """The whole message as one view of the caller's bytes, if it is in memory and no
+        piece of it was handed out yet (``None`` otherwise)."""
+        return self._data if not self._taken else None
+
     def next(self) -> Generator[IORequest, Any, tuple[bytes | memoryview, bool]]:
         """The next piece (the first one first) and whether it is the last."""
         if not self._taken:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .body import BodyEncoder
+from .body import PIECE_SIZE, BodyEncoder, sent_as_is
 from .commands import Bdat, Command, Data, Mail, Rcpt, is_utf8
 from .errors import (
     SMTPDataError,
@@ -510,7 +510,16 @@ def _send_chunks_gen(
     client: Client, pieces: Pieces, binary: bool
 ) -> Generator[IORequest, Any, tuple[int, bytes]]:
     """Send a message as BDAT chunks, up to ``BDAT_WINDOW`` of them unanswered when the
-    server pipelines (one at a time otherwise); unchanged for BINARYMIME."""
+    server pipelines (one at a time otherwise); unchanged for BINARYMIME.
+
+    A message in memory that needs no rewriting (BINARYMIME, or every line end CRLF and
+    the last line ended) goes as one chunk instead: the same bytes, without a command and
+    a reply per piece, and still without a copy.
+    """
+    whole = pieces.whole()
+    if whole is not None and (binary or sent_as_is(whole)):
+        yield from _write_chunk_gen(client, whole, last=True)
+        return (yield from finish_body_gen(client, b""))
     encoder = _bdat_encoder(binary)
     window = BDAT_WINDOW if client.connection.extensions.pipelining else 0
     unanswered = 0
@@ -554,13 +563,18 @@ def _write_chunk_gen(
 ) -> Generator[IORequest, Any, list[Reply]]:
     """Send one BDAT chunk, then read ``replies`` replies.
 
-    The command and the data go out as two writes, so a large chunk (a ``memoryview`` of
-    the caller's message) is never copied to join them.
+    The command and the data go out as separate writes, so a large chunk (a ``memoryview``
+    of the caller's message) is never copied to join them; a chunk larger than a piece is
+    written a piece at a time, so no transport buffers more than that at once.
     """
     yield from client._exchange_gen(client._encode(Bdat(len(data), last=last)), 0)
     if client.owner.debuglevel > 0:
         client.print_debug("send:", repr(bytes(data)))  # after its BDAT line: wire order
-    return (yield from client._exchange_gen(data, replies))
+    view = memoryview(data) if len(data) > PIECE_SIZE else data
+    while len(view) > PIECE_SIZE:
+        yield from client._exchange_gen(view[:PIECE_SIZE], 0)
+        view = view[PIECE_SIZE:]
+    return (yield from client._exchange_gen(view, replies))
 
 
 def _finish_transaction_gen(

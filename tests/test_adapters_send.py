@@ -6,6 +6,7 @@ from __future__ import annotations
 import email
 import email.message
 import email.policy
+import io
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from smtp_proto.transports.testing import CaptureServer
 
 from smtp_proto import DSN, RecipientDSN, SendResult, SMTPSecurityError
-from smtp_proto.body import CHUNK_SIZE
+from smtp_proto.body import PIECE_SIZE as CHUNK_SIZE
 from smtp_proto.errors import (
     SMTPDataError,
     SMTPMessageTooLarge,
@@ -294,11 +295,13 @@ async def test_sendmail_binarymime_forces_bdat_even_with_chunking_off(
     features = ("PIPELINING", "BINARYMIME") if pipelining else ("BINARYMIME",)
     handler = StandardESMTP(features=features, chunking=True)
     body = BINARY if size == "small" else BINARY * (5 * CHUNK_SIZE // (2 * len(BINARY)))
+    # A large one streamed, so read and sent a piece (a chunk) at a time.
+    source = body if size == "small" else io.BytesIO(body)
     with ScriptedServer(handler) as server:
         smtp = await adapter.open(server.host, server.port)
         smtp.chunking = False
         refused = await adapter.call(
-            smtp.sendmail, SENDER, ["r@x"], body, mail_options=["BODY=BINARYMIME"]
+            smtp.sendmail, SENDER, ["r@x"], source, mail_options=["BODY=BINARYMIME"]
         )
         assert refused == {}
         await adapter.call(smtp.quit)
@@ -466,10 +469,17 @@ class RefuseSecondChunk:
 async def test_bdat_refused_mid_transaction(adapter: Adapter) -> None:
     handler = RefuseSecondChunk()
     body = b"Subject: s\r\n\r\n" + (b"z" * 78 + b"\r\n") * (4 * CHUNK_SIZE // 80)
+    streamed = io.BytesIO(body)  # read in pieces, so sent as several chunks
     with ScriptedServer(handler) as server:
         with pytest.raises(SMTPDataError) as caught:
             await send(
-                adapter, body, server.host, server.port, tls="none", sender=SENDER, recipients="r"
+                adapter,
+                streamed,
+                server.host,
+                server.port,
+                tls="none",
+                sender=SENDER,
+                recipients="r",
             )
         await adapter.sessions_done(server)
     assert caught.value.smtp_code == 552

@@ -1,5 +1,7 @@
 """``set_debuglevel(1)`` prints the transcript in wire order, as ``smtplib``'s does."""
 
+import io
+
 import pytest
 from smtp_proto.transports import sync
 from smtp_proto.transports.testing import CaptureServer
@@ -12,7 +14,7 @@ def test_each_bdat_chunk_is_printed_after_its_command(capsys: pytest.CaptureFixt
     message = line * (2 * PIECE_SIZE // len(line) + 1)  # three chunks
     with CaptureServer() as server, sync.SMTP(server.host, server.port) as smtp:
         smtp.set_debuglevel(1)
-        smtp.sendmail("a@example.com", ["b@example.com"], message)
+        smtp.sendmail("a@example.com", ["b@example.com"], io.BytesIO(message))  # streamed
     sent = [text for text in capsys.readouterr().err.splitlines() if text.startswith("send:")]
     commands = [text for text in sent if "BDAT" in text]
     chunks = [index for index, text in enumerate(sent) if text.startswith("send: b'xxx")]

@@ -1,18 +1,24 @@
 """``Client.sendmail`` over BDAT (``client.chunking``, on by default) against scripted peers.
 
 The envelope and a one-chunk body go out in one write; refusals read every reply the server
-owes before RSET, so the connection stays in step; a large message streams as chunks with a
-bounded number of replies outstanding.
+owes before RSET, so the connection stays in step; a large streamed message goes as chunks
+with a bounded number of replies outstanding, a large one in memory that needs no rewriting
+as one chunk written a piece at a time.
 """
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from smtp_proto import SMTPDataError, SMTPRecipientsRefused, SMTPSenderRefused
-from smtp_proto.body import CHUNK_SIZE
+from smtp_proto.body import PIECE_SIZE as CHUNK_SIZE
 from smtp_proto.client import BDAT_WINDOW, Client
 from smtp_proto.driving import drive
+from smtp_proto.requests import RECEIVE
 from tests.offline import EHLO_LINE, C, Peer, S, Step, connected
 
 EHLO_CHUNKING = S(b"250-server.example\r\n250-PIPELINING\r\n250 CHUNKING\r\n")
@@ -33,7 +39,7 @@ def envelope(*recipients: str) -> list[Step]:
 
 
 def run(
-    client: Client, script: list[Step], recipients: list[str], message: bytes
+    client: Client, script: list[Step], recipients: list[str], message: bytes | io.BytesIO
 ) -> tuple[object, Peer]:
     """``sendmail`` against ``script``, which must be played to its end; (result, peer)."""
     peer = Peer(script, pipelining=True)
@@ -117,16 +123,17 @@ def test_large_message_keeps_a_bounded_window_of_unanswered_chunks() -> None:
             script.append(S(b"250 chunk\r\n"))
     script.append(C(b"BDAT %d LAST\r\n" % len(chunks[-1]) + chunks[-1]))
     script.append(S(b"250 chunk\r\n" * BDAT_WINDOW + b"250 queued\r\n"))
-    result, _ = run(client, script, ["b@x"], message)
+    result, _ = run(client, script, ["b@x"], io.BytesIO(message))  # streamed: read in pieces
     assert result == {}
 
 
-def test_a_large_bytes_message_goes_out_as_views_of_itself() -> None:
-    """Each chunk of a ``bytes`` message that needs no rewriting is written as a
-    ``memoryview`` into the caller's object, its BDAT command as a write of its own: the
-    message is never copied on the way out."""
+def test_a_large_message_in_memory_with_a_bare_line_end_goes_as_chunks() -> None:
+    """Rewritten on the way (a bare LF becomes CRLF), it is encoded and sent a piece at a
+    time, each piece a chunk of its own."""
     client = chunking_client()
     message, chunks = large_message()
+    message = b"bare\n" + message[5:]
+    chunks = [b"bare\r\n" + chunks[0][5:], *chunks[1:]]
     script: list[Step] = [*envelope("b@x"), S(b"250 ok\r\n250 ok\r\n")]
     for index, chunk in enumerate(chunks[:-1]):
         script.append(C(b"BDAT %d\r\n" % len(chunk) + chunk))
@@ -134,6 +141,19 @@ def test_a_large_bytes_message_goes_out_as_views_of_itself() -> None:
             script.append(S(b"250 chunk\r\n"))
     script.append(C(b"BDAT %d LAST\r\n" % len(chunks[-1]) + chunks[-1]))
     script.append(S(b"250 chunk\r\n" * BDAT_WINDOW + b"250 queued\r\n"))
+    result, _ = run(client, script, ["b@x"], message)
+    assert result == {}
+
+
+def test_a_large_bytes_message_goes_out_as_views_of_itself() -> None:
+    """A ``bytes`` message that needs no rewriting goes as one BDAT LAST chunk, written a
+    piece at a time as ``memoryview`` slices of the caller's object after its BDAT command:
+    the message is never copied on the way out, and no write is larger than a piece."""
+    client = chunking_client()
+    message, chunks = large_message()
+    script: list[Step] = [*envelope("b@x"), S(b"250 ok\r\n250 ok\r\n")]
+    script.append(C(b"BDAT %d LAST\r\n" % len(message) + message))
+    script.append(S(b"250 queued\r\n"))
     peer = Peer(script, pipelining=True)
     requests: list[object] = []
 
@@ -145,7 +165,7 @@ def test_a_large_bytes_message_goes_out_as_views_of_itself() -> None:
     peer.expect_finished()
     views = [r for r in requests if isinstance(r, memoryview)]
     assert all(view.obj is message for view in views)
-    assert [bytes(view) for view in views] == chunks
+    assert [bytes(view) for view in views] == chunks  # pieces of PIECE_SIZE, in order
 
 
 def test_chunk_refused_mid_stream_stops_sending_and_rsets() -> None:
@@ -158,5 +178,47 @@ def test_chunk_refused_mid_stream_stops_sending_and_rsets() -> None:
     script.append(S(b"503 aborted\r\n" * BDAT_WINDOW))
     script += [C(b"rset\r\n"), S(b"250 reset\r\n")]
     with pytest.raises(SMTPDataError) as caught:
-        run(client, script, ["b@x"], message)
+        run(client, script, ["b@x"], io.BytesIO(message))
     assert caught.value.smtp_code == 552
+
+
+def delivered(client: Client, message: bytes | io.BytesIO) -> tuple[bytes, int]:
+    """Send ``message`` through ``client`` to a server that accepts everything; what the
+    BDAT chunks carried, joined, and how many chunks there were."""
+    wire = bytearray()
+
+    def perform(request: object) -> object:
+        if isinstance(request, bytes | memoryview):
+            wire.extend(request)
+            return None
+        assert request is RECEIVE
+        return b"250 ok\r\n"  # one reply each time the client waits for one
+
+    assert drive(client.sendmail("a@x", ["b@x"], message), perform, client.close) == {}
+    payload, chunks, rest = bytearray(), 0, bytes(wire)
+    while rest:
+        line, _, rest = rest.partition(b"\r\n")
+        if line.startswith(b"BDAT "):
+            size = int(line.split()[1])
+            payload += rest[:size]
+            rest = rest[size:]
+            chunks += 1
+    return bytes(payload), chunks
+
+
+@given(
+    tail=st.lists(
+        st.binary(max_size=200).map(lambda line: line.replace(b"\r", b"").replace(b"\n", b"")),
+        max_size=20,
+    )
+)
+@settings(max_examples=25, deadline=None)
+def test_one_chunk_in_memory_carries_what_the_chunks_of_a_stream_carry(tail: list[bytes]) -> None:
+    """The one-chunk way for a ``bytes`` message that needs no rewriting delivers exactly
+    the bytes the piece-by-piece chunks deliver for the same message streamed."""
+    message = b"x" * 78 + b"\r\n"
+    message = message * (CHUNK_SIZE // len(message) + 1) + b"".join(line + b"\r\n" for line in tail)
+    whole, whole_chunks = delivered(chunking_client(), message)
+    streamed, streamed_chunks = delivered(chunking_client(), io.BytesIO(message))
+    assert whole == streamed == message
+    assert whole_chunks == 1 and streamed_chunks == -(-len(message) // CHUNK_SIZE)
