@@ -55,7 +55,22 @@ TLSMode = Literal["auto", "implicit", "starttls", "opportunistic", "none"]
 TLS_MODES: tuple[str, ...] = ("auto", "implicit", "starttls", "opportunistic", "none")
 
 BodyKind = Literal["7bit", "8bit", "binary", "stream"]
-_QUEUE_ID = re.compile(rb"(?:queued as|\bid=)\s*([A-Za-z0-9][A-Za-z0-9._-]*)", re.IGNORECASE)
+_STATUS = rb"(?:[245]\.\d{1,3}\.\d{1,3}:?\s+)?"  # an RFC 3463 code first, if any
+#: How common servers name the queue id in their final reply (``(?m)``: any of its lines), in
+#: the order they are tried: Postfix (and the services built on it), Exim, Microsoft Exchange,
+#: Gmail, Sendmail and OpenSMTPD, Amazon SES, qmail.
+_QUEUE_IDS = tuple(
+    re.compile(pattern, re.IGNORECASE | re.MULTILINE)
+    for pattern in (
+        rb"queued as\s*([A-Za-z0-9][A-Za-z0-9._-]*)",
+        rb"\bid=\s*([A-Za-z0-9][A-Za-z0-9._-]*)",
+        rb"\[InternalId=(\d+)",
+        rb"^" + _STATUS + rb"OK\s+\d+\s+([A-Za-z0-9._-]+)\s+-\s+gsmtp",
+        rb"^" + _STATUS + rb"([A-Za-z0-9]+)\s+Message accepted for delivery",
+        rb"^" + _STATUS + rb"Ok\s+([A-Za-z0-9]+(?:-[A-Za-z0-9]+)+)\s*$",
+        rb"^ok\s+\d+\s+qp\s+(\d+)",
+    )
+)
 
 
 class SMTPSecurityError(SMTPNotSupportedError):
@@ -94,11 +109,18 @@ class SendResult:
 
     @property
     def queue_id(self) -> str | None:
-        """The queue id in the final reply (``queued as X``, ``id=X``), if the server says."""
+        """The queue id in the final reply, if the server names it in a form it knows:
+        Postfix's ``queued as X``, Exim's ``id=X``, Exchange's ``[InternalId=X, ...]``,
+        Gmail's ``OK <time> X - gsmtp``, Sendmail's and OpenSMTPD's ``X Message accepted for
+        delivery``, Amazon SES's ``Ok X``, qmail's ``ok <time> qp X``."""
         if self.data_reply is None:
             return None
-        match = _QUEUE_ID.search(self.data_reply.text)
-        return None if match is None else match[1].decode("ascii")
+        text = self.data_reply.text
+        for pattern in _QUEUE_IDS:
+            match = pattern.search(text)
+            if match is not None:
+                return match[1].decode("ascii")
+        return None
 
 
 class SMTPAllRecipientsRefused(SMTPRecipientsRefused):
