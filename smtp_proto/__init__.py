@@ -58,6 +58,7 @@ from .errors import (
     SMTPServerDisconnected,
 )
 from .extensions import Extensions, parse_ehlo
+from .outcome import TransactionReplies
 from .replies import EnhancedStatus, Reply, ReplyParser
 from .requests import (
     CLOSE,
@@ -75,7 +76,6 @@ from .send import (
     SMTPAuthNotSupportedError,
     SMTPSecurityError,
 )
-from .transaction import TransactionReplies
 
 __all__ = [
     "CLOSE",

@@ -17,6 +17,7 @@ from typing import Any
 
 from ._renamed import ModuleGetattr, renamed
 from .authentication import auth_gen, login_gen
+from .bdat import BDAT_WINDOW
 from .commands import (
     Ehlo,
     Expn,
@@ -32,6 +33,7 @@ from .commands import (
     StartTLS,
     Vrfy,
 )
+from .data import data_gen
 from .errors import (
     SMTPHeloError,
     SMTPNotSupportedError,
@@ -41,6 +43,7 @@ from .errors import (
 from .exchange import Exchange
 from .extensions import parse_ehlo
 from .message import prepare_message
+from .outcome import TransactionReplies
 from .requests import (
     CLOSE,
     END_OF_BODY,
@@ -54,7 +57,7 @@ from .requests import (
     Request,
 )
 from .source import Message, Readable, fix_line_ends
-from .transaction import BDAT_WINDOW, TransactionReplies, data_gen, transaction_gen
+from .transaction import transaction_gen
 
 __all__ = [
     "BDAT_WINDOW",

@@ -14,9 +14,9 @@ from .attributes import SMTPAttributes
 from .commands import Auth, AuthResponse, Command, Data, is_utf8
 from .connection import _CLOSED, NEED_DATA, ClientConnection, ConnectionClosed
 from .errors import MalformedGreeting, ProtocolError, RemoteProtocolError, SMTPServerDisconnected
+from .outcome import TransactionReplies
 from .replies import Reply
 from .requests import CLOSE, RECEIVE, Call, IORequest, Operation
-from .transaction import TransactionReplies
 
 __all__ = ["Exchange"]
 
