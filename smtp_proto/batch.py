@@ -19,7 +19,10 @@ and the rules are tested without a socket:
   with "503 sender already given" and takes the next message under the previous sender; an
   RSET first puts both in a fresh state.
 - ``Lane``: what one connection may still do (``window``, and the transactions it may begin:
-  the pool's ``max_messages_per_connection`` and the server's RFC 9422 ``MAILMAX``).
+  the pool's ``max_messages_per_connection`` and the server's RFC 9422 ``MAILMAX``).  A
+  message with more recipients than the server's ``RCPTMAX``, or more domains than its
+  ``RCPTDOMAINMAX``, goes as several transactions (``Split``), each a job of its own, retried
+  on its own; the message's outcome merges theirs (``merge_parts``).
 - ``RetryPolicy`` and ``transient``: which failures are worth another attempt (4xx replies,
   421, a connection lost before the final reply), and how long to wait before it.
 - ``Dispatcher``: the queue of messages waiting for a connection, their retries, and the
@@ -34,6 +37,7 @@ using up an attempt: a server closing an idle connection is not the message's fa
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import email.message
 import heapq
 import itertools
@@ -56,7 +60,7 @@ from .errors import (
 )
 from .replies import Reply
 from .requests import Operation
-from .send import SendResult, Submission, send_outcome
+from .send import SendResult, SMTPAllRecipientsRefused, Submission, send_outcome
 from .source import Message
 from .transaction import (
     TransactionReplies,
@@ -74,8 +78,10 @@ __all__ = [
     "Outcome",
     "Outgoing",
     "RetryPolicy",
+    "Split",
     "Template",
     "lane_gen",
+    "merge_parts",
     "transient",
 ]
 
@@ -109,6 +115,30 @@ class Limits:
                 if number > 0:
                     values[key] = number
         return cls(**values)
+
+    def split(self, recipients: Sequence[str]) -> list[list[str]]:
+        """``recipients`` in transactions within ``rcptmax`` and ``rcptdomainmax``: as given
+        when one is enough, else each domain's recipients together as far as they fit, in
+        the order given."""
+        by_domain: dict[str, list[str]] = {}
+        for recipient in recipients:
+            by_domain.setdefault(recipient.rpartition("@")[2].lower(), []).append(recipient)
+        size = self.rcptmax or len(recipients)
+        most_domains = self.rcptdomainmax or len(by_domain)
+        if len(recipients) <= size and len(by_domain) <= most_domains:
+            return [list(recipients)]
+        parts: list[list[str]] = []
+        domains = 0
+        for group in by_domain.values():
+            for start in range(0, len(group), size):
+                chunk = group[start : start + size]
+                if parts and len(parts[-1]) + len(chunk) <= size and domains < most_domains:
+                    parts[-1] += chunk
+                    domains += start == 0
+                else:
+                    parts.append(list(chunk))
+                    domains = 1
+        return parts
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,12 +222,25 @@ class Template:
 @dataclass(eq=False, slots=True)
 class Job:
     """One message in a pool: its ``Submission``, the failed attempts that counted, and its
-    final ``outcome`` once there is one.  ``token`` is the adapter's (what a waiter waits on)."""
+    final ``outcome`` once there is one.  ``token`` is the adapter's: it is called with the
+    job once the outcome is final."""
 
     submission: Submission
     token: Any = None
     failures: int = 0
     outcome: Outcome | None = None
+    #: A message the server's LIMITS made several transactions: each one a job of its own
+    #: (``parts``, each with its ``parent``), the message's outcome their merged outcomes.
+    parent: Job | None = None
+    parts: list[Job] = field(default_factory=list)
+    unfinished: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    """A lane's report that a job goes as several transactions, ``parts`` (RFC 9422 LIMITS)."""
+
+    parts: list[Job]
 
 
 class Dispatcher:
@@ -254,43 +297,101 @@ class Dispatcher:
         """Whether every job submitted has its outcome."""
         return not (self._ready or self._later or self.busy)
 
-    def settle(self, job: Job, outcome: Outcome, now: float, counts: bool = True) -> bool:
-        """A taken job came to ``outcome``; whether that is final (then ``job.outcome``).
+    def settle(
+        self, job: Job, outcome: Outcome | Split, now: float, counts: bool = True
+    ) -> Job | None:
+        """A taken job came to ``outcome``; the message that is now finished (``outcome``
+        set), if any: the job itself, or the message it is the last part of.
 
         A transient failure sends the job back: at once when it does not ``count`` (the
         connection was lost before the server answered any of it), else after the policy's
-        delay, while attempts remain.
+        delay, while attempts remain.  A ``Split`` puts the parts first in the queue.
         """
         self.busy -= 1
+        if isinstance(outcome, Split):
+            job.parts, job.unfinished = outcome.parts, len(outcome.parts)
+            self._ready.extendleft(reversed(outcome.parts))
+            return None
         if isinstance(outcome, Exception) and transient(outcome):
             if not counts:
                 self._ready.appendleft(job)
-                return False
+                return None
             job.failures += 1
             if job.failures <= self.policy.retries:
                 when = now + self.policy.delay(job.failures)
                 heapq.heappush(self._later, (when, next(self._order), job))
-                return False
-        job.outcome = outcome
-        return True
+                return None
+        return _finished(job, outcome)
 
-    def end(self, job: Job, outcome: Outcome) -> None:
-        """A taken job ends with ``outcome``, whatever it is (no retry)."""
+    def end(self, job: Job, outcome: Outcome) -> Job | None:
+        """A taken job ends with ``outcome``, whatever it is (no retry); as ``settle``."""
         self.busy -= 1
-        job.outcome = outcome
+        return _finished(job, outcome)
 
     def cancel(self, error: Exception) -> list[Job]:
-        """End every queued job (not the ones taken) with ``error``; the jobs so ended."""
+        """End every queued job (not the ones taken) with ``error``; the messages finished."""
         jobs = [*self._ready, *(entry[2] for entry in self._later)]
         self._ready.clear()
         self._later.clear()
-        for job in jobs:
-            job.outcome = error
-        return jobs
+        return [done for job in jobs if (done := _finished(job, error)) is not None]
+
+
+def _finished(job: Job, outcome: Outcome) -> Job | None:
+    """``job`` ends with ``outcome``: the message finished by that, if any."""
+    job.outcome = outcome
+    parent = job.parent
+    if parent is None:
+        return job
+    parent.unfinished -= 1
+    if parent.unfinished:
+        return None
+    parent.outcome = merge_parts(parent.parts)
+    return parent
+
+
+def merge_parts(parts: Sequence[Job]) -> Outcome:
+    """The outcome of a message sent as several transactions, from theirs.
+
+    If a part was delivered: a ``SendResult`` with every part's recipients (those of a part
+    that failed as a whole refused with that failure's code, -1 for none, as ``smtplib``
+    reports an unanswered LMTP recipient), whose ``data_reply`` is the first delivered
+    part's.  Else ``SMTPAllRecipientsRefused`` when every part was refused so, or the first
+    other failure.
+    """
+    accepted: dict[str, Reply] = {}
+    refused: dict[str, Reply] = {}
+    lmtp: dict[str, Reply] = {}
+    delivered: list[SendResult] = []
+    failures: list[Exception] = []
+    for part in parts:
+        outcome = part.outcome
+        result = outcome.result if isinstance(outcome, SMTPAllRecipientsRefused) else outcome
+        if isinstance(result, SendResult):
+            accepted |= result.accepted
+            refused |= result.refused
+            lmtp |= result.lmtp_replies
+            if outcome is result:
+                delivered.append(result)
+            continue
+        assert isinstance(outcome, Exception)
+        failures.append(outcome)
+        code, text = (
+            (outcome.smtp_code, outcome.smtp_error)
+            if isinstance(outcome, SMTPResponseException)
+            else (-1, str(outcome).encode("utf-8", "replace"))
+        )
+        for recipient in part.submission.recipients:
+            refused[recipient] = Reply.from_tuple(code, text)
+    if delivered:
+        return SendResult(accepted, refused, delivered[0].data_reply, lmtp)
+    if failures:
+        return failures[0]
+    recipients = {recipient: reply.as_tuple() for recipient, reply in refused.items()}
+    return SMTPAllRecipientsRefused(recipients, SendResult(accepted, refused, None, lmtp))
 
 
 #: How a lane reports a job's outcome: ``report(job, outcome, counts)``.
-Report = Callable[[Job, Outcome, bool], None]
+Report = Callable[[Job, Outcome | Split, bool], None]
 
 
 @dataclass(eq=False, slots=True)
@@ -303,6 +404,8 @@ class Lane:
 
     window: int
     limit: int | None = None
+    #: The server's RFC 9422 limits: ``rcptmax`` and ``rcptdomainmax`` split a message.
+    limits: Limits = Limits()
     #: Transactions begun (MAIL sent), and those the server answered (at least MAIL's reply).
     begun: int = 0
     answered: int = 0
@@ -317,14 +420,28 @@ class Lane:
         server's ``MAILMAX``."""
         if window < 1:
             raise ValueError("window must be at least 1")
-        mailmax = Limits.from_features(client.owner.esmtp_features).mailmax
-        limits = [limit for limit in (max_messages, mailmax) if limit is not None]
-        return cls(window, min(limits) if limits else None)
+        limits = Limits.from_features(client.owner.esmtp_features)
+        caps = [cap for cap in (max_messages, limits.mailmax) if cap is not None]
+        return cls(window, min(caps) if caps else None, limits)
 
     @property
     def spent(self) -> bool:
         """Whether the connection may begin no more transactions."""
         return self.limit is not None and self.begun >= self.limit
+
+    def parts(self, job: Job) -> list[Job] | None:
+        """The transactions ``job``'s message needs here, as jobs, when the server's limits
+        do not let it go in one (``None`` when they do)."""
+        limits = self.limits
+        if job.parent is not None or limits.rcptmax is limits.rcptdomainmax is None:
+            return None
+        groups = limits.split(job.submission.recipients)
+        if len(groups) < 2:
+            return None
+        return [
+            Job(dataclasses.replace(job.submission, recipients=tuple(group)), parent=job)
+            for group in groups
+        ]
 
     def counts(self, answered: bool) -> bool:
         """Whether a failure counts as an attempt: always, unless nothing of the message was
@@ -386,7 +503,7 @@ def lane_gen(
     """
     flight: deque[_Group] = deque()
 
-    def settle(job: Job, outcome: Outcome, counts: bool) -> None:
+    def settle(job: Job, outcome: Outcome | Split, counts: bool) -> None:
         lane.held.remove(job)
         report(job, outcome, counts)
 
@@ -401,7 +518,14 @@ def lane_gen(
     pending: Job | None = job
     while True:
         data: list[bytes] = []
-        while pending is not None and _pipelines(client, pending.submission):
+        while pending is not None:
+            parts = lane.parts(pending)
+            if parts is not None:  # several transactions, each a job, queued first
+                settle(pending, Split(parts), True)
+                pending = next_job()
+                continue
+            if not _pipelines(client, pending.submission):
+                break
             try:
                 group, request = _request(client, pending, bool(flight) or not lane.clean)
             except Exception as exc:  # the message cannot go on this server: nothing sent

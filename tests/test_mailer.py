@@ -182,6 +182,26 @@ async def test_connections_are_replaced_after_their_limit(adapter: Adapter) -> N
 
 
 @all_adapters
+async def test_a_message_over_the_server_limits_goes_as_several_transactions(
+    adapter: Adapter,
+) -> None:
+    extensions = ["PIPELINING", "CHUNKING", "LIMITS RCPTMAX=2 RCPTDOMAINMAX=1"]
+    recipients = ["a@x.test", "b@y.test", "c@x.test", "d@x.test", "e@y.test"]
+    with CaptureServer(extensions=extensions) as server:
+        async with open_mailer(adapter, server.host, server.port) as mailer:
+            result = await adapter.call(
+                mailer.send,
+                b"Subject: limits\r\n\r\nhi\r\n",
+                sender="s@x.test",
+                recipients=recipients,
+            )
+        parts = [message.rcpt_tos for message in server.messages]
+    assert sorted(parts) == [["a@x.test", "c@x.test"], ["b@y.test", "e@y.test"], ["d@x.test"]]
+    assert isinstance(result, SendResult) and sorted(result.accepted) == recipients
+    assert result.queue_id is not None
+
+
+@all_adapters
 async def test_a_mailer_sends_only_inside_its_block(adapter: Adapter) -> None:
     mailer = adapter.module.Mailer("127.0.0.1", 25, tls="none")
     with pytest.raises(RuntimeError, match="with block"):

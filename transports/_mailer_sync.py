@@ -24,6 +24,7 @@ from smtp_proto.batch import (
     Outcome,
     Outgoing,
     RetryPolicy,
+    Split,
     Template,
     lane_gen,
 )
@@ -189,18 +190,20 @@ class SyncMailer:
         with self._lock:
             return self._dispatcher.take(self._now())
 
-    def _report(self, job: Job, outcome: Outcome, counts: bool) -> None:
+    def _report(self, job: Job, outcome: Outcome | Split, counts: bool) -> None:
         with self._lock:
-            if self._dispatcher.settle(job, outcome, self._now(), counts):
-                job.token(job)
+            finished = self._dispatcher.settle(job, outcome, self._now(), counts)
+            if finished is not None:
+                finished.token(finished)
             self._wake()
 
     def _end(self, jobs: Iterable[Job], error: Exception) -> None:
         """End taken jobs with ``error`` and no retry (their connection's run was cut)."""
         with self._lock:
             for job in list(jobs):
-                self._dispatcher.end(job, error)
-                job.token(job)
+                finished = self._dispatcher.end(job, error)
+                if finished is not None:
+                    finished.token(finished)
             self._wake()
 
     def _stop(self, abandon: bool) -> None:

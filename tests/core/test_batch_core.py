@@ -21,7 +21,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smtp_proto import Client
-from smtp_proto.batch import Dispatcher, Job, Lane, Limits, RetryPolicy, lane_gen, transient
+from smtp_proto.batch import (
+    Dispatcher,
+    Job,
+    Lane,
+    Limits,
+    RetryPolicy,
+    Split,
+    lane_gen,
+    merge_parts,
+    transient,
+)
 from smtp_proto.driving import drive
 from smtp_proto.errors import (
     RemoteProtocolError,
@@ -30,9 +40,11 @@ from smtp_proto.errors import (
     SMTPDataError,
     SMTPNotSupportedError,
     SMTPRecipientsRefused,
+    SMTPResponseException,
     SMTPSenderRefused,
     SMTPServerDisconnected,
 )
+from smtp_proto.replies import Reply
 from smtp_proto.requests import CLOSE, LOCAL_HOSTNAME, RECEIVE
 from smtp_proto.send import (
     SendResult,
@@ -632,3 +644,128 @@ def test_mailmax_caps_the_lane() -> None:
     assert Lane.open(client, window=5, max_messages=2).limit == 2
     client.esmtp_features.pop("limits")
     assert Lane.open(client, window=5, max_messages=None).limit is None
+
+
+addresses = st.lists(
+    st.tuples(st.sampled_from("abcdef"), st.sampled_from(["x.test", "Y.test", "z.test", ""])),
+    min_size=1,
+    max_size=30,
+    unique=True,
+).map(lambda pairs: [f"{local}@{domain}" if domain else local for local, domain in pairs])
+
+
+@given(addresses, st.none() | st.integers(1, 5), st.none() | st.integers(1, 3))
+def test_limits_split_recipients_into_transactions_within_them(
+    recipients: list[str], rcptmax: int | None, rcptdomainmax: int | None
+) -> None:
+    parts = Limits(rcptmax=rcptmax, rcptdomainmax=rcptdomainmax).split(recipients)
+    assert sorted(r for part in parts for r in part) == sorted(recipients)  # each one once
+    domain = lambda r: r.rpartition("@")[2].lower()  # noqa: E731
+    for part in parts:
+        assert part and (rcptmax is None or len(part) <= rcptmax)
+        assert rcptdomainmax is None or len({domain(r) for r in part}) <= rcptdomainmax
+    for name in {domain(r) for r in recipients}:  # a domain's recipients in the order given
+        ordered = [r for part in parts for r in part if domain(r) == name]
+        assert ordered == [r for r in recipients if domain(r) == name]
+    if rcptmax is None and rcptdomainmax is None:
+        assert parts == [recipients]
+
+
+def part(recipients: list[str], outcome: object) -> Job:
+    job = Job(submission_of(0, recipients))
+    job.outcome = outcome  # type: ignore[assignment]
+    return job
+
+
+def reply(code: int, text: bytes = b"ok") -> Reply:
+    return Reply.from_tuple(code, text)
+
+
+def test_merged_parts_report_every_recipient_and_the_first_delivery() -> None:
+    first = SendResult({"a@x": reply(250)}, {"b@x": reply(550)}, reply(250, b"queued as A"))
+    second = SendResult({"c@y": reply(250)}, {}, reply(250, b"queued as B"))
+    refused = SMTPAllRecipientsRefused(
+        {"d@z": (550, b"no")}, SendResult({}, {"d@z": reply(550, b"no")}, None)
+    )
+    failed = SMTPDataError(451, b"try later")
+    merged = merge_parts(
+        [
+            part(["a@x", "b@x"], first),
+            part(["c@y"], second),
+            part(["d@z"], refused),
+            part(["e@w"], failed),
+        ]
+    )
+    assert isinstance(merged, SendResult)
+    assert list(merged.accepted) == ["a@x", "c@y"]
+    assert {r: reply.as_tuple() for r, reply in merged.refused.items()} == {
+        "b@x": (550, b"ok"),
+        "d@z": (550, b"no"),
+        "e@w": (451, b"try later"),
+    }
+    assert merged.queue_id == "A"
+
+
+def test_merged_parts_delivered_to_nobody() -> None:
+    refusals = [
+        SMTPAllRecipientsRefused({r: (550, b"no")}, SendResult({}, {r: reply(550, b"no")}, None))
+        for r in ("a@x", "b@y")
+    ]
+    merged = merge_parts([part(["a@x"], refusals[0]), part(["b@y"], refusals[1])])
+    assert isinstance(merged, SMTPAllRecipientsRefused)
+    assert merged.recipients == {"a@x": (550, b"no"), "b@y": (550, b"no")}
+    lost = SMTPServerDisconnected("lost")
+    assert merge_parts([part(["a@x"], refusals[0]), part(["b@y"], lost)]) is lost
+    only = merge_parts([part(["a@x"], lost)])
+    assert only is lost and not isinstance(only, SMTPResponseException)
+
+
+def test_parts_go_first_and_each_is_retried_alone() -> None:
+    dispatcher = Dispatcher(RetryPolicy(retries=1, backoff=0.0))
+    message, other = Job(submission_of(0, ["a@x", "b@y"])), Job(submission_of(1, ["c@x"]))
+    dispatcher.submit(message)
+    dispatcher.submit(other)
+    assert dispatcher.take(0) is message
+    parts = [Job(submission_of(0, [r]), parent=message) for r in ("a@x", "b@y")]
+    assert dispatcher.settle(message, Split(parts), 0) is None
+    assert dispatcher.take(0) is parts[0] and dispatcher.take(0) is parts[1]
+    delivered = SendResult({"a@x": reply(250)}, {}, reply(250, b"queued as Q"))
+    assert dispatcher.settle(parts[0], delivered, 0) is None  # the other part is not done
+    assert dispatcher.settle(parts[1], SMTPDataError(451, b"later"), 0) is None  # retried
+    assert dispatcher.take(0) is other
+    assert dispatcher.take(0) is parts[1]  # only the part that failed goes again
+    finished = dispatcher.settle(parts[1], SendResult({"b@y": reply(250)}, {}, reply(250)), 0)
+    assert finished is message and isinstance(message.outcome, SendResult)
+    assert list(message.outcome.accepted) == ["a@x", "b@y"]
+    assert message.outcome.queue_id == "Q"
+
+
+def test_a_lane_splits_what_the_server_limits() -> None:
+    """RCPTMAX=2 RCPTDOMAINMAX=1: five recipients in two domains go as three transactions,
+    each the server's answer; the message's result has them all."""
+    recipients = ["a@x.test", "b@y.test", "c@x.test", "d@x.test", "e@y.test"]
+    sub = submission_of(0, recipients)
+    scripts = {sub.sender: Script(250, dict.fromkeys(recipients, 250), 250)}
+    server = ModelServer(scripts)
+    client = open_session(server)
+    client.esmtp_features["limits"] = "RCPTMAX=2 RCPTDOMAINMAX=1"
+    dispatcher = Dispatcher(RetryPolicy())
+    job = Job(sub)
+    dispatcher.submit(job)
+    first = dispatcher.take(0)
+    assert first is job
+    lane = Lane.open(client, window=5, max_messages=None)
+    lane.held.append(job)
+    finished: list[Job] = []
+
+    def report(job: Job, outcome: object, counts: bool) -> None:
+        done = dispatcher.settle(job, outcome, 0, counts)  # type: ignore[arg-type]
+        if done is not None:
+            finished.append(done)
+
+    operation = lane_gen(client, lane, job, lambda: dispatcher.take(0), report)
+    drive(operation, server.perform, client.close)
+    assert finished == [job] and dispatcher.idle
+    assert [len(p.submission.recipients) for p in job.parts] == [2, 1, 2]
+    assert isinstance(job.outcome, SendResult) and sorted(job.outcome.accepted) == recipients
+    assert server.mails == [sub.sender] * 3 and server.delivered == [sub.sender] * 3
