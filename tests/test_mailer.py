@@ -4,20 +4,30 @@ capture server, the scripted server (a connection dropped mid-window, retries) a
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextlib
 import re
-from collections.abc import AsyncIterator, Callable, Iterator
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+import trio
 from smtp_proto.transports.testing import CaptureServer
 from smtp_proto.transports.testing.wire import _Disconnect
 
 from smtp_proto.batch import Outgoing
 from smtp_proto.errors import SMTPServerDisconnected
 from smtp_proto.send import SendResult, SMTPAllRecipientsRefused
-from tests.adapters import LOCAL_NAME, TIMEOUT, Adapter, all_adapters
+from tests.adapters import (
+    LOCAL_NAME,
+    TIMEOUT,
+    Adapter,
+    FaultyThenHealthy,
+    all_adapters,
+    async_adapters,
+)
 from tests.scripted_server import ScriptedServer, Session, StandardESMTP, _StandardSession
 from tests.servers.exim import EximServer
 from tests.servers.postfix import PostfixServer
@@ -286,6 +296,66 @@ async def test_a_server_that_cannot_be_reached_fails_each_message(adapter: Adapt
     async with open_mailer(adapter, host, port, retries=1, backoff=0) as mailer:
         results = await adapter.call(mailer.send_many, [outgoing(0), outgoing(1)])
     assert all(isinstance(result, ConnectionRefusedError) for result in results)
+
+
+@async_adapters
+async def test_a_cancelled_mailer_ends_its_messages_unsent(adapter: Adapter) -> None:
+    """The server goes silent at MAIL; the task holding the mailer's block is cancelled:
+    the block ends at once, and a message another task is waiting for ends with an error
+    instead of hanging."""
+    handler = FaultyThenHealthy({"mail": "stall"}, chunking=True)
+    outcome: list[BaseException] = []
+    entered = trio.Event() if adapter.name == "trio" else asyncio.Event()
+    with ScriptedServer(handler) as server:
+        mailer = adapter.module.Mailer(
+            server.host, server.port, tls="none", local_hostname=LOCAL_NAME, timeout=TIMEOUT
+        )
+
+        async def hold() -> None:
+            async with mailer:
+                entered.set()
+                await (trio.sleep_forever() if adapter.name == "trio" else asyncio.Event().wait())
+
+        async def send() -> None:
+            await entered.wait()
+            try:
+                await mailer.send(b"x", sender="s@example.test", recipients="r@example.test")
+            except SMTPServerDisconnected as exc:
+                outcome.append(exc)
+
+        await cancel_when(adapter, hold, send, handler.stalled)
+    (error,) = outcome
+    assert "stopped before the message was sent" in str(error)
+
+
+async def cancel_when(
+    adapter: Adapter,
+    hold: Callable[[], Awaitable[None]],
+    send: Callable[[], Awaitable[None]],
+    ready: threading.Event,
+) -> None:
+    """Run ``hold`` and ``send`` as tasks; cancel ``hold`` when ``ready`` is set (by a server
+    thread), then let ``send`` finish."""
+    if adapter.name == "trio":
+        async with trio.open_nursery() as nursery:
+            scope = trio.CancelScope()
+
+            async def held() -> None:
+                with scope:
+                    await hold()
+
+            nursery.start_soon(held)
+            nursery.start_soon(send)
+            await adapter.wait_for(ready)
+            scope.cancel()
+        return
+    holder = asyncio.create_task(hold())
+    sender = asyncio.create_task(send())
+    await adapter.wait_for(ready)
+    holder.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await holder
+    await sender
 
 
 # ---------------------------------------------------------------- real servers
