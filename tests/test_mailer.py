@@ -106,6 +106,35 @@ async def test_send_many_delivers_every_message_intact_pipelined(adapter: Adapte
 
 
 @all_adapters
+@pytest.mark.parametrize("way", ["data", "lmtp", "streamed"])
+async def test_messages_that_cannot_be_pipelined_go_one_by_one(adapter: Adapter, way: str) -> None:
+    """DATA (chunking=False), LMTP and a body read from an iterable take the ordinary
+    transaction, each alone on the connection: all arrive intact, with send()'s results."""
+    messages = [outgoing(n) for n in range(5)]
+    options: dict[str, Any] = {"chunking": False} if way == "data" else {}
+    if way == "lmtp":
+        options["lmtp"] = True
+    if way == "streamed":
+        messages = [
+            Outgoing(iter([bytes(m.message)]), sender=m.sender, recipients=m.recipients)
+            for m in messages
+        ]
+    with CaptureServer(lmtp=way == "lmtp") as server:
+        async with open_mailer(adapter, server.host, server.port, **options) as mailer:
+            results = await adapter.call(mailer.send_many, messages)
+        captured = {message.mail_from: message for message in server.messages}
+        commands = server.commands
+    assert all(isinstance(result, SendResult) for result in results), results
+    if way == "lmtp":
+        assert all(result.data_reply is None and result.lmtp_replies for result in results)
+    for n in range(5):
+        arrived = captured[f"sender{n}@example.test"]
+        assert arrived.data == outgoing(n).message
+        assert arrived.chunked is (way != "data")
+    assert "rset" not in commands  # nothing in flight behind another, nothing refused
+
+
+@all_adapters
 async def test_a_refusal_affects_only_its_own_message(adapter: Adapter) -> None:
     refuse = {"nobody@example.test": (550, "5.1.1 No such user")}
     messages: list[Any] = [outgoing(n) for n in range(8)]
@@ -218,8 +247,9 @@ async def test_a_mailer_sends_only_inside_its_block(adapter: Adapter) -> None:
         await adapter.call(mailer.send, b"x", sender="s@x", recipients="r@x")
     with pytest.raises(TypeError, match="belong to each message"):
         adapter.module.Mailer("127.0.0.1", 25, sender="s@x")
-    with pytest.raises(ValueError):
-        adapter.module.Mailer("127.0.0.1", 25, tls="sometimes")
+    for bad in ({"tls": "sometimes"}, {"rate": 0}, {"window": 0}, {"retries": -1}):
+        with pytest.raises(ValueError):
+            adapter.module.Mailer("127.0.0.1", 25, **bad)
 
 
 # ---------------------------------------------------------------- lost connections
