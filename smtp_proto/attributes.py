@@ -38,6 +38,10 @@ class SMTPAttributes:
     #: PIPELINING: one round trip per message instead of two, no dot-stuffing.  The results
     #: and exceptions are DATA's; set it to ``False`` to use DATA all the same.
     chunking: bool = True
+    #: Pipeline ``sendmail``'s commands (RFC 2920) when the server offers PIPELINING; set it
+    #: to ``False`` for a server that mishandles pipelining: each command then waits for its
+    #: reply, as in ``smtplib``, with the same results.
+    pipelining: bool = True
     #: The name for HELO/EHLO; ``None`` until given or looked up.
     _local_hostname: str | None = None
     #: The 334 challenges answered so far in the AUTH exchange under way (``auth_login``

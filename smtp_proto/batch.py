@@ -464,7 +464,8 @@ def _pipelines(client: Client, submission: Submission) -> bool:
     server that pipelines."""
     extensions = client.connection.extensions
     return (
-        extensions.pipelining
+        client.owner.pipelining
+        and extensions.pipelining
         and extensions.chunking
         and (submission.chunking or submission.kind == "binary")
         and not client.lmtp

@@ -79,7 +79,8 @@ def send_chunks_gen(
         yield from _write_chunk_gen(client, whole, last=True)
         return (yield from finish_body_gen(client, b""))
     encoder = bdat_encoder(binary)
-    window = BDAT_WINDOW if client.connection.extensions.pipelining else 0
+    pipelining = client.owner.pipelining and client.connection.extensions.pipelining
+    window = BDAT_WINDOW if pipelining else 0
     unanswered = 0
     failure: Reply | None = None
     try:

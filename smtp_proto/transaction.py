@@ -86,7 +86,7 @@ def transaction_gen(
     rcpts = [client._build_rcpt(recipient, rcpt_opts) for recipient, rcpt_opts in recipients]
     pieces = Pieces(source)
     yield from pieces.start()
-    if extensions.pipelining and recipients:
+    if owner.pipelining and extensions.pipelining and recipients:
         if binary or (owner.chunking and extensions.chunking):
             return (yield from _pipelined_bdat_gen(client, mail, rcpts, pieces, binary))
         return (yield from _pipelined_data_gen(client, mail, rcpts, pieces))

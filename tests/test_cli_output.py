@@ -414,3 +414,24 @@ def test_more_usage_errors_exit_64(capsys: pytest.CaptureFixture[str], argv: lis
     code, out, err = run(capsys, *argv)
     assert (code, out) == (64, "")
     assert err
+
+
+def test_a_message_in_several_chunks_is_summed_up_at_its_last() -> None:
+    """Each BDAT chunk's data is summarised after its command; the last one also gives the
+    whole message's size and how many chunks carried it."""
+    message = b"a" * 5 + b"b" * 7 + b"c" * 3
+    stream = io.StringIO()
+    transcript = Transcript(Console(stream), message, View(), tls=False)
+    log = logging.getLogger("smtp_proto")
+    with transcript.attached():
+        log.debug("send: %r", "BDAT 5")
+        log.debug("send: %r", "BDAT 7")
+        log.debug("send: %r", "BDAT 3 LAST")
+    assert stream.getvalue().splitlines() == [
+        "-> BDAT 5",
+        "-> (5 bytes of message data)",
+        "-> BDAT 7",
+        "-> (7 bytes of message data)",
+        "-> BDAT 3 LAST",
+        "-> (3 bytes of message data; message: 15 bytes in 3 chunks)",
+    ]

@@ -7,7 +7,7 @@ connects:
 
 - ``--quit-after STAGE``: at the first of those points past STAGE, QUIT instead of going on
   (for ``mail`` and ``rcpt``: MAIL, then RCPT, and QUIT instead of the message);
-- ``--no-pipelining``: PIPELINING is taken as not advertised, so commands go one at a time;
+- ``--no-pipelining``: the adapter's ``pipelining = False``: commands go one at a time;
 - ``--socket PATH``: SMTP over a Unix socket (the library connects only LMTP so by itself);
 - the transcript is told when TLS starts and when each stage ends.
 """
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
 import importlib
 import socket
@@ -102,10 +101,6 @@ class _SessionClient(Client):
             yield from self._enter("ehlo")
             self._greeted = True
         reply = yield from super().ehlo(name)
-        if reply[0] == 250 and not self._hooks.pipelining:
-            extensions = self.connection.extensions
-            self.connection.extensions = dataclasses.replace(extensions, pipelining=False)
-            self.owner.esmtp_features.pop("pipelining", None)
         if first:
             yield from self._done("ehlo")
         elif self._securing:
@@ -173,6 +168,7 @@ class _Hooked:
         self._client = _SessionClient(
             self.hooks, lmtp=self._lmtp, owner=self, overrides=self._override
         )
+        self.pipelining = self.hooks.pipelining
 
 
 class OverUnixSocket:
