@@ -10,7 +10,7 @@ and the rules are tested without a socket:
   ``BDAT n LAST`` with its body, behind the messages still awaiting their replies, up to
   ``window`` of them (RFC 2920 lets a group of commands span transactions); each message's
   replies are matched to it in order and read as the single transaction reads them
-  (``smtp_proto.transaction.one_chunk_outcome``), so its outcome is what ``send`` would have
+  (``smtp_proto.outcome.one_chunk_outcome``), so its outcome is what ``send`` would have
   given it alone.  Any other message (DATA, a streamed or larger body, LMTP) waits for the
   window to empty and goes through the ordinary transaction.
 - A transaction sent behind another whose outcome is unknown starts with RSET.  Measured
@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from math import inf
 from typing import Any
 
+from .bdat import one_chunk_request
 from .body import PIECE_SIZE
 from .client import Client
 from .commands import Mail, Rcpt, Rset
@@ -58,17 +59,12 @@ from .errors import (
     SMTPResponseException,
     SMTPServerDisconnected,
 )
+from .outcome import TransactionReplies, one_chunk_outcome
 from .replies import Reply
 from .requests import Operation
 from .send import SendResult, SMTPAllRecipientsRefused, Submission, send_outcome
 from .source import Message
-from .transaction import (
-    TransactionReplies,
-    keep_outcome,
-    mail_parameters,
-    one_chunk_outcome,
-    one_chunk_request,
-)
+from .transaction import keep_outcome, mail_parameters
 
 __all__ = [
     "Dispatcher",
