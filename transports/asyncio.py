@@ -33,6 +33,7 @@ from math import inf
 from types import TracebackType
 from typing import Any, TypeVar, Unpack
 
+from smtp_proto.batch import Outgoing
 from smtp_proto.errors import RemoteProtocolError, SMTPServerDisconnected
 from smtp_proto.requests import CLOSE, LOCAL_HOSTNAME, RECEIVE, START_TLS
 from smtp_proto.send import SendResult
@@ -49,7 +50,7 @@ from ._mailer_async import AsyncMailer
 from ._send import SendMessage, SendOptions
 from ._smtplib_names import *  # noqa: F403 (the smtplib module surface)
 
-__all__ = ["LMTP", "SMTP", "SMTP_SSL", "Mailer", "SendMessage", "SendOptions", "send"]
+__all__ = ["LMTP", "SMTP", "SMTP_SSL", "Mailer", "Outgoing", "SendMessage", "SendOptions", "send"]
 __all__ += _smtplib_names.__all__
 
 T = TypeVar("T")

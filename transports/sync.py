@@ -31,6 +31,7 @@ from math import inf
 from types import TracebackType
 from typing import Any, Self, TypeVar, Unpack
 
+from smtp_proto.batch import Outgoing
 from smtp_proto.driving import drive
 from smtp_proto.errors import SMTPConnectError, SMTPServerDisconnected
 from smtp_proto.requests import CLOSE, LOCAL_HOSTNAME, RECEIVE, START_TLS, Operation
@@ -52,7 +53,7 @@ from ._mailer_sync import SyncMailer
 from ._send import SendMessage, SendOptions
 from ._smtplib_names import *  # noqa: F403 (the smtplib module surface)
 
-__all__ = ["LMTP", "SMTP", "SMTP_SSL", "Mailer", "SendMessage", "SendOptions", "send"]
+__all__ = ["LMTP", "SMTP", "SMTP_SSL", "Mailer", "Outgoing", "SendMessage", "SendOptions", "send"]
 __all__ += _smtplib_names.__all__
 
 T = TypeVar("T")

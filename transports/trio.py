@@ -35,6 +35,7 @@ from typing import Any, TypeVar, Unpack
 
 import trio
 
+from smtp_proto.batch import Outgoing
 from smtp_proto.errors import SMTPServerDisconnected
 from smtp_proto.requests import CLOSE, LOCAL_HOSTNAME, RECEIVE, START_TLS
 from smtp_proto.send import SendResult
@@ -52,7 +53,7 @@ from ._mailer_async import AsyncMailer
 from ._send import SendMessage, SendOptions
 from ._smtplib_names import *  # noqa: F403 (the smtplib module surface)
 
-__all__ = ["LMTP", "SMTP", "SMTP_SSL", "Mailer", "SendMessage", "SendOptions", "send"]
+__all__ = ["LMTP", "SMTP", "SMTP_SSL", "Mailer", "Outgoing", "SendMessage", "SendOptions", "send"]
 __all__ += _smtplib_names.__all__
 
 T = TypeVar("T")
