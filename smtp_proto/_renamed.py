@@ -1,4 +1,5 @@
-"""Old public names kept importable, with a ``DeprecationWarning``, for one minor release."""
+"""Old public names kept importable, with a ``DeprecationWarning``, as the deprecation policy
+says (two minor releases and six months at least: docs/versioning.md)."""
 
 from __future__ import annotations
 
