@@ -8,12 +8,19 @@ for a server then fails with "fixture not found".
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable
 from importlib.util import find_spec
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import settings
+
+# CI runs the property tests derandomized (HYPOTHESIS_PROFILE=ci in .ci/run), so that a run
+# passes or fails the same way each time; anywhere else each run explores new examples.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 if TYPE_CHECKING:
     from tests.servers.postfix import PostfixServer
