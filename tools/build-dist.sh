@@ -85,10 +85,11 @@ import sys
 import sysconfig
 
 import smtp_proto
+import smtp_proto.contrib
 import smtp_proto.transports.sync
 
 site = (sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"])
-for module in (smtp_proto, smtp_proto.transports.sync):
+for module in (smtp_proto, smtp_proto.contrib, smtp_proto.transports.sync):
     assert module.__file__ and module.__file__.startswith(site), f"not installed: {module}"
 assert smtp_proto.__version__ == importlib.metadata.version("smtp-proto"), "version mismatch"
 speedups = importlib.util.find_spec("smtp_proto._speedups")
@@ -115,7 +116,7 @@ step "the sdist's tests, against the installed manylinux wheel"
 # from it: the tests see only the wheel. The core's tests need nothing but pytest and
 # hypothesis, so they run before the test extra is installed; collecting every test needs it.
 unpack "$work/tree"
-rm -r "$work/tree/smtp_proto" "$work/tree/transports"
+rm -r "$work/tree/smtp_proto" "$work/tree/transports" "$work/tree/contrib"
 (
     cd "$work/tree"
     "$work/venv-binary/bin/python" -m pytest -p no:cacheprovider -q tests/core
