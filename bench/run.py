@@ -170,7 +170,7 @@ def run_driver(run: Run, driver: Driver, workload: Workload, timeout: float) -> 
     """One driver process on one workload: the JSON line it printed, or what went wrong."""
     args = run.args
     command = [sys.executable, str(DRIVERS_DIR / driver.script), "--workload", workload.id]
-    command += ["--port", str(run.ports[workload.target])]
+    command += ["--port", str(run.ports[workload.target]), "--sink-port", str(run.ports["sink"])]
     for option in OPTIONS:
         command += [f"--{option.name}", str(getattr(args, option.name.replace("-", "_")))]
     command += driver.args

@@ -110,6 +110,38 @@ def test_a_quick_run_builds_the_sink_measures_and_draws(tmp_path: Path, build_di
     assert charts == [str(one(tmp_path, "run-*.svg"))]
 
 
+def test_w6_sends_through_the_proxy_and_straight_to_the_sink(
+    tmp_path: Path, build_dir: Path
+) -> None:
+    sizes = ("--w6-n", "40", "--w6-slow-n", "4")
+    run = bench(tmp_path, build_dir, "--workloads", "W6", "--drivers", "smtplib,smtp-proto", *sizes)
+    assert run.returncode == 0, run.stderr
+
+    # smtplib sends its 4 messages; smtp-proto its 40 through the proxy and 40 to the sink.
+    results = {
+        r["driver"]: r for r in json.loads(one(tmp_path, "run-*.json").read_text())["results"]
+    }
+    assert sorted(results) == ["smtp-proto", "smtplib"]
+    for driver, sent in (("smtplib", 4), ("smtp-proto", 80)):
+        assert results[driver]["verified"] is True
+        assert results[driver]["sink_msgs"] == results[driver]["expected_msgs"] == sent
+        assert results[driver]["sink_bytes"] == results[driver]["expected_bytes"] == sent * 2048
+    mine = results["smtp-proto"]
+    assert mine["n"] == 40
+    assert mine["msgs_per_s"] == pytest.approx(40 / mine["seconds"])
+    assert mine["delay_cost"] == pytest.approx(mine["seconds"] / mine["direct_seconds"])
+    assert "delay_cost" not in results["smtplib"]
+
+    # The factor is the rates' ratio; the delay's cost is smtp-proto's own, with no factor.
+    lines = {s["driver"]: s for s in map(json.loads, one(tmp_path, "run-*.summary.jsonl").open())}
+    rates = [lines[d]["metrics"]["msgs_per_s"] for d in ("smtp-proto", "smtplib")]
+    assert lines["smtp-proto"]["factor_vs_baseline"] == {
+        "msgs_per_s": pytest.approx(rates[0] / rates[1])
+    }
+    assert lines["smtp-proto"]["metrics"]["delay_cost"] == mine["delay_cost"]
+    assert "| smtp-proto " in run.stdout
+
+
 def test_a_missing_library_is_named_with_its_pip_command(tmp_path: Path, build_dir: Path) -> None:
     options = ("--workloads", "W5", "--drivers", "smtplib,aiosmtplib")
     run = bench(tmp_path, build_dir, *options, hide="aiosmtplib")

@@ -96,6 +96,25 @@ def concurrent(args: argparse.Namespace) -> common.Result:
     )
 
 
+async def volume(args: argparse.Namespace) -> common.Result:
+    """W6 and W7: a task per connection, each a loop of ``sendmail`` on its own client."""
+    messages, conns = common.volume(args, slow=True)
+
+    async def session(share: list[bytes]) -> list[str]:
+        smtp = await connect(args)
+        replies = [(await smtp.sendmail(common.SENDER, [common.RCPT], m))[1] for m in share]
+        await smtp.quit()
+        return replies
+
+    start = time.perf_counter()
+    shares = await asyncio.gather(*(session(share) for share in common.split(messages, conns)))
+    seconds = time.perf_counter() - start
+    replies = [reply for share in shares for reply in share]
+    return common.throughput(len(messages), seconds) | common.delivery_from_replies(
+        messages, replies
+    )
+
+
 # ---------------------------------------------------------------- W5
 
 
@@ -185,6 +204,8 @@ if __name__ == "__main__":
                 "W3": on_asyncio(big),
                 "W4": concurrent,
                 "W5": on_asyncio(parse_only),
+                "W6": on_asyncio(volume),
+                "W7": on_asyncio(volume),
             },
         )
     )

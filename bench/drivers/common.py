@@ -14,6 +14,7 @@ a function in each driver that supports it; the others report it as not written.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import re
 import statistics
@@ -23,10 +24,11 @@ import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 Result = dict[str, Any]
 WorkloadFn = Callable[[argparse.Namespace], "Result | str"]
+T = TypeVar("T")
 
 SENDER = "sender@bench.test"
 RCPT = "rcpt@bench.test"
@@ -71,6 +73,20 @@ class Workload:
 
 
 MSGS_PER_S = Metric("msgs_per_s", "msg/s", higher_is_better=True)
+#: W6 and W7: the time through the proxy over the same messages' straight to the sink.
+DELAY_COST = Metric("delay_cost", "x the time with no delay", False, compared=False)
+
+
+def _volume(workload: str, over: str) -> str:
+    """What W6 or W7 does, for the notes."""
+    return (
+        f"{{{workload}_n:,}} messages of {{msg_size:,}} bytes over {over} through the proxy,"
+        " timed from connecting to the last QUIT: smtp-proto's Mailer (window {window}) sends"
+        " them with send_many, then again straight to the sink (x the time with no delay);"
+        " the clients that wait for each transaction's reply (smtplib, aiosmtplib, the"
+        f" reference) send {{{workload}_slow_n:,}}"
+    )
+
 
 WORKLOADS = {
     w.id: w
@@ -119,6 +135,20 @@ WORKLOADS = {
             (MSGS_PER_S, Metric("big_mb_per_s", "big MB/s", higher_is_better=True)),
             "no network: the W1 transactions and the W3 message against canned replies",
         ),
+        Workload(
+            "W6",
+            "volume",
+            "proxy",
+            (MSGS_PER_S, DELAY_COST),
+            _volume("w6", "one connection"),
+        ),
+        Workload(
+            "W7",
+            "volume, pooled",
+            "proxy",
+            (MSGS_PER_S, DELAY_COST),
+            _volume("w7", "10 connections (threads for smtplib, tasks for aiosmtplib)"),
+        ),
     )
 }
 
@@ -142,7 +172,15 @@ OPTIONS = (
     Option("conns", int, 20, 20, "W4: concurrent connections"),
     Option("total", int, 200, 200, "W4: messages over all connections"),
     Option("rounds", int, 5, 2, "W4: rounds in one driver run (their median is reported)"),
+    Option("w6-n", int, 1000, 200, "W6: messages for the Mailer"),
+    Option("w6-slow-n", int, 100, 20, "W6: messages for the clients that wait for each reply"),
+    Option("w7-n", int, 10000, 1000, "W7: messages for the Mailer"),
+    Option("w7-slow-n", int, 500, 100, "W7: messages for the clients that wait for each reply"),
+    Option("window", int, 10, 10, "W6, W7: the Mailer's transactions in flight on a connection"),
 )
+
+#: W6's and W7's connections.
+VOLUME_CONNECTIONS = {"W6": 1, "W7": 10}
 
 
 def parse_args(
@@ -154,6 +192,7 @@ def parse_args(
     parser.add_argument("--workload", required=True, choices=sorted(WORKLOADS))
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="the workload's target's port")
+    parser.add_argument("--sink-port", type=int, default=0, help="the sink's, for W6 and W7")
     parser.add_argument("--timeout", type=float, default=120.0, help="client I/O timeout, s")
     for option in OPTIONS:
         parser.add_argument(
@@ -301,21 +340,22 @@ def concurrent(args: argparse.Namespace, rounds: Iterable[float]) -> Result:
     }
 
 
-def threaded_round(args: argparse.Namespace, session: Callable[[int], None]) -> float:
-    """One W4 round on threads: ``session(count)`` sends ``count`` messages on a connection
-    of its own; the threads start at once. The round's wall seconds."""
+def threaded_round(
+    args: argparse.Namespace, session: Callable[[T], None], shares: Iterable[T]
+) -> float:
+    """One round on threads, one per share: ``session(share)`` sends its share (a count or
+    the messages) on a connection of its own; the threads start at once. Its wall seconds."""
     errors: list[str] = []
     go = threading.Event()
 
-    def run(count: int) -> None:
+    def run(share: T) -> None:
         try:
             go.wait(args.timeout)
-            session(count)
+            session(share)
         except Exception as error:  # collected, and raised by the round
             errors.append(repr(error))
 
-    counts = per_connection(args.total, args.conns)
-    threads = [threading.Thread(target=run, args=(count,)) for count in counts]
+    threads = [threading.Thread(target=run, args=(share,)) for share in shares]
     for thread in threads:
         thread.start()
     start = time.perf_counter()
@@ -326,6 +366,52 @@ def threaded_round(args: argparse.Namespace, session: Callable[[int], None]) -> 
     if errors or any(thread.is_alive() for thread in threads):
         raise RuntimeError(f"{len(errors)} connections failed, the first: {errors[:1]}")
     return seconds
+
+
+# ---------------------------------------------------------------- W6 and W7
+
+
+def volume(args: argparse.Namespace, slow: bool = False) -> tuple[list[bytes], int]:
+    """W6's or W7's messages and connections; ``slow``: the share of the clients that wait
+    for each transaction's reply."""
+    workload = args.workload
+    count = getattr(args, f"{workload.lower()}_{'slow_n' if slow else 'n'}")
+    return [small_message(i, args.msg_size) for i in range(count)], VOLUME_CONNECTIONS[workload]
+
+
+def split(messages: list[bytes], conns: int) -> list[list[bytes]]:
+    """``messages`` shared out over ``conns`` connections, in order."""
+    ends = list(itertools.accumulate(per_connection(len(messages), conns), initial=0))
+    return [messages[a:b] for a, b in itertools.pairwise(ends)]
+
+
+def throughput(count: int, seconds: float) -> Result:
+    """W6's and W7's figures for ``count`` messages sent in ``seconds``."""
+    return {"msgs_per_s": count / seconds, "seconds": seconds, "n": count}
+
+
+def final_replies(outcomes: Iterable[object]) -> list[str]:
+    """The text of each Mailer result's final reply; an exception's ``repr`` names no size,
+    so its message counts as lost."""
+    return [getattr(getattr(o, "data_reply", None), "text", repr(o)) for o in outcomes]
+
+
+DELIVERY = ("expected_msgs", "expected_bytes", "sink_msgs", "sink_bytes")
+
+
+def with_no_delay(delayed: Result, direct: Result) -> Result:
+    """A W6 or W7 result through the proxy, with the delay's cost: its time over that of the
+    same messages sent straight to the sink. Delivery counts both sends."""
+    return (
+        delayed
+        | {key: delayed[key] + direct[key] for key in DELIVERY}
+        | {
+            "verified": delayed["verified"] and direct["verified"],
+            "delay_cost": delayed["seconds"] / direct["seconds"],
+            "direct_msgs_per_s": direct["msgs_per_s"],
+            "direct_seconds": direct["seconds"],
+        }
+    )
 
 
 def _rss_mb(field: str) -> float:

@@ -122,11 +122,27 @@ def concurrent_round(args: argparse.Namespace) -> float:
             connection.send(message, [common.RCPT])
         connection.quit()
 
-    return common.threaded_round(args, session)
+    return common.threaded_round(args, session, common.per_connection(args.total, args.conns))
 
 
 def concurrent(args: argparse.Namespace) -> common.Result:
     return common.concurrent(args, [concurrent_round(args) for _ in range(args.rounds)])
+
+
+def volume(args: argparse.Namespace) -> common.Result:
+    """W6 and W7: one transaction at a time on each connection, a thread per connection."""
+    messages, conns = common.volume(args, slow=True)
+    replies: list[str] = []
+
+    def session(share: list[bytes]) -> None:
+        connection = Connection(args)
+        replies.extend(connection.send(message, [common.RCPT]).decode() for message in share)
+        connection.quit()
+
+    seconds = common.threaded_round(args, session, common.split(messages, conns))
+    return common.throughput(len(messages), seconds) | common.delivery_from_replies(
+        messages, replies
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -143,6 +159,8 @@ if __name__ == "__main__":
                 "W3": big,
                 "W4": concurrent,
                 "W5": "the reference has no layer apart from its socket",
+                "W6": volume,
+                "W7": volume,
             },
             add_arguments=add_arguments,
         )

@@ -1,8 +1,9 @@
 """smtp-proto's asyncio and trio adapters (``--flavor asyncio|trio``).
 
-Each workload is written once, as a coroutine function over the adapter's ``SMTP`` class,
-and run on the framework the flavor names: BDAT, since the sink offers CHUNKING (``--data``
-turns it off). W5, which has no network, is the core's: ``smtp_proto_drv.py`` measures it.
+Each workload is written once, as a coroutine function over the adapter's ``SMTP`` class
+(W6 and W7: its ``Mailer``), and run on the framework the flavor names: BDAT, since the sink
+offers CHUNKING (``--data`` turns it off). W5, which has no network, is the core's:
+``smtp_proto_drv.py`` measures it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import common
 
 FLAVORS = {"asyncio": "smtp_proto.transports.asyncio", "trio": "smtp_proto.transports.trio"}
 
-Workload = Callable[[argparse.Namespace, Any], Coroutine[Any, Any, Any]]
+Workload = Callable[..., Coroutine[Any, Any, Any]]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,14 +28,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", action="store_true", help="send with DATA, never BDAT")
 
 
-def run(args: argparse.Namespace, workload: Workload) -> Any:
-    """``workload(args, SMTP)`` on the framework ``--flavor`` names."""
+def run(args: argparse.Namespace, workload: Workload, *more: Any) -> Any:
+    """``workload(args, SMTP, *more)`` on the framework ``--flavor`` names."""
     adapter = importlib.import_module(FLAVORS[args.flavor])
     if args.flavor == "trio":
         import trio  # noqa: PLC0415 - optional: only the trio row needs it
 
-        return trio.run(workload, args, adapter.SMTP)
-    return asyncio.run(workload(args, adapter.SMTP))
+        return trio.run(workload, args, adapter.SMTP, *more)
+    return asyncio.run(workload(args, adapter.SMTP, *more))
 
 
 def on_flavor(workload: Workload) -> common.WorkloadFn:
@@ -120,6 +121,32 @@ def concurrent(args: argparse.Namespace) -> common.Result:
     return common.concurrent(args, [run(args, concurrent_round) for _ in range(args.rounds)])
 
 
+async def mailed(args: argparse.Namespace, smtp_class: Any, port: int) -> common.Result:
+    """W6's or W7's messages through the adapter's ``Mailer`` to ``port``."""
+    adapter = importlib.import_module(FLAVORS[args.flavor])
+    messages, conns = common.volume(args)
+    outgoing = [
+        adapter.Outgoing(m, sender=common.SENDER, recipients=[common.RCPT]) for m in messages
+    ]
+    options = {"local_hostname": common.LOCAL_HOSTNAME, "timeout": args.timeout}
+    with common.Timer() as timer:
+        async with adapter.Mailer(
+            args.host, port, tls="none", connections=conns, window=args.window, **options
+        ) as mailer:
+            outcomes = await mailer.send_many(outgoing)
+    return common.throughput(len(messages), timer.seconds) | common.delivery_from_replies(
+        messages, common.final_replies(outcomes)
+    )
+
+
+def volume(args: argparse.Namespace) -> common.Result | str:
+    """W6 and W7: through the proxy, then straight to the sink."""
+    if args.data:
+        return "the Mailer pipelines BDAT"
+    delayed = run(args, mailed, args.port)
+    return common.with_no_delay(delayed, run(args, mailed, args.sink_port))
+
+
 if __name__ == "__main__":
     sys.exit(
         common.main(
@@ -130,6 +157,8 @@ if __name__ == "__main__":
                 "W3": on_flavor(big),
                 "W4": concurrent,
                 "W5": "the core's own, with no network: the smtp-proto row",
+                "W6": volume,
+                "W7": volume,
             },
             add_arguments=add_arguments,
         )

@@ -5,7 +5,8 @@ W1 to W4 are the stdlib driver's workloads, unchanged, on the adapter's ``SMTP``
 ``smtp-proto-data``). ``--from-file`` runs only W3, with the message streamed from a file
 object (written before the timing starts) instead of handed over as ``bytes`` (row
 ``smtp-proto-file``). W5 drives the sans-I/O ``smtp_proto.Client`` with canned replies and no
-socket, through the same operations the adapters run.
+socket, through the same operations the adapters run. W6 and W7 send with the adapter's
+``Mailer``.
 """
 
 from __future__ import annotations
@@ -49,6 +50,31 @@ def on_adapter(workload: str) -> common.WorkloadFn:
             return smtplib_drv.big(args, sync.SMTP, from_file=file)
 
     return run
+
+
+def mailed(args: argparse.Namespace, port: int, messages: list[bytes], conns: int) -> common.Result:
+    """``messages`` through a ``Mailer`` of ``conns`` connections to ``port``."""
+    outgoing = [sync.Outgoing(m, sender=common.SENDER, recipients=[common.RCPT]) for m in messages]
+    options = {"local_hostname": common.LOCAL_HOSTNAME, "timeout": args.timeout}
+    with (
+        common.Timer() as timer,
+        sync.Mailer(
+            args.host, port, tls="none", connections=conns, window=args.window, **options
+        ) as mailer,
+    ):
+        outcomes = mailer.send_many(outgoing)
+    return common.throughput(len(messages), timer.seconds) | common.delivery_from_replies(
+        messages, common.final_replies(outcomes)
+    )
+
+
+def volume(args: argparse.Namespace) -> common.Result | str:
+    """W6 and W7: through the proxy, then straight to the sink."""
+    if args.data or args.from_file:
+        return "the Mailer pipelines BDAT: the smtp-proto row"
+    messages, conns = common.volume(args)
+    delayed = mailed(args, args.port, messages, conns)
+    return common.with_no_delay(delayed, mailed(args, args.sink_port, messages, conns))
 
 
 # ---------------------------------------------------------------- W5
@@ -106,7 +132,8 @@ if __name__ == "__main__":
     sys.exit(
         common.main(
             "smtp-proto",
-            {w: on_adapter(w) for w in ("W1", "W2", "W3", "W4")} | {"W5": parse_only},
+            {w: on_adapter(w) for w in ("W1", "W2", "W3", "W4")}
+            | {"W5": parse_only, "W6": volume, "W7": volume},
             add_arguments=add_arguments,
         )
     )

@@ -93,11 +93,28 @@ def concurrent_round(args: argparse.Namespace, smtp_class: SMTPClass) -> float:
             smtp.sendmail(common.SENDER, [common.RCPT], message)
         smtp.quit()
 
-    return common.threaded_round(args, session)
+    return common.threaded_round(args, session, common.per_connection(args.total, args.conns))
 
 
 def concurrent(args: argparse.Namespace, smtp_class: SMTPClass) -> common.Result:
     return common.concurrent(args, [concurrent_round(args, smtp_class) for _ in range(args.rounds)])
+
+
+def volume(args: argparse.Namespace) -> common.Result:
+    """W6 and W7: a loop of ``sendmail`` on each connection, a thread per connection."""
+    messages, conns = common.volume(args, slow=True)
+    counted: list[dict[str, int]] = []
+
+    def session(share: list[bytes]) -> None:
+        smtp = connect(args, smtplib.SMTP)
+        for message in share:
+            smtp.sendmail(common.SENDER, [common.RCPT], message)
+        counted.append(common.sink_counters(smtp.docmd("XSTAT")[1]))
+        smtp.quit()
+
+    seconds = common.threaded_round(args, session, common.split(messages, conns))
+    received = [sum(counters[key] for counters in counted) for key in ("msgs", "bytes")]
+    return common.throughput(len(messages), seconds) | common.delivery(messages, *received)
 
 
 # ---------------------------------------------------------------- W5
@@ -161,4 +178,8 @@ def workloads(smtp_class: SMTPClass) -> dict[str, common.WorkloadFn]:
 
 
 if __name__ == "__main__":
-    sys.exit(common.main("smtplib", workloads(smtplib.SMTP) | {"W5": parse_only}))
+    sys.exit(
+        common.main(
+            "smtplib", workloads(smtplib.SMTP) | {"W5": parse_only, "W6": volume, "W7": volume}
+        )
+    )
