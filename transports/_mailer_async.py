@@ -61,7 +61,7 @@ class AsyncMailer:
         port: int | None = None,
         *,
         connections: int = 1,
-        window: int = 10,
+        window: int = 100,
         max_messages_per_connection: int | None = None,
         rate: float | None = None,
         retries: int = 2,

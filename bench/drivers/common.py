@@ -176,7 +176,7 @@ OPTIONS = (
     Option("w6-slow-n", int, 100, 20, "W6: messages for the clients that wait for each reply"),
     Option("w7-n", int, 10000, 1000, "W7: messages for the Mailer"),
     Option("w7-slow-n", int, 500, 100, "W7: messages for the clients that wait for each reply"),
-    Option("window", int, 10, 10, "W6, W7: the Mailer's transactions in flight on a connection"),
+    Option("window", int, 100, 100, "W6, W7: the Mailer's transactions in flight (its default)"),
 )
 
 #: W6's and W7's connections.
