@@ -29,11 +29,11 @@ from .errors import (
     SMTPServerDisconnected,
 )
 from .message import prepare_message
+from .outcome import TransactionReplies
 from .ports import LMTP_PORT, SMTPS_PORT, SUBMISSION_PORT
 from .replies import Reply
 from .requests import Operation
 from .source import Message, fix_line_ends
-from .transaction import TransactionReplies
 
 __all__ = [
     "Credentials",

@@ -35,18 +35,15 @@ from .source import Message, Pieces, Source, known_size, source_of
 if TYPE_CHECKING:
     from .client import Client
 
-# BDAT_WINDOW, TransactionReplies, data_gen and the one-chunk pieces live in the modules of
-# the body's and the replies' rules; they are named here too, where their callers find them.
+# BDAT_WINDOW, TransactionReplies and data_gen live in bdat.py, outcome.py and data.py; they
+# are named here too, where they were before those modules were split off.
 __all__ = [
     "BDAT_WINDOW",
-    "OneChunkOutcome",
     "TransactionReplies",
     "conclude_gen",
     "data_gen",
     "keep_outcome",
     "mail_parameters",
-    "one_chunk_outcome",
-    "one_chunk_request",
     "transaction_gen",
 ]
 

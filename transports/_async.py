@@ -13,7 +13,7 @@ import inspect
 import socket
 import ssl
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, nullcontext
 from functools import partial
 from types import TracebackType
 from typing import Any, TypeVar
@@ -30,11 +30,13 @@ from ._common import (
     SMTPSSLBase,
     open_socket,
 )
+from ._mailer_async import AsyncMailer
 
-__all__ = ["AsyncSMTPBase", "AsyncSMTPSSLBase"]
+__all__ = ["AsyncMailerBase", "AsyncSMTPBase", "AsyncSMTPSSLBase"]
 
 T = TypeVar("T")
 Self = TypeVar("Self", bound="AsyncSMTPBase")
+MailerSelf = TypeVar("MailerSelf", bound="AsyncMailerBase")
 
 
 class AsyncSMTPBase(AsyncAPI):
@@ -181,3 +183,44 @@ class AsyncSMTPSSLBase(SMTPSSLBase, AsyncSMTPBase):
 
     def _implicit_tls_context(self) -> ssl.SSLContext:
         return self.context
+
+
+class AsyncMailerBase(AsyncMailer):
+    """The asyncio and trio ``Mailer``'s shared part: no lock (one event loop), and the
+    workers in a task group for the ``async with`` block.  A framework supplies the group
+    (``_task_group``) and how a worker starts in it (``_start_worker``)."""
+
+    _group: AbstractAsyncContextManager[Any]
+
+    def _make_lock(self) -> AbstractContextManager[Any]:
+        return nullcontext()
+
+    def _task_group(self) -> AbstractAsyncContextManager[Any]:
+        """A new task group (asyncio's ``TaskGroup``, a trio nursery)."""
+        raise NotImplementedError
+
+    def _start_worker(self, group: Any) -> None:
+        """Start one ``_work`` task in ``group``, as the framework starts tasks."""
+        raise NotImplementedError
+
+    async def __aenter__(self: MailerSelf) -> MailerSelf:
+        self._group = self._task_group()
+        group = await self._group.__aenter__()
+        for _ in range(self._connections):
+            self._start_worker(group)
+        self._running = True
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Wait for every message (unless cancelled: then those not sent end unsent)."""
+        cancelled = exc is not None and not isinstance(exc, Exception)
+        self._stop(abandon=cancelled)
+        if cancelled:
+            await self._group.__aexit__(exc_type, exc, traceback)
+        else:
+            await self._group.__aexit__(None, None, None)

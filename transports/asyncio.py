@@ -28,9 +28,8 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from contextlib import AbstractAsyncContextManager
 from math import inf
-from types import TracebackType
 from typing import Any, TypeVar, Unpack
 
 from smtp_proto.batch import Outgoing
@@ -40,13 +39,12 @@ from smtp_proto.send import SendResult
 
 from . import _smtplib_names
 from ._api_async import send_with
-from ._async import AsyncSMTPBase, AsyncSMTPSSLBase
+from ._async import AsyncMailerBase, AsyncSMTPBase, AsyncSMTPSSLBase
 from ._common import (
     LMTPBase,
     default_tls_context,
     local_hostname,
 )
-from ._mailer_async import AsyncMailer
 from ._send import SendMessage, SendOptions
 from ._smtplib_names import *  # noqa: F403 (the smtplib module surface)
 
@@ -277,16 +275,12 @@ async def send(
     return await send_with((SMTP, SMTP_SSL, LMTP), message, host, port, options)
 
 
-class Mailer(AsyncMailer):
+class Mailer(AsyncMailerBase):
     """Sends many messages to one server over a few connections, pipelined, on asyncio: use
     it with ``async with``, which waits for every message given and QUITs at the end.  See
     ``smtp_proto.transports._mailer_async.AsyncMailer`` for the options."""
 
     _classes = (SMTP, SMTP_SSL, LMTP)
-    _group: asyncio.TaskGroup
-
-    def _make_lock(self) -> AbstractContextManager[Any]:
-        return contextlib.nullcontext()
 
     def _new_event(self) -> asyncio.Event:
         return asyncio.Event()
@@ -299,24 +293,8 @@ class Mailer(AsyncMailer):
             async with asyncio.timeout(timeout):
                 await event.wait()
 
-    async def __aenter__(self) -> Mailer:
-        self._group = asyncio.TaskGroup()
-        await self._group.__aenter__()
-        for _ in range(self._connections):
-            self._group.create_task(self._work())
-        self._running = True
-        return self
+    def _task_group(self) -> asyncio.TaskGroup:
+        return asyncio.TaskGroup()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        """Wait for every message (unless cancelled: then those not sent end unsent)."""
-        cancelled = exc is not None and not isinstance(exc, Exception)
-        self._stop(abandon=cancelled)
-        if cancelled:
-            await self._group.__aexit__(exc_type, exc, traceback)
-        else:
-            await self._group.__aexit__(None, None, None)
+    def _start_worker(self, group: asyncio.TaskGroup) -> None:
+        group.create_task(self._work())

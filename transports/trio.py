@@ -28,9 +28,8 @@ from __future__ import annotations
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, AbstractContextManager, nullcontext, suppress
+from contextlib import AbstractAsyncContextManager, suppress
 from math import inf
-from types import TracebackType
 from typing import Any, TypeVar, Unpack
 
 import trio
@@ -42,14 +41,13 @@ from smtp_proto.send import SendResult
 
 from . import _smtplib_names
 from ._api_async import send_with
-from ._async import AsyncSMTPBase, AsyncSMTPSSLBase
+from ._async import AsyncMailerBase, AsyncSMTPBase, AsyncSMTPSSLBase
 from ._common import (
     Deadline,
     LMTPBase,
     default_tls_context,
     local_hostname,
 )
-from ._mailer_async import AsyncMailer
 from ._send import SendMessage, SendOptions
 from ._smtplib_names import *  # noqa: F403 (the smtplib module surface)
 
@@ -347,16 +345,12 @@ async def send(
     return await send_with((SMTP, SMTP_SSL, LMTP), message, host, port, options)
 
 
-class Mailer(AsyncMailer):
+class Mailer(AsyncMailerBase):
     """Sends many messages to one server over a few connections, pipelined, on trio: use it
     with ``async with``, which waits for every message given and QUITs at the end.  See
     ``smtp_proto.transports._mailer_async.AsyncMailer`` for the options."""
 
     _classes = (SMTP, SMTP_SSL, LMTP)
-    _nursery: AbstractAsyncContextManager[trio.Nursery]
-
-    def _make_lock(self) -> AbstractContextManager[Any]:
-        return nullcontext()
 
     def _new_event(self) -> trio.Event:
         return trio.Event()
@@ -368,24 +362,8 @@ class Mailer(AsyncMailer):
         with trio.move_on_after(inf if timeout is None else timeout):
             await event.wait()
 
-    async def __aenter__(self) -> Mailer:
-        self._nursery = trio.open_nursery()
-        nursery = await self._nursery.__aenter__()
-        for _ in range(self._connections):
-            nursery.start_soon(self._work)
-        self._running = True
-        return self
+    def _task_group(self) -> AbstractAsyncContextManager[trio.Nursery]:
+        return trio.open_nursery()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        """Wait for every message (unless cancelled: then those not sent end unsent)."""
-        cancelled = exc is not None and not isinstance(exc, Exception)
-        self._stop(abandon=cancelled)
-        if cancelled:
-            await self._nursery.__aexit__(exc_type, exc, traceback)
-        else:
-            await self._nursery.__aexit__(None, None, None)
+    def _start_worker(self, group: trio.Nursery) -> None:
+        group.start_soon(self._work)
