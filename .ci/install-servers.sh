@@ -1,7 +1,9 @@
 #!/bin/sh
 # Install what the tests need: for the real-server fixtures (tests/servers/) Postfix,
-# Dovecot (SASL auth for Postfix + LMTP), openssl and an unpacked Exim; for the docs build
-# (tests/test_docs.py) graphviz, which draws the generated state diagram.
+# Dovecot (SASL auth for Postfix + LMTP), openssl, an unpacked Exim and the two proxies
+# (Dante's SOCKS5 server, tinyproxy), with the system user the SOCKS5 username/password
+# listener checks; for the docs build (tests/test_docs.py) graphviz, which draws the
+# generated state diagram.
 #
 # Usage (as root):  sh .ci/install-servers.sh
 #
@@ -16,14 +18,22 @@
 # package. The exim4-daemon-light .deb is downloaded and unpacked into $EXIM_DIR
 # (dpkg does not know about it); the shared libraries it links against are ordinary
 # packages installed here, and the Debian-exim user its binary insists on is created.
+#
+# Dante: its "username" method (RFC 1929) has no password file of its own, it checks the
+# name and password against the system's passwd/shadow. So a locked-down system account
+# $PROXY_USER is created (no home, nologin shell) with the password $PROXY_PASS, set again
+# whenever the stored hash does not match it.
 set -eu
 
-PACKAGES="postfix dovecot-core dovecot-lmtpd openssl graphviz nodejs"
+PACKAGES="postfix dovecot-core dovecot-lmtpd openssl graphviz nodejs dante-server tinyproxy"
 # The libraries exim4-daemon-light (4.96, bookworm) depends on; none conflicts with Postfix.
 EXIM_LIBRARIES="libc6 libcrypt1 libdb5.3 libgnutls-dane0 libgnutls30 libidn12 libidn2-0 libnsl2 libpcre2-8-0"
 EXIM_DIR=/opt/smtp-proto-test/exim4
 EXIM_BINARY="$EXIM_DIR/usr/sbin/exim4"
 EXIM_USER=Debian-exim
+# The SOCKS5 account of tests/servers/dante.py (its USERNAME and PASSWORD).
+PROXY_USER=proxyuser
+PROXY_PASS=proxypass
 
 missing_packages() {
     out=""
@@ -35,11 +45,22 @@ missing_packages() {
     echo "$out"
 }
 
+# True when $PROXY_USER exists and, where the shadow database is readable (as root), has
+# the password $PROXY_PASS. perl is Essential in Debian and its crypt() is libcrypt's, as
+# Dante's is.
+proxy_user_ok() {
+    getent passwd "$PROXY_USER" >/dev/null || return 1
+    [ "$(id -u)" = 0 ] || return 0
+    stored=$(getent shadow "$PROXY_USER" | cut -d: -f2)
+    PW="$PROXY_PASS" HASH="$stored" perl -e 'exit(crypt($ENV{PW}, $ENV{HASH}) eq $ENV{HASH} ? 0 : 1)'
+}
+
 missing() {
     out=$(missing_packages)
     if [ ! -x "$EXIM_BINARY" ] || ! getent passwd "$EXIM_USER" >/dev/null; then
         out="$out exim4(unpacked)"
     fi
+    proxy_user_ok || out="$out user:$PROXY_USER"
     echo "$out"
 }
 
@@ -59,7 +80,7 @@ export DEBIAN_FRONTEND=noninteractive
 export DEBCONF_NONINTERACTIVE_SEEN=true
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 
-# Keep maintainer scripts from starting daemons (they would take ports 25 etc.).
+# Keep maintainer scripts from starting daemons (they would take ports 25, 1080, 8888 etc.).
 made_policy=""
 if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
@@ -127,8 +148,16 @@ install_exim() {
     mv "$download/root" "$EXIM_DIR"
 }
 
+install_proxy_user() {
+    getent passwd "$PROXY_USER" >/dev/null ||
+        useradd --system --user-group --home-dir /nonexistent --no-create-home \
+            --shell /usr/sbin/nologin "$PROXY_USER"
+    proxy_user_ok || echo "$PROXY_USER:$PROXY_PASS" | chpasswd
+}
+
 install_packages
 install_exim
+install_proxy_user
 
 left=$(missing)
 if [ -n "$left" ]; then
