@@ -8,15 +8,17 @@ Session-scoped (started on first use, stopped at the end of the session):
 - ``postfix`` -> :class:`~tests.servers.postfix.PostfixServer` (root)
 - ``exim`` -> :class:`~tests.servers.exim.EximServer` (root)
 - ``dovecot_lmtp`` -> :class:`~tests.servers.dovecot.DovecotLMTPServer` (root)
+- ``dante`` -> :class:`~tests.servers.dante.DanteServer`, SOCKS5 (root)
+- ``tinyproxy`` -> :class:`~tests.servers.tinyproxy.TinyproxyServer`, HTTP CONNECT
 - ``aiosmtpd_server_session`` -> :class:`~tests.servers.aiosmtpd_server.AiosmtpdServer`
 - ``aiosmtpd_lmtp_unix_session`` -> :class:`~tests.servers.aiosmtpd_server.AiosmtpdLMTPServer`
 
 Function-scoped: ``aiosmtpd_server`` and ``aiosmtpd_lmtp_unix`` give the same
 session servers with their record list and per-test settings reset.
 
-Tests using ``postfix``, ``exim`` or ``dovecot_lmtp`` get the ``realserver`` marker, so
-``pytest -m "not realserver"`` leaves them out. Scratch dirs are removed at the
-end unless ``SMTP_PROTO_KEEP_SERVER_SCRATCH=1`` is set (to read the logs).
+Tests using ``postfix``, ``exim``, ``dovecot_lmtp``, ``dante`` or ``tinyproxy`` get the
+``realserver`` marker, so ``pytest -m "not realserver"`` leaves them out. Scratch dirs are
+removed at the end unless ``SMTP_PROTO_KEEP_SERVER_SCRATCH=1`` is set (to read the logs).
 """
 
 from __future__ import annotations
@@ -35,13 +37,15 @@ from .aiosmtpd_server import (
     start_aiosmtpd_lmtp_unix,
 )
 from .certs import LocalCA, make_local_ca
+from .dante import DanteServer, start_dante
 from .dovecot import DovecotLMTPServer, start_dovecot_lmtp
 from .exim import EximServer, start_exim
 from .postfix import PostfixServer, start_postfix
+from .tinyproxy import TinyproxyServer, start_tinyproxy
 from .util import ServerError, make_scratch, remove_scratch
 
 KEEP_SCRATCH_ENV = "SMTP_PROTO_KEEP_SERVER_SCRATCH"
-REAL_SERVER_FIXTURES = frozenset({"postfix", "exim", "dovecot_lmtp"})
+REAL_SERVER_FIXTURES = frozenset({"postfix", "exim", "dovecot_lmtp", "dante", "tinyproxy"})
 
 S = TypeVar("S", bound="_Stoppable")
 
@@ -121,6 +125,22 @@ def exim(tls_ca: LocalCA) -> Iterator[EximServer]:
 def dovecot_lmtp(tls_ca: LocalCA) -> Iterator[DovecotLMTPServer]:
     """Dovecot LMTP on a free 127.0.0.1 port and on a unix socket."""
     server = _start("dovecot_lmtp fixture", lambda: start_dovecot_lmtp(tls_ca))
+    yield from _serve(server, server.scratch)
+
+
+@pytest.fixture(scope="session")
+def dante() -> Iterator[DanteServer]:
+    """Dante, a SOCKS5 proxy on free 127.0.0.1 ports: ``port`` with no authentication,
+    ``auth_port`` with username/password; it relays to 127.0.0.0/8 only."""
+    server = _start("dante fixture", start_dante)
+    yield from _serve(server, server.scratch)
+
+
+@pytest.fixture(scope="session")
+def tinyproxy() -> Iterator[TinyproxyServer]:
+    """tinyproxy, an HTTP CONNECT proxy on free 127.0.0.1 ports: ``port`` with no
+    authentication, ``auth_port`` with Basic auth."""
+    server = _start("tinyproxy fixture", start_tinyproxy)
     yield from _serve(server, server.scratch)
 
 

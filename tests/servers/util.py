@@ -396,6 +396,31 @@ def wait_for_greeting(
     wait_until(lambda: _greeting(address, tls), timeout, what, abort=died)
 
 
+def _accepts(port: int) -> bool:
+    """One attempt: True when something accepts a TCP connection on 127.0.0.1:``port``."""
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for_ports(ports: Iterable[int], timeout: float, what: str, proc: ManagedProcess) -> None:
+    """Wait until every one of ``ports`` on 127.0.0.1 accepts connections: the readiness of
+    servers that send nothing before the client speaks (proxies). Gives up if ``proc`` exits."""
+
+    def died() -> str | None:
+        return None if proc.alive() else proc.describe_exit()
+
+    wanted = list(ports)
+    wait_until(
+        lambda: all(_accepts(port) for port in wanted),
+        timeout,
+        f"{what} on port(s) {wanted}",
+        abort=died,
+    )
+
+
 # --------------------------------------------------------------------------- maildirs
 
 
