@@ -20,6 +20,13 @@ __all__ = [
     "LocalProtocolError",
     "MalformedGreeting",
     "ProtocolError",
+    "ProxyAuthenticationError",
+    "ProxyError",
+    "ProxyProtocolError",
+    "ProxyRefusedError",
+    "ProxyTargetUnreachableError",
+    "ProxyTimeoutError",
+    "ProxyUnreachableError",
     "RemoteProtocolError",
     "ReplyLineTooLong",
     "SMTPAuthenticationError",
@@ -164,3 +171,45 @@ class MalformedGreeting(RemoteProtocolError, SMTPConnectError):
 
     def __reduce__(self) -> tuple[type[MalformedGreeting], tuple[bytes]]:
         return type(self), (self.line,)
+
+
+class ProxyError(ConnectionError):
+    """The proxy the connection goes through failed, not the mail server: the base class of
+    the proxy errors.  A ``ConnectionError`` (an ``OSError``), as a failed connection is in
+    ``smtplib``, so code that handles those handles these; the connection is closed."""
+
+
+class ProxyUnreachableError(ProxyError):
+    """The proxy itself could not be reached (refused, no route, its name not found, timed
+    out); ``__cause__`` is the error connecting to it."""
+
+
+class ProxyTimeoutError(ProxyError, TimeoutError):
+    """The proxy's handshake took longer than ``timeout`` (bounded as a whole: a proxy that
+    drips its reply gets this too); a ``TimeoutError`` as well."""
+
+
+class ProxyProtocolError(ProxyError):
+    """The proxy broke its protocol: garbage or an oversize reply, a method or version it was
+    not offered, or the connection closed half-way through the handshake."""
+
+
+class ProxyRefusedError(ProxyError):
+    """The proxy refused to open the tunnel: ``code`` is its SOCKS reply code or HTTP status,
+    ``reason`` its words (or the RFC's, for SOCKS)."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"proxy refused ({code}): {reason}")
+        self.code = code
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type[ProxyRefusedError], tuple[int, str]]:
+        return type(self), (self.code, self.reason)
+
+
+class ProxyAuthenticationError(ProxyRefusedError):
+    """The proxy refused the credentials given, or wants credentials and none were given."""
+
+
+class ProxyTargetUnreachableError(ProxyRefusedError):
+    """The proxy could not reach the mail server (refused, unreachable, timed out there)."""

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from smtp_proto.driving import drive_async
 from smtp_proto.errors import SMTPConnectError
+from smtp_proto.proxy import Proxy, open_tunnel
 from smtp_proto.requests import Operation
 
 from ._api_async import AsyncAPI
@@ -29,6 +30,7 @@ from ._common import (
     Deadline,
     SMTPSSLBase,
     open_socket,
+    proxy_unreachable,
 )
 from ._mailer_async import AsyncMailer
 
@@ -62,8 +64,10 @@ class AsyncSMTPBase(AsyncAPI):
         local_hostname: str | None = None,
         timeout: float | None = GLOBAL_DEFAULT_TIMEOUT,
         source_address: tuple[str, int] | None = None,
+        *,
+        proxy: str | Proxy | None = None,
     ) -> None:
-        AsyncAPI.__init__(self, host, local_hostname, timeout, source_address)
+        AsyncAPI.__init__(self, host, local_hostname, timeout, source_address, proxy)
         self._port = port
         self._lock: AbstractAsyncContextManager[Any] = self._make_lock()
         self._deadline = Deadline(self._now)
@@ -88,6 +92,10 @@ class AsyncSMTPBase(AsyncAPI):
 
     async def _adopt(self, sock: socket.socket, tls: ssl.SSLContext | None) -> None:
         """Take ``sock`` (connected by a replaced ``_get_socket``) as the connection."""
+        raise NotImplementedError
+
+    async def _secure(self, context: ssl.SSLContext) -> None:
+        """Wrap the open connection in TLS now, for the server ``self._host``."""
         raise NotImplementedError
 
     async def _in_thread(self, function: Callable[[], T]) -> T:
@@ -117,10 +125,11 @@ class AsyncSMTPBase(AsyncAPI):
                 _RUNNING.reset(token)
 
     async def _get_socket(self, host: str, port: int, timeout: float | None) -> socket.socket:
-        """A connected socket: the hook ``smtplib`` code overrides to connect another way (a
-        proxy, say), here a coroutine or a plain method.  Unless it is replaced, the adapter
-        connects with its framework's own I/O and does not call it; called, it connects a
-        blocking socket in a worker thread."""
+        """A connected socket: the hook ``smtplib`` code overrides to connect another way,
+        here a coroutine or a plain method.  Unless it is replaced, the adapter connects with
+        its framework's own I/O (through ``proxy`` when set) and does not call it; a
+        replacement connects as it likes (``proxy`` is then its business); called, this one
+        connects a blocking socket, directly, in a worker thread."""
         return await self._in_thread(
             partial(open_socket, host, port, timeout, self.source_address, lmtp=self._lmtp)
         )
@@ -136,15 +145,35 @@ class AsyncSMTPBase(AsyncAPI):
         tls = self._implicit_tls_context()
         async with self._lock:
             try:
-                if type(self)._get_socket is AsyncSMTPBase._get_socket:
-                    await self._open(host, 0 if unix else port, tls)
-                else:
+                if type(self)._get_socket is not AsyncSMTPBase._get_socket:
                     sock = self._get_socket(host, port, self.timeout)
                     await self._adopt(await sock if inspect.isawaitable(sock) else sock, tls)
+                elif self.proxy is not None:
+                    await self._open_tunnel(self.proxy, host, port, tls)
+                else:
+                    await self._open(host, 0 if unix else port, tls)
             except BaseException:
                 self.close()
                 raise
         return await self._run(self._client.greeting())
+
+    async def _open_tunnel(
+        self, proxy: Proxy, host: str, port: int, tls: ssl.SSLContext | None
+    ) -> None:
+        """Connect to ``host:port`` through ``proxy``: the tunnel's handshake is bounded by
+        ``timeout`` as a whole; then TLS, when implicit, with the mail server's name."""
+        try:
+            await self._open(proxy.host, proxy.port, None)
+        except OSError as exc:
+            raise proxy_unreachable(proxy, exc) from exc
+        general, self._deadline = self._deadline, self._deadline.whole(self._timeout)
+        try:
+            tunnel = open_tunnel(self._client, proxy, host, port, tls_first=tls is not None)
+            await drive_async(tunnel, self._perform, self.close)
+        finally:
+            self._deadline = general
+        if tls is not None:
+            await self._secure(tls)
 
     def close(self) -> None:
         """Close the connection; the object can connect again."""

@@ -20,7 +20,9 @@ from smtp_proto.attributes import SMTPAttributes
 from smtp_proto.body import quotedata
 from smtp_proto.client import Client
 from smtp_proto.commands import quoteaddr
+from smtp_proto.errors import ProxyUnreachableError
 from smtp_proto.ports import LMTP_PORT, SMTP_PORT, SMTPS_PORT
+from smtp_proto.proxy import Proxy, as_proxy
 
 __all__ = [
     "CRLF",
@@ -33,11 +35,13 @@ __all__ = [
     "HOOKS",
     "Deadline",
     "SMTPObject",
+    "WholeDeadline",
     "SMTPSSLBase",
     "bCRLF",
     "default_tls_context",
     "local_hostname",
     "open_socket",
+    "proxy_unreachable",
     "quoteaddr",
     "quotedata",
     "register_api",
@@ -113,6 +117,30 @@ class Deadline:
             self.when = inf if timeout is None else self._clock() + timeout
         return self.when
 
+    def whole(self, timeout: float | None) -> WholeDeadline:
+        """One deadline, ``timeout`` from now, for every write and read of an exchange."""
+        whole = WholeDeadline(self._clock)
+        whole.when = inf if timeout is None else self._clock() + timeout
+        return whole
+
+
+class WholeDeadline(Deadline):
+    """A ``Deadline`` that does not move: a proxy's handshake is bounded as a whole, so a
+    proxy that answers a byte at a time cannot stretch it."""
+
+    __slots__ = ()
+
+    def start_operation(self) -> None:
+        """Nothing starts anew."""
+
+    def for_write(self, timeout: float | None) -> float:
+        """The one deadline."""
+        return self.when
+
+    def for_read(self, client: Client, timeout: float | None) -> float:
+        """The one deadline."""
+        return self.when
+
 
 def local_hostname() -> str:
     """This host's name for HELO/EHLO: its FQDN, or ``[address]`` when it has no dots.
@@ -171,6 +199,11 @@ def open_socket(
         sock.close()
         raise
     return sock
+
+
+def proxy_unreachable(proxy: Proxy, error: OSError) -> ProxyUnreachableError:
+    """The error for a proxy that could not be connected to (``error`` is its cause)."""
+    return ProxyUnreachableError(f"cannot connect to the proxy {proxy}: {error}")
 
 
 def default_tls_context() -> ssl.SSLContext:
@@ -240,6 +273,8 @@ class SMTPObject(SMTPAttributes):
     timeout: float | None = GLOBAL_DEFAULT_TIMEOUT
     #: The ``(host, port)`` to connect from, ``None`` for any.
     source_address: tuple[str, int] | None
+    #: The proxy connections go through (``proxy=``, a URL or a ``Proxy``), ``None`` for none.
+    proxy: Proxy | None = None
     #: The timeout in force on the connection (see ``resolve_timeout``).
     _timeout: float | None = DEFAULT_TIMEOUT
     _lmtp = False
@@ -253,13 +288,16 @@ class SMTPObject(SMTPAttributes):
         local_hostname: str | None,
         timeout: float | None,
         source_address: tuple[str, int] | None,
+        proxy: str | Proxy | None = None,
     ) -> None:
         """What every adapter's constructor does before any I/O; attributes a subclass set
-        before calling it (``user``, ``debuglevel``, ...) are kept, as in ``smtplib``."""
+        before calling it (``user``, ``debuglevel``, ...) are kept, as in ``smtplib``.  A bad
+        ``proxy`` URL is refused here, before anything connects."""
         SMTPAttributes.__init__(self)
         self._host = host
         self.timeout = timeout
         self.source_address = source_address
+        self.proxy = as_proxy(proxy)
         self.command_encoding = "ascii"
         if local_hostname:
             self._local_hostname = local_hostname
@@ -286,6 +324,8 @@ class SMTPObject(SMTPAttributes):
             self.source_address = source_address
         if not (self._lmtp and host.startswith("/")):
             host, port = split_host_port(host, port, self.default_port)
+        elif self.proxy is not None:
+            raise ValueError("a Unix socket cannot be reached through a proxy")
         self._drop()
         self._timeout = resolve_timeout(self.timeout, socket_default)
         self._host = host
@@ -338,6 +378,8 @@ class LMTPBase(SMTPObject):
         local_hostname: str | None = None,
         source_address: tuple[str, int] | None = None,
         timeout: float | None = GLOBAL_DEFAULT_TIMEOUT,
+        *,
+        proxy: str | Proxy | None = None,
     ) -> None:
         # The adapter's SMTP is next in the MRO (not SMTPObject, as a type checker sees it).
         smtp_init: Callable[..., None] = super().__init__
@@ -347,6 +389,7 @@ class LMTPBase(SMTPObject):
             local_hostname=local_hostname,
             timeout=timeout,
             source_address=source_address,
+            proxy=proxy,
         )
 
 
@@ -373,6 +416,8 @@ class SMTPSSLBase(SMTPObject):
         timeout: float | None = GLOBAL_DEFAULT_TIMEOUT,
         source_address: tuple[str, int] | None = None,
         context: ssl.SSLContext | None = None,
+        *,
+        proxy: str | Proxy | None = None,
     ) -> None:
         """``keyfile`` and ``certfile``: Python 3.11 only, deprecated, as in ``smtplib``."""
         self.keyfile, self.certfile = keyfile, certfile
@@ -383,7 +428,7 @@ class SMTPSSLBase(SMTPObject):
         # derives from its own SMTP subclass (python-emails' SSL client) does not get these
         # arguments.  Set before it runs: a blocking adapter connects in its constructor.
         plain_init: Callable[..., None] = self._plain.__init__
-        plain_init(self, host, port, local_hostname, timeout, source_address)
+        plain_init(self, host, port, local_hostname, timeout, source_address, proxy=proxy)
 
 
 def register_api(cls: type[SMTPObject]) -> None:

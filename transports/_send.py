@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeAlias, TypedDict
 
 from smtp_proto.dsn import DSN
+from smtp_proto.proxy import Proxy
 from smtp_proto.send import Submission, TLSMode
 from smtp_proto.source import Message
 
@@ -49,6 +50,7 @@ class MailerOptions(TypedDict, total=False):
     timeout: float | None
     local_hostname: str
     source_address: tuple[str, int]
+    proxy: str | Proxy | None
     debuglevel: int
 
 
@@ -68,7 +70,9 @@ class SendOptions(MailerOptions, total=False):
       True).  ``binary``: force (True) or refuse (False) BINARYMIME; by default a bytes body
       is binary only if it has NUL bytes (bare CR/LF become CRLF).  ``lmtp``: speak LMTP
       (``host`` may be a Unix socket path).
-    - ``timeout``, ``local_hostname``, ``source_address``: as for ``SMTP``.
+    - ``timeout``, ``local_hostname``, ``source_address``, ``proxy``: as for ``SMTP``
+      (``proxy``: ``"socks5://[user:password@]host:port"`` or ``"http://..."`` (CONNECT), or
+      an ``smtp_proto.proxy.Proxy``; needs the ``smtp-proto[proxy]`` extra).
     - ``debuglevel``: as ``set_debuglevel``: 1 prints the session's transcript on stderr
       (AUTH credentials shown as ``****``), 2 adds timestamps; 0 (the default) prints nothing.
     """
@@ -87,7 +91,7 @@ class MessageOptions(TypedDict, total=False):
     binary: bool
 
 
-_CONNECTION_OPTIONS = ("context", "timeout", "local_hostname", "source_address")
+_CONNECTION_OPTIONS = ("context", "timeout", "local_hostname", "source_address", "proxy")
 
 
 def split_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], int]:

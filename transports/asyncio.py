@@ -225,17 +225,17 @@ class SMTP(AsyncSMTPBase):
             self.close()  # as smtplib's methods do, so a subclass's close() sees it
             return None
         if request is START_TLS:
-            await self._start_tls(stream)
+            if stream.unread():
+                raise RemoteProtocolError("server sent data after its 220 to STARTTLS")
+            await self._secure(self._tls_context or default_tls_context())
             return None
         if request is LOCAL_HOSTNAME:
             return await self._in_thread(local_hostname)
         raise AssertionError(f"unknown I/O request {request!r}")
 
-    async def _start_tls(self, stream: _Stream) -> None:
-        if stream.unread():
-            raise RemoteProtocolError("server sent data after its 220 to STARTTLS")
-        assert stream.transport is not None
-        context = self._tls_context or default_tls_context()
+    async def _secure(self, context: ssl.SSLContext) -> None:
+        stream = self._stream
+        assert stream is not None and stream.transport is not None
         async with asyncio.timeout(self._timeout):
             transport = await asyncio.get_running_loop().start_tls(
                 stream.transport, stream, context, server_hostname=self._host

@@ -34,6 +34,7 @@ from typing import Any, Self, TypeVar, Unpack
 from smtp_proto.batch import Outgoing
 from smtp_proto.driving import drive
 from smtp_proto.errors import SMTPConnectError, SMTPServerDisconnected
+from smtp_proto.proxy import Proxy, open_tunnel
 from smtp_proto.requests import CLOSE, LOCAL_HOSTNAME, RECEIVE, START_TLS, Operation
 from smtp_proto.send import SendResult
 
@@ -48,6 +49,7 @@ from ._common import (
     default_tls_context,
     local_hostname,
     open_socket,
+    proxy_unreachable,
 )
 from ._mailer_sync import SyncMailer
 from ._send import SendMessage, SendOptions
@@ -83,8 +85,10 @@ class SMTP(SyncAPI):
         local_hostname: str | None = None,
         timeout: float | None = GLOBAL_DEFAULT_TIMEOUT,
         source_address: tuple[str, int] | None = None,
+        *,
+        proxy: str | Proxy | None = None,
     ) -> None:
-        SyncAPI.__init__(self, host, local_hostname, timeout, source_address)
+        SyncAPI.__init__(self, host, local_hostname, timeout, source_address, proxy)
         self._deadline = Deadline(time.monotonic)
         if host:
             code, msg = self.connect(host, port)
@@ -110,12 +114,29 @@ class SMTP(SyncAPI):
     # ------------------------------------------------------------------ transport
 
     def _get_socket(self, host: str, port: int, timeout: float | None) -> socket.socket:
-        """A connected socket to ``host:port``: the hook ``smtplib`` code overrides to connect
-        another way (a proxy, say).  ``SMTP_SSL`` wraps it in TLS; for ``LMTP`` a ``host``
-        that is an absolute path is a Unix socket."""
-        return open_socket(
-            host, port, timeout, self.source_address, lmtp=self._lmtp, sockets=socket
-        )
+        """A connected socket to ``host:port`` (through ``proxy`` when set): the hook
+        ``smtplib`` code overrides to connect another way.  ``SMTP_SSL`` wraps it in TLS; for
+        ``LMTP`` a ``host`` that is an absolute path is a Unix socket."""
+        proxy = self.proxy
+        if proxy is None:
+            return open_socket(
+                host, port, timeout, self.source_address, lmtp=self._lmtp, sockets=socket
+            )
+        try:
+            sock = open_socket(proxy.host, proxy.port, timeout, self.source_address, sockets=socket)
+        except OSError as exc:
+            raise proxy_unreachable(proxy, exc) from exc
+        self.sock = sock  # the tunnel's exchange runs on it; connect() closes it on failure
+        general, self._deadline = self._deadline, self._deadline.whole(self._timeout)
+        try:
+            tunnel = open_tunnel(
+                self._client, proxy, host, port, tls_first=isinstance(self, SMTPSSLBase)
+            )
+            self._run(tunnel)
+        finally:
+            self._deadline = general
+        sock.settimeout(self._timeout)  # for what follows, as open_socket left it
+        return sock
 
     def connect(
         self, host: str = "localhost", port: int = 0, source_address: tuple[str, int] | None = None

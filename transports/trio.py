@@ -104,12 +104,12 @@ class SMTP(AsyncSMTPBase):
         # The run's clock itself: trio.current_time finds it anew on every call.
         self._deadline = Deadline(trio.lowlevel.current_clock().current_time)
         if tls is not None:
-            await self._handshake(tls)
+            await self._secure(tls)
 
     async def _in_thread(self, function: Callable[[], T]) -> T:
         return await trio.to_thread.run_sync(function)
 
-    async def _handshake(self, context: ssl.SSLContext) -> None:
+    async def _secure(self, context: ssl.SSLContext) -> None:
         assert self._socket is not None
         tls_stream = trio.SSLStream(
             trio.SocketStream(self._socket), context, server_hostname=self._host
@@ -140,7 +140,7 @@ class SMTP(AsyncSMTPBase):
             return None
         self._turns.yielded = True
         if request is START_TLS:
-            await self._handshake(self._tls_context or default_tls_context())
+            await self._secure(self._tls_context or default_tls_context())
             return None
         if request is LOCAL_HOSTNAME:
             return await self._in_thread(local_hostname)
