@@ -60,6 +60,7 @@ from .pool import (
     RetryPolicy,
     Split,
     Template,
+    Withdrawn,
     merge_parts,
     transient,
 )
@@ -78,6 +79,7 @@ __all__ = [
     "RetryPolicy",
     "Split",
     "Template",
+    "Withdrawn",
     "lane_gen",
     "merge_parts",
     "transient",
@@ -191,7 +193,8 @@ def lane_gen(
     ``job``, taken by the caller, is in ``lane.held`` already.  ``take`` returns the next
     job or ``None`` when none is ready; it must not block (the adapter waits for work outside
     the operation).  It is called only while the lane has room.  Each job's outcome goes to
-    ``report`` as soon as it is known.  Returns when no job is ready and none is in flight, or
+    ``report`` as soon as it is known.  A job withdrawn before it is written is reported
+    ``Withdrawn`` and never written.  Returns when no job is ready and none is in flight, or
     once the lane is spent and its last replies are read, or when the connection was lost (it
     is then closed); every job taken was reported.
     """
@@ -209,10 +212,19 @@ def lane_gen(
             lane.held.append(job)
         return job
 
+    def withdrawn(job: Job) -> bool:
+        """Whether ``job`` was withdrawn, and then reports it so, unsent."""
+        if job.withdrawn:
+            settle(job, Withdrawn(), True)
+        return job.withdrawn
+
     pending: Job | None = job
     while True:
         data: list[bytes] = []
         while pending is not None:
+            if withdrawn(pending):
+                pending = next_job()
+                continue
             parts = lane.parts(pending)
             if parts is not None:  # several transactions, each a job, queued first
                 settle(pending, Split(parts), True)
@@ -235,7 +247,9 @@ def lane_gen(
         if pending is not None:  # for the ordinary transaction, once the window is empty
             while flight:
                 yield from _read_gen(client, lane, flight, settle)
-            if client.is_connected:
+            if withdrawn(pending):
+                pass  # (taken while the window emptied; nothing of it was written)
+            elif client.is_connected:
                 yield from _ordinary_gen(client, lane, pending, settle)
             else:
                 settle(pending, SMTPServerDisconnected("Connection unexpectedly closed"), False)

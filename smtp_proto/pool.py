@@ -36,6 +36,7 @@ __all__ = [
     "RetryPolicy",
     "Split",
     "Template",
+    "Withdrawn",
     "merge_parts",
     "transient",
 ]
@@ -174,6 +175,11 @@ class Template:
         return Submission.create(item, self.host, self.port, **options)
 
 
+class Withdrawn(Exception):
+    """The outcome of a job withdrawn before it was written to a connection (its sender gave
+    up waiting: a cancelled ``send``); it was not sent."""
+
+
 @dataclass(eq=False, slots=True)
 class Job:
     """One message in a pool: its ``Submission``, the failed attempts that counted, and its
@@ -184,6 +190,9 @@ class Job:
     token: Any = None
     failures: int = 0
     outcome: Outcome | None = None
+    #: Nobody waits for the outcome any more (``Dispatcher.withdraw``): the job is not
+    #: written to a connection from now on, nor sent again.
+    withdrawn: bool = False
     #: A message the server's LIMITS made several transactions: each one a job of its own
     #: (``parts``, each with its ``parent``), the message's outcome their merged outcomes.
     parent: Job | None = None
@@ -260,13 +269,16 @@ class Dispatcher:
 
         A transient failure sends the job back: at once when it does not ``count`` (the
         connection was lost before the server answered any of it), else after the policy's
-        delay, while attempts remain.  A ``Split`` puts the parts first in the queue.
+        delay, while attempts remain; never a withdrawn job.  A ``Split`` puts the parts first
+        in the queue.
         """
         self.busy -= 1
         if isinstance(outcome, Split):
             job.parts, job.unfinished = outcome.parts, len(outcome.parts)
             self._ready.extendleft(reversed(outcome.parts))
             return None
+        if job.withdrawn:
+            return _finished(job, outcome)
         if isinstance(outcome, Exception) and transient(outcome):
             if not counts:
                 self._ready.appendleft(job)
@@ -282,6 +294,31 @@ class Dispatcher:
         """A taken job ends with ``outcome``, whatever it is (no retry); as ``settle``."""
         self.busy -= 1
         return _finished(job, outcome)
+
+    def withdraw(self, job: Job) -> list[Job]:
+        """Nobody waits for ``job``'s message any more: what of it is queued ends now,
+        unsent (``Withdrawn``); a part taken by a connection is marked so that it is not
+        written (the lane ends it) or, already written, not sent again.  The messages
+        finished."""
+        finished: list[Job] = []
+        job.withdrawn = True
+        for each in job.parts or [job]:
+            each.withdrawn = True
+            if self._unqueue(each) and (done := _finished(each, Withdrawn())) is not None:
+                finished.append(done)
+        return finished
+
+    def _unqueue(self, job: Job) -> bool:
+        """Take ``job`` out of the queue; whether it was there."""
+        if job in self._ready:
+            self._ready.remove(job)
+            return True
+        later = [entry for entry in self._later if entry[2] is not job]
+        if len(later) == len(self._later):
+            return False
+        heapq.heapify(later)
+        self._later = later
+        return True
 
     def cancel(self, error: Exception) -> list[Job]:
         """End every queued job (not the ones taken) with ``error``; the messages finished."""

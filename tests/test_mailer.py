@@ -10,6 +10,7 @@ import contextlib
 import re
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -386,6 +387,123 @@ async def cancel_when(
     with pytest.raises(asyncio.CancelledError):
         await holder
     await sender
+
+
+# ---------------------------------------------------------------- a cancelled send
+
+
+class _HoldingSession(_StandardSession):
+    """The capture server's dialogue, holding its reply to EHLO, or to a MAIL from a given
+    sender, as ``Holding`` says."""
+
+    def __init__(self, holding: Holding, session: Session) -> None:
+        super().__init__(holding.standard, session)
+        self.holding = holding
+
+    def do_ehlo(self, argument: str, verb: str = "EHLO") -> None:
+        self.holding.hold("EHLO")
+        super().do_ehlo(argument, verb)
+
+    def do_mail(self, argument: str) -> None:
+        sender = re.search(r"<([^>]*)>", argument)
+        self.holding.hold(sender[1] if sender else "")
+        super().do_mail(argument)
+
+
+class Holding:
+    """A handler that answers the first command for ``key`` (``"EHLO"``, or a sender's
+    address: its MAIL) only once the test sets ``release``; ``arrived`` is set when that
+    command comes.  The rest of the dialogue is the capture server's."""
+
+    def __init__(self, key: str) -> None:
+        self.standard = StandardESMTP(chunking=True)
+        self.key = key
+        self.arrived, self.release = threading.Event(), threading.Event()
+
+    def hold(self, key: str) -> None:
+        if key == self.key and not self.arrived.is_set():
+            self.arrived.set()
+            assert self.release.wait(TIMEOUT), "the test never released the reply"
+
+    def __call__(self, session: Session) -> None:
+        with contextlib.suppress(_Disconnect, ConnectionError):
+            _HoldingSession(self, session).run()
+
+    @property
+    def senders(self) -> list[str]:
+        """The sender of each message received."""
+        return [envelope.mail_from for envelope in self.standard.envelopes]
+
+
+async def send_cancelled(
+    adapter: Adapter, mailer: Any, sender: str, ready: threading.Event | None
+) -> None:
+    """``mailer.send`` a message from ``sender`` in a task, and cancel the task once the
+    message is in the pool and ``ready`` (set by a server thread) is set: asyncio's
+    ``Task.cancel``, or a trio cancel scope.  The cancellation propagates out of ``send``."""
+    submitted = trio.Event() if adapter.name == "trio" else asyncio.Event()
+    submit = mailer._submit
+
+    def submitting(job: Any) -> None:
+        submit(job)
+        submitted.set()
+
+    mailer._submit = submitting
+    send = partial(mailer.send, b"Subject: withdrawn\r\n\r\nx\r\n", sender=sender, recipients="r@x")
+    if adapter.name == "trio":
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(send)
+                await submitted.wait()
+                if ready is not None:
+                    await adapter.wait_for(ready)
+                scope.cancel()
+        assert scope.cancelled_caught
+    else:
+        task = asyncio.create_task(send())
+        await submitted.wait()
+        if ready is not None:
+            await adapter.wait_for(ready)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    del mailer._submit
+
+
+@async_adapters
+@pytest.mark.parametrize("where", ["queued", "connecting", "written"])
+async def test_a_cancelled_send_withdraws_its_message_unless_written(
+    adapter: Adapter, where: str
+) -> None:
+    """The message is cancelled while it waits in the queue (the one connection's window
+    of one is taken by a message whose MAIL reply is held), while its connection is being
+    opened (the EHLO reply held), or once written (its MAIL reply held): the first two never
+    reach the server, the last one arrives once.  The pool goes on with the next message
+    on the same connection."""
+    held = {"queued": "first@example.test", "connecting": "EHLO", "written": "gone@example.test"}
+    handler = Holding(held[where])
+    with ScriptedServer(handler) as server:
+        async with open_mailer(adapter, server.host, server.port, window=1) as mailer:
+
+            async def cancel() -> None:
+                if where == "queued":  # behind the first message, in flight
+                    await adapter.wait_for(handler.arrived)
+                    await send_cancelled(adapter, mailer, "gone@example.test", None)
+                else:
+                    await send_cancelled(adapter, mailer, "gone@example.test", handler.arrived)
+                handler.release.set()
+
+            first = partial(mailer.send, b"x", sender="first@example.test", recipients="r@x")
+            await adapter.gather(cancel, *([first] if where == "queued" else []))
+            await mailer.send(b"y", sender="last@example.test", recipients="r@x")
+        await adapter.sessions_done(server)
+    expected = {
+        "queued": ["first@example.test", "last@example.test"],
+        "connecting": ["last@example.test"],
+        "written": ["gone@example.test", "last@example.test"],
+    }
+    assert handler.senders == expected[where]
+    assert len(server.sessions) == 1
 
 
 # ---------------------------------------------------------------- real servers

@@ -105,12 +105,21 @@ class AsyncMailer:
 
     async def send(self, message: SendMessage, **options: Unpack[MessageOptions]) -> SendResult:
         """Send one message; returns or raises what ``send`` would.  Safe from many tasks (or,
-        for the blocking adapter, threads) at once."""
+        for the blocking adapter, threads) at once.
+
+        Cancelled (or interrupted) while it waits, it withdraws the message: not written to
+        a connection yet, it never will be; already written, it cannot be taken back, and
+        its result is dropped (it is not sent again, even after a transient failure).
+        """
         job = Job(self._template.submission(Outgoing(message, **options)))
         done = self._new_event()
         job.token = lambda _: done.set()
         self._submit(job)
-        await done.wait()
+        try:
+            await done.wait()
+        except BaseException:
+            self._withdraw(job)
+            raise
         outcome = job.outcome
         if isinstance(outcome, Exception):
             raise outcome
@@ -205,6 +214,12 @@ class AsyncMailer:
                 if finished is not None:
                     finished.token(finished)
             self._wake()
+
+    def _withdraw(self, job: Job) -> None:
+        with self._lock:
+            for finished in self._dispatcher.withdraw(job):
+                finished.token(finished)
+            self._wake()  # the queue may be empty now: a closing pool's workers may end
 
     def _stop(self, abandon: bool) -> None:
         """No more messages; with ``abandon``, the queued ones end at once, unsent."""

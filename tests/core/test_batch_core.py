@@ -28,6 +28,7 @@ from smtp_proto.batch import (
     Limits,
     RetryPolicy,
     Split,
+    Withdrawn,
     lane_gen,
     merge_parts,
     transient,
@@ -769,3 +770,81 @@ def test_a_lane_splits_what_the_server_limits() -> None:
     assert [len(p.submission.recipients) for p in job.parts] == [2, 1, 2]
     assert isinstance(job.outcome, SendResult) and sorted(job.outcome.accepted) == recipients
     assert server.mails == [sub.sender] * 3 and server.delivered == [sub.sender] * 3
+
+
+# ---------------------------------------------------------------- withdrawn messages
+
+
+def test_a_withdrawn_message_leaves_the_queue_unsent() -> None:
+    dispatcher = Dispatcher(RetryPolicy(retries=1, backoff=10.0))
+    waiting, retrying = Job(submission_of(0, ["r@x"])), Job(submission_of(1, ["r@x"]))
+    dispatcher.submit(retrying)
+    dispatcher.submit(waiting)
+    assert dispatcher.take(0) is retrying and not dispatcher.settle(retrying, lost(), 0)
+    for job in (waiting, retrying):  # one ready, one waiting for its retry
+        assert dispatcher.withdraw(job) == [job]
+        assert isinstance(job.outcome, Withdrawn)
+    assert dispatcher.idle and dispatcher.take(100.0) is None and dispatcher.wait(0) is None
+
+
+@pytest.mark.parametrize("counts", [True, False])
+def test_a_withdrawn_message_taken_is_never_sent_again(counts: bool) -> None:
+    """Taken (and perhaps written): its outcome ends it, even one that would retry it."""
+    dispatcher = Dispatcher(RetryPolicy(retries=3, backoff=0.0))
+    job = Job(submission_of(0, ["r@x"]))
+    dispatcher.submit(job)
+    assert dispatcher.take(0) is job
+    assert dispatcher.withdraw(job) == [] and job.outcome is None  # the lane has it
+    failure = lost()
+    assert dispatcher.settle(job, failure, 0, counts) is job
+    assert job.outcome is failure and dispatcher.idle
+
+
+def test_a_withdrawn_split_message_ends_once_its_parts_taken_end() -> None:
+    dispatcher = Dispatcher(RetryPolicy())
+    message = Job(submission_of(0, ["a@x", "b@y", "c@z"]))
+    dispatcher.submit(message)
+    assert dispatcher.take(0) is message
+    parts = [Job(submission_of(0, [r]), parent=message) for r in ("a@x", "b@y", "c@z")]
+    dispatcher.settle(message, Split(parts), 0)
+    assert dispatcher.take(0) is parts[0]
+    assert dispatcher.withdraw(message) == []  # the part taken is not done
+    assert all(part.withdrawn for part in parts) and dispatcher.take(0) is None
+    delivered = SendResult({"a@x": reply(250)}, {}, reply(250, b"queued as Q"))
+    assert dispatcher.settle(parts[0], delivered, 0) is message and dispatcher.idle
+    assert [type(part.outcome) for part in parts] == [SendResult, Withdrawn, Withdrawn]
+
+
+def test_a_lane_never_writes_a_withdrawn_message() -> None:
+    """Withdrawn while its connection opened (the first job), or while it waited for the
+    window to empty (a message for the ordinary transaction): reported, never written."""
+    subs = [
+        submission_of(0, ["r0@example.test"]),
+        submission_of(1, ["r1@example.test"]),
+        submission_of(2, ["r2@example.test"], b"x" * (300 << 10)),  # waits for the window
+        submission_of(3, ["r3@example.test"]),
+    ]
+    scripts = {s.sender: Script(250, dict.fromkeys(s.recipients, 250), 250) for s in subs}
+    server = ModelServer(scripts)
+    client = open_session(server)
+    jobs = [Job(submission) for submission in subs]
+    jobs[0].withdrawn = True
+    queue = deque(jobs[1:])
+    reports: list[tuple[Job, object, bool]] = []
+
+    def report(job: Job, outcome: object, counts: bool) -> None:
+        reports.append((job, outcome, counts))
+        if job is jobs[1]:  # the large message is taken, waiting for this one's replies
+            jobs[2].withdrawn = True
+
+    lane = Lane(window=4)
+    lane.held.append(jobs[0])
+    take = lambda: queue.popleft() if queue else None  # noqa: E731
+    drive(lane_gen(client, lane, jobs[0], take, report), server.perform, client.close)
+    assert [(job, type(outcome)) for job, outcome, _ in reports] == [
+        (jobs[0], Withdrawn),
+        (jobs[1], SendResult),
+        (jobs[2], Withdrawn),
+        (jobs[3], SendResult),
+    ]
+    assert server.mails == [subs[1].sender, subs[3].sender] and lane.held == []
