@@ -3,9 +3,10 @@
     python bench/core_bench.py [--mb 50] [--transactions 20000] [--repeat 5] [--baseline DIR]
 
 Prints the body encoder's rate on a 50 MB message (DATA path: line endings checked, dots
-stuffed) and whole MAIL/RCPT/DATA/body/end transactions (2 KB messages) per second through
-``Client.sendmail`` with canned replies, with and without PIPELINING, and through the bare
-``ClientConnection`` state machine.  The best of
+stuffed) and whole transactions of 2 KB messages per second, with canned replies: through
+``Client.sendmail`` (MAIL/RCPT/DATA/body/end with and without PIPELINING, and with CHUNKING
+the one-round-trip MAIL/RCPT/``BDAT n LAST``, as the adapters send to a server that offers
+it), and through the bare ``ClientConnection`` state machine (DATA and BDAT).  The best of
 ``--repeat`` runs is reported, as ``timeit`` does.
 
 On a shared, noisy machine compare two versions of the core in the same run instead of
@@ -27,14 +28,15 @@ from functools import partial
 from pathlib import Path
 
 import smtp_proto
-from smtp_proto import RECEIVE, Client, ClientConnection, Data, Ehlo, Mail, Rcpt
-from smtp_proto.body import CHUNK_SIZE, BodyEncoder
+from smtp_proto import RECEIVE, Bdat, Client, ClientConnection, Data, Ehlo, Mail, Rcpt
+from smtp_proto.body import PIECE_SIZE, BodyEncoder
 
 EHLO = (
     b"250-bench.local\r\n250-PIPELINING\r\n250-SIZE 104857600\r\n250-8BITMIME\r\n"
     b"250 ENHANCEDSTATUSCODES\r\n"
 )
 EHLO_NO_PIPELINING = b"250-bench.local\r\n250-SIZE 104857600\r\n250 8BITMIME\r\n"
+EHLO_CHUNKING = EHLO.replace(b"250 ENHANCED", b"250-CHUNKING\r\n250 ENHANCED")
 
 
 def big_message(megabytes: int) -> bytes:
@@ -51,12 +53,12 @@ def small_message(size: int = 2048) -> bytes:
 
 
 def encode_rate(message: bytes) -> float:
-    """MB/s of the DATA-path encoder over ``message`` in CHUNK_SIZE pieces."""
+    """MB/s of the DATA-path encoder over ``message`` in PIECE_SIZE pieces."""
     encoder = BodyEncoder()
     view = memoryview(message)
     start = time.perf_counter()
-    for offset in range(0, len(message), CHUNK_SIZE):
-        encoder.encode(bytes(view[offset : offset + CHUNK_SIZE]))
+    for offset in range(0, len(message), PIECE_SIZE):
+        encoder.encode(bytes(view[offset : offset + PIECE_SIZE]))
     encoder.finish()
     return len(message) / 2**20 / (time.perf_counter() - start)
 
@@ -73,23 +75,42 @@ def drive(operation: object, replies: list[bytes]) -> object:
         return done.value
 
 
-def transaction_rate(count: int, pipelining: bool) -> float:
-    """sendmail transactions per second through the core."""
+def transaction_rate(count: int, pipelining: bool, chunking: bool = False) -> float:
+    """sendmail transactions per second through the core: pipelined or lock-step DATA, or
+    (``chunking``) pipelined BDAT, the envelope and the message in one write and every final
+    reply naming a new queue id, as a real server's does."""
     client = Client("bench.local")
     client.connecting("bench", 25)
     drive(client.greeting(), [b"220 bench ESMTP\r\n"])
-    drive(client.ehlo(), [EHLO if pipelining else EHLO_NO_PIPELINING])
-    if pipelining:
+    ehlo = EHLO_CHUNKING if chunking else EHLO if pipelining else EHLO_NO_PIPELINING
+    drive(client.ehlo(), [ehlo])
+    if chunking:
+        envelope = b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"
+        queued = b"250 2.0.0 Ok: queued as %08X\r\n"
+        feeds = [[envelope + queued % number] for number in range(count)]
+    elif pipelining:
         replies = [b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 Go ahead\r\n", b"250 2.0.0 queued\r\n"]
+        feeds = [replies] * count
     else:
         replies = [b"250 2.1.0 Ok\r\n", b"250 2.1.5 Ok\r\n", b"354 Go ahead\r\n"]
-        replies.append(b"250 2.0.0 queued\r\n")
+        feeds = [[*replies, b"250 2.0.0 queued\r\n"]] * count
     message = small_message()
     sendmail = client.sendmail
     start = time.perf_counter()
-    for _ in range(count):
-        drive(sendmail("a@bench.test", ["b@bench.test"], message), replies)
+    for feed in feeds:
+        drive(sendmail("a@bench.test", ["b@bench.test"], message), feed)
     return count / (time.perf_counter() - start)
+
+
+def greeted_connection(ehlo: bytes) -> ClientConnection:
+    """A ``ClientConnection`` past the greeting and EHLO, with the extensions of ``ehlo``."""
+    connection = ClientConnection()
+    connection.receive_data(b"220 bench ESMTP\r\n")
+    connection.next_event()
+    connection.send(Ehlo("bench.local"))
+    connection.receive_data(ehlo)
+    connection.next_event()
+    return connection
 
 
 def connection_rate(count: int, queue_ids: bool = False) -> float:
@@ -98,12 +119,7 @@ def connection_rate(count: int, queue_ids: bool = False) -> float:
     With ``queue_ids`` every final reply names a new queue id, as a real server's does, so
     the reply parser cannot reuse the ``Reply`` it built for the previous one.
     """
-    connection = ClientConnection()
-    connection.receive_data(b"220 bench ESMTP\r\n")
-    connection.next_event()
-    connection.send(Ehlo("bench.local"))
-    connection.receive_data(EHLO)
-    connection.next_event()
+    connection = greeted_connection(EHLO)
     message = small_message()
     envelope = b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 Go ahead\r\n"
     if queue_ids:
@@ -126,6 +142,25 @@ def connection_rate(count: int, queue_ids: bool = False) -> float:
     return count / (time.perf_counter() - start)
 
 
+def bdat_connection_rate(count: int) -> float:
+    """One-round-trip BDAT transactions per second through ``ClientConnection`` alone: MAIL,
+    RCPT and ``BDAT n LAST`` as one pipelined group with the message, the three replies in
+    one read, a new queue id in every final reply."""
+    connection = greeted_connection(EHLO_CHUNKING)
+    message = small_message()
+    envelope = b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"
+    replies = [envelope + b"250 2.0.0 Ok: queued as %08X\r\n" % number for number in range(count)]
+    start = time.perf_counter()
+    for reply in replies:
+        group = [Mail("a@bench.test", ("size=2048",)), Rcpt("b@bench.test")]
+        connection.send_many([*group, Bdat(len(message), last=True)])
+        connection.receive_data(reply)
+        connection.next_event()
+        connection.next_event()
+        connection.next_event()
+    return count / (time.perf_counter() - start)
+
+
 def best(repeat: int, run: Callable[[], float]) -> float:
     return max(run() for _ in range(repeat))
 
@@ -143,11 +178,17 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
         rates[f"sendmail transactions through the core ({label}) (/s)"] = best(
             args.repeat, partial(transaction_rate, args.transactions, pipelining)
         )
+    rates["sendmail transactions through the core (pipelined BDAT, queue ids) (/s)"] = best(
+        args.repeat, partial(transaction_rate, args.transactions, True, True)
+    )
     rates["the same through ClientConnection alone (pipelined) (/s)"] = best(
         args.repeat, lambda: connection_rate(args.transactions)
     )
     rates["ClientConnection alone, a new queue id in every final reply (/s)"] = best(
         args.repeat, lambda: connection_rate(args.transactions, queue_ids=True)
+    )
+    rates["ClientConnection alone, BDAT in one group, queue ids (/s)"] = best(
+        args.repeat, lambda: bdat_connection_rate(args.transactions)
     )
     return rates
 
