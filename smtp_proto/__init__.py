@@ -44,6 +44,13 @@ from .dsn import DSN, RecipientDSN
 from .errors import (
     LocalProtocolError,
     ProtocolError,
+    ProxyAuthenticationError,
+    ProxyError,
+    ProxyProtocolError,
+    ProxyRefusedError,
+    ProxyTargetUnreachableError,
+    ProxyTimeoutError,
+    ProxyUnreachableError,
     RemoteProtocolError,
     SMTPAuthenticationError,
     SMTPConnectError,
@@ -59,6 +66,7 @@ from .errors import (
 )
 from .extensions import Extensions, parse_ehlo
 from .outcome import TransactionReplies
+from .proxy import Proxy
 from .replies import EnhancedStatus, Reply, ReplyParser
 from .requests import (
     CLOSE,
@@ -112,6 +120,14 @@ __all__ = [
     "Noop",
     "Operation",
     "ProtocolError",
+    "Proxy",
+    "ProxyAuthenticationError",
+    "ProxyError",
+    "ProxyProtocolError",
+    "ProxyRefusedError",
+    "ProxyTargetUnreachableError",
+    "ProxyTimeoutError",
+    "ProxyUnreachableError",
     "Quit",
     "Raw",
     "Rcpt",
