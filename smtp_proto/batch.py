@@ -185,6 +185,66 @@ def _request(client: Client, job: Job, rset: bool) -> tuple[_Group, bytes]:
     return _Group(job, rset, mail, rcpts), data
 
 
+class _Run:
+    """One run of ``lane_gen``: the groups in flight, and the jobs taken and reported."""
+
+    def __init__(
+        self, client: Client, lane: Lane, take: Callable[[], Job | None], report: Report
+    ) -> None:
+        self.client, self.lane, self.take, self.report = client, lane, take, report
+        self.flight: deque[_Group] = deque()
+
+    def settle(self, job: Job, outcome: Outcome | Split, counts: bool) -> None:
+        """Report ``job``'s outcome; the lane holds it no more."""
+        self.lane.held.remove(job)
+        self.report(job, outcome, counts)
+
+    def next_job(self) -> Job | None:
+        """The next job, if the lane has room and one is ready."""
+        lane = self.lane
+        if not self.client.is_connected or len(self.flight) >= lane.window or lane.spent:
+            return None
+        job = self.take()
+        if job is not None:
+            lane.held.append(job)
+        return job
+
+    def withdrawn(self, job: Job) -> bool:
+        """Whether ``job`` was withdrawn, and then reports it so, unsent."""
+        if job.withdrawn:
+            self.settle(job, Withdrawn(), True)
+        return job.withdrawn
+
+    def pipeline(self, pending: Job | None) -> tuple[list[bytes], Job | None]:
+        """The groups of ``pending`` and of the jobs taken after it while they go in the
+        window; the first job that does not (for the ordinary transaction), if any."""
+        client, lane = self.client, self.lane
+        data: list[bytes] = []
+        while pending is not None:
+            if self.withdrawn(pending):
+                pending = self.next_job()
+                continue
+            parts = lane.parts(pending)
+            if parts is not None:  # several transactions, each a job, queued first
+                self.settle(pending, Split(parts), True)
+                pending = self.next_job()
+                continue
+            if not _pipelines(client, pending.submission):
+                break
+            rset = bool(self.flight) or not lane.clean
+            try:
+                group, request = _request(client, pending, rset)
+            except Exception as exc:  # the message cannot go on this server: nothing sent
+                self.settle(pending, exc, True)
+            else:
+                lane.begun += 1
+                lane.clean = False
+                self.flight.append(group)
+                data.append(request)
+            pending = self.next_job()
+        return data, pending
+
+
 def lane_gen(
     client: Client, lane: Lane, job: Job, take: Callable[[], Job | None], report: Report
 ) -> Operation[None]:
@@ -198,56 +258,17 @@ def lane_gen(
     once the lane is spent and its last replies are read, or when the connection was lost (it
     is then closed); every job taken was reported.
     """
-    flight: deque[_Group] = deque()
-
-    def settle(job: Job, outcome: Outcome | Split, counts: bool) -> None:
-        lane.held.remove(job)
-        report(job, outcome, counts)
-
-    def next_job() -> Job | None:
-        if not client.is_connected or len(flight) >= lane.window or lane.spent:
-            return None
-        job = take()
-        if job is not None:
-            lane.held.append(job)
-        return job
-
-    def withdrawn(job: Job) -> bool:
-        """Whether ``job`` was withdrawn, and then reports it so, unsent."""
-        if job.withdrawn:
-            settle(job, Withdrawn(), True)
-        return job.withdrawn
-
+    run = _Run(client, lane, take, report)
+    flight, settle, next_job = run.flight, run.settle, run.next_job
     pending: Job | None = job
     while True:
-        data: list[bytes] = []
-        while pending is not None:
-            if withdrawn(pending):
-                pending = next_job()
-                continue
-            parts = lane.parts(pending)
-            if parts is not None:  # several transactions, each a job, queued first
-                settle(pending, Split(parts), True)
-                pending = next_job()
-                continue
-            if not _pipelines(client, pending.submission):
-                break
-            try:
-                group, request = _request(client, pending, bool(flight) or not lane.clean)
-            except Exception as exc:  # the message cannot go on this server: nothing sent
-                settle(pending, exc, True)
-            else:
-                lane.begun += 1
-                lane.clean = False
-                flight.append(group)
-                data.append(request)
-            pending = next_job()
+        data, pending = run.pipeline(pending)
         if data:
             yield from _write_gen(client, b"".join(data))
         if pending is not None:  # for the ordinary transaction, once the window is empty
             while flight:
                 yield from _read_gen(client, lane, flight, settle)
-            if withdrawn(pending):
+            if run.withdrawn(pending):
                 pass  # (taken while the window emptied; nothing of it was written)
             elif client.is_connected:
                 yield from _ordinary_gen(client, lane, pending, settle)
