@@ -1,5 +1,6 @@
 """``proxy=`` as every adapter takes it: checked when given, before any I/O (a bad URL, a
-missing extra, a Unix socket), and kept as the ``proxy`` attribute."""
+missing extra, a Unix socket), and kept parsed (privately: ``proxy`` is a name ``smtplib``
+subclasses use for their own)."""
 
 from __future__ import annotations
 
@@ -74,12 +75,12 @@ async def test_a_proxy_that_is_no_url_nor_proxy_is_a_type_error(adapter: Adapter
 
 
 @all_adapters
-async def test_the_proxy_attribute_holds_the_parsed_proxy(adapter: Adapter) -> None:
+async def test_the_proxy_is_kept_parsed(adapter: Adapter) -> None:
     smtp = adapter.module.SMTP(proxy="socks5h://me:p%40ss@proxy.example:1081")
-    assert smtp.proxy == Proxy("socks5", "proxy.example", 1081, "me", "p@ss")
+    assert smtp._proxy == Proxy("socks5", "proxy.example", 1081, "me", "p@ss")
     ssl_smtp = adapter.module.SMTP_SSL(proxy=Proxy("http", "127.0.0.1", 3128))
-    assert ssl_smtp.proxy == Proxy("http", "127.0.0.1", 3128)
-    assert adapter.module.LMTP().proxy is None
+    assert ssl_smtp._proxy == Proxy("http", "127.0.0.1", 3128)
+    assert adapter.module.LMTP()._proxy is None
 
 
 @all_adapters

@@ -148,8 +148,8 @@ class AsyncSMTPBase(AsyncAPI):
                 if type(self)._get_socket is not AsyncSMTPBase._get_socket:
                     sock = self._get_socket(host, port, self.timeout)
                     await self._adopt(await sock if inspect.isawaitable(sock) else sock, tls)
-                elif self.proxy is not None:
-                    await self._open_tunnel(self.proxy, host, port, tls)
+                elif self._proxy is not None:
+                    await self._open_tunnel(self._proxy, host, port, tls)
                 else:
                     await self._open(host, 0 if unix else port, tls)
             except BaseException:

@@ -273,8 +273,9 @@ class SMTPObject(SMTPAttributes):
     timeout: float | None = GLOBAL_DEFAULT_TIMEOUT
     #: The ``(host, port)`` to connect from, ``None`` for any.
     source_address: tuple[str, int] | None
-    #: The proxy connections go through (``proxy=``, a URL or a ``Proxy``), ``None`` for none.
-    proxy: Proxy | None = None
+    #: The proxy connections go through (``proxy=``), ``None`` for none.  Private: ``proxy`` is
+    #: a name ``smtplib`` subclasses use for their own (the "smtplib over a proxy" recipes).
+    _proxy: Proxy | None = None
     #: The timeout in force on the connection (see ``resolve_timeout``).
     _timeout: float | None = DEFAULT_TIMEOUT
     _lmtp = False
@@ -297,7 +298,7 @@ class SMTPObject(SMTPAttributes):
         self._host = host
         self.timeout = timeout
         self.source_address = source_address
-        self.proxy = as_proxy(proxy)
+        self._proxy = as_proxy(proxy)
         self.command_encoding = "ascii"
         if local_hostname:
             self._local_hostname = local_hostname
@@ -324,7 +325,7 @@ class SMTPObject(SMTPAttributes):
             self.source_address = source_address
         if not (self._lmtp and host.startswith("/")):
             host, port = split_host_port(host, port, self.default_port)
-        elif self.proxy is not None:
+        elif self._proxy is not None:
             raise ValueError("a Unix socket cannot be reached through a proxy")
         self._drop()
         self._timeout = resolve_timeout(self.timeout, socket_default)

@@ -117,7 +117,7 @@ class SMTP(SyncAPI):
         """A connected socket to ``host:port`` (through ``proxy`` when set): the hook
         ``smtplib`` code overrides to connect another way.  ``SMTP_SSL`` wraps it in TLS; for
         ``LMTP`` a ``host`` that is an absolute path is a Unix socket."""
-        proxy = self.proxy
+        proxy = self._proxy
         if proxy is None:
             return open_socket(
                 host, port, timeout, self.source_address, lmtp=self._lmtp, sockets=socket
