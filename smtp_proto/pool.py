@@ -1,14 +1,14 @@
 """The rules of a pool of connections, I/O-free: which failures are retried and when, the
-server's RFC 9422 LIMITS, the queue of messages waiting for a connection and the pool's rate
-(``Dispatcher``), a message split over several transactions and its outcome merged.  The
-operation each connection runs is ``smtp_proto.batch.lane_gen``."""
+queue of messages waiting for a connection and the pool's rate (``Dispatcher``), a message
+split over several transactions (the server's RFC 9422 LIMITS: ``Limits``, from
+``smtp_proto.limits``) and its outcome merged.  The operation each connection runs is
+``smtp_proto.batch.lane_gen``."""
 
 from __future__ import annotations
 
 import email.message
 import heapq
 import itertools
-import re
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,8 +22,8 @@ from .errors import (
     SMTPResponseException,
     SMTPServerDisconnected,
 )
-from .replies import Reply
-from .send import SendResult, SMTPAllRecipientsRefused, Submission
+from .limits import Limits
+from .send import SendResult, Submission, merge_outcomes
 from .source import Message
 
 __all__ = [
@@ -43,58 +43,6 @@ __all__ = [
 
 #: What a message comes to: the ``SendResult`` ``send`` returns, or the exception it raises.
 Outcome = SendResult | Exception
-
-_LIMIT = re.compile(r"([A-Za-z0-9_-]+)(?:=(\S*))?")
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """The limits a server announces with RFC 9422 ``LIMITS`` (``None``: not announced).
-
-    ``mailmax``: transactions per session; ``rcptmax``: recipients per transaction;
-    ``rcptdomainmax``: recipient domains per transaction.
-    """
-
-    mailmax: int | None = None
-    rcptmax: int | None = None
-    rcptdomainmax: int | None = None
-
-    @classmethod
-    def from_features(cls, features: Mapping[str, str]) -> Limits:
-        """The limits in ``esmtp_features`` (an unknown limit, or a value that is not a
-        positive number, is ignored)."""
-        values: dict[str, int] = {}
-        for name, value in _LIMIT.findall(features.get("limits", "")):
-            key = name.lower()
-            if key in ("mailmax", "rcptmax", "rcptdomainmax") and value.isdigit():
-                number = int(value[:9])  # at most a few digits in practice; never huge
-                if number > 0:
-                    values[key] = number
-        return cls(**values)
-
-    def split(self, recipients: Sequence[str]) -> list[list[str]]:
-        """``recipients`` in transactions within ``rcptmax`` and ``rcptdomainmax``: as given
-        when one is enough, else each domain's recipients together as far as they fit, in
-        the order given."""
-        by_domain: dict[str, list[str]] = {}
-        for recipient in recipients:
-            by_domain.setdefault(recipient.rpartition("@")[2].lower(), []).append(recipient)
-        size = self.rcptmax or len(recipients)
-        most_domains = self.rcptdomainmax or len(by_domain)
-        if len(recipients) <= size and len(by_domain) <= most_domains:
-            return [list(recipients)]
-        parts: list[list[str]] = []
-        domains = 0
-        for group in by_domain.values():
-            for start in range(0, len(group), size):
-                chunk = group[start : start + size]
-                if parts and len(parts[-1]) + len(chunk) <= size and domains < most_domains:
-                    parts[-1] += chunk
-                    domains += start == 0
-                else:
-                    parts.append(list(chunk))
-                    domains = 1
-        return parts
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,41 +290,10 @@ def _finished(job: Job, outcome: Outcome) -> Job | None:
 
 
 def merge_parts(parts: Sequence[Job]) -> Outcome:
-    """The outcome of a message sent as several transactions, from theirs.
-
-    If a part was delivered: a ``SendResult`` with every part's recipients (those of a part
-    that failed as a whole refused with that failure's code, -1 for none, as ``smtplib``
-    reports an unanswered LMTP recipient), whose ``data_reply`` is the first delivered
-    part's.  Else ``SMTPAllRecipientsRefused`` when every part was refused so, or the first
-    other failure.
-    """
-    accepted: dict[str, Reply] = {}
-    refused: dict[str, Reply] = {}
-    lmtp: dict[str, Reply] = {}
-    delivered: list[SendResult] = []
-    failures: list[Exception] = []
+    """The outcome of a message sent as several transactions (``parts``, each with its
+    outcome), as ``smtp_proto.send.merge_outcomes`` makes it."""
+    outcomes: list[tuple[Sequence[str], Outcome]] = []
     for part in parts:
-        outcome = part.outcome
-        result = outcome.result if isinstance(outcome, SMTPAllRecipientsRefused) else outcome
-        if isinstance(result, SendResult):
-            accepted |= result.accepted
-            refused |= result.refused
-            lmtp |= result.lmtp_replies
-            if outcome is result:
-                delivered.append(result)
-            continue
-        assert isinstance(outcome, Exception)
-        failures.append(outcome)
-        code, text = (
-            (outcome.smtp_code, outcome.smtp_error)
-            if isinstance(outcome, SMTPResponseException)
-            else (-1, str(outcome).encode("utf-8", "replace"))
-        )
-        for recipient in part.submission.recipients:
-            refused[recipient] = Reply.from_tuple(code, text)
-    if delivered:
-        return SendResult(accepted, refused, delivered[0].data_reply, lmtp)
-    if failures:
-        return failures[0]
-    recipients = {recipient: reply.as_tuple() for recipient, reply in refused.items()}
-    return SMTPAllRecipientsRefused(recipients, SendResult(accepted, refused, None, lmtp))
+        assert part.outcome is not None
+        outcomes.append((part.submission.recipients, part.outcome))
+    return merge_outcomes(outcomes)

@@ -13,9 +13,10 @@ transports only open the connection the ``Submission`` describes and drive the o
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import email.message
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -23,11 +24,15 @@ from . import sasl
 from .client import Client
 from .dsn import DSN
 from .errors import (
+    ProtocolError,
+    SMTPException,
     SMTPHeloError,
     SMTPNotSupportedError,
     SMTPRecipientsRefused,
+    SMTPResponseException,
     SMTPServerDisconnected,
 )
+from .limits import Limits
 from .message import prepare_message
 from .outcome import TransactionReplies
 from .ports import LMTP_PORT, SMTPS_PORT, SUBMISSION_PORT
@@ -44,6 +49,7 @@ __all__ = [
     "Submission",
     "TLSMode",
     "body_kind",
+    "merge_outcomes",
     "send_outcome",
 ]
 
@@ -270,7 +276,33 @@ class Submission:
 
     def deliver(self, client: Client) -> Operation[SendResult]:
         """The message's transaction on a session ``open`` opened (any number of them may
-        follow each other); raises ``SMTPAllRecipientsRefused`` when nobody took it."""
+        follow each other); raises ``SMTPAllRecipientsRefused`` when nobody took it.
+
+        When the server announces RFC 9422 ``LIMITS`` that the recipients exceed
+        (``RCPTMAX``, ``RCPTDOMAINMAX``), the message goes as several transactions, one after
+        another on this session (``Limits.split``), and its outcome merges theirs
+        (``merge_outcomes``): a transaction that failed as a whole leaves its recipients
+        refused while the others' are delivered.
+        """
+        groups = Limits.from_features(client.owner.esmtp_features).split(self.recipients)
+        if len(groups) == 1:
+            outcome = yield from self._transaction_gen(client)
+        else:
+            parts: list[tuple[Sequence[str], SendResult | Exception]] = []
+            for group in groups:
+                part = dataclasses.replace(self, recipients=tuple(group))
+                try:
+                    parts.append((group, (yield from part._transaction_gen(client))))
+                except (SMTPException, OSError, ProtocolError) as exc:  # the session's state
+                    parts.append((group, exc))  # (a lost connection fails the next ones too)
+            outcome = merge_outcomes(parts)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def _transaction_gen(self, client: Client) -> Operation[SendResult | Exception]:
+        """One transaction for all the recipients: its ``send_outcome`` (a refusal of
+        everyone returned, not raised; any other failure raised)."""
         options = self.mail_options(client)
         client.owner.chunking = self.chunking
         refusal: SMTPRecipientsRefused | None = None
@@ -278,10 +310,7 @@ class Submission:
             yield from client.transaction(self.sender, self.rcpt_options(), self.body, options)
         except SMTPRecipientsRefused as exc:
             refusal = exc
-        outcome = send_outcome(client.last_replies, client.lmtp, refusal)
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
+        return send_outcome(client.last_replies, client.lmtp, refusal)
 
     def rcpt_options(self) -> list[tuple[str, list[str]]]:
         """Each recipient with its RCPT parameters (DSN's)."""
@@ -460,6 +489,58 @@ def send_outcome(
     if isinstance(error, SMTPRecipientsRefused):
         return SMTPAllRecipientsRefused(error.recipients, _result(replies, lmtp))
     return error
+
+
+def merge_outcomes(
+    parts: Iterable[tuple[Sequence[str], SendResult | Exception]],
+) -> SendResult | Exception:
+    """The outcome of one message sent as several transactions, from each one's recipients
+    and outcome, in the order they were sent.  A later transaction's reply to a recipient
+    replaces an earlier one's (a recipient sent again after a passing refusal).
+
+    If a transaction delivered: a ``SendResult`` with every recipient (those of a transaction
+    that failed as a whole refused with that failure's code, -1 for none, as ``smtplib``
+    reports an unanswered LMTP recipient), whose ``data_reply`` is the first delivery's.  Else
+    ``SMTPAllRecipientsRefused`` when every transaction was refused so, or the first other
+    failure.
+    """
+    accepted: dict[str, Reply] = {}
+    refused: dict[str, Reply] = {}
+    lmtp: dict[str, Reply] = {}
+    delivered: list[SendResult] = []
+    failures: list[Exception] = []
+
+    def record(recipient: str, reply: Reply, into: dict[str, Reply]) -> None:
+        accepted.pop(recipient, None)
+        refused.pop(recipient, None)
+        into[recipient] = reply
+
+    for recipients, outcome in parts:
+        result = outcome.result if isinstance(outcome, SMTPAllRecipientsRefused) else outcome
+        if isinstance(result, SendResult):
+            for recipient, reply in result.accepted.items():
+                record(recipient, reply, accepted)
+            for recipient, reply in result.refused.items():
+                record(recipient, reply, refused)
+            lmtp |= result.lmtp_replies
+            if outcome is result:
+                delivered.append(result)
+            continue
+        assert isinstance(outcome, Exception)
+        failures.append(outcome)
+        code, text = (
+            (outcome.smtp_code, outcome.smtp_error)
+            if isinstance(outcome, SMTPResponseException)
+            else (-1, str(outcome).encode("utf-8", "replace"))
+        )
+        for recipient in recipients:
+            record(recipient, Reply.from_tuple(code, text), refused)
+    if delivered:
+        return SendResult(accepted, refused, delivered[0].data_reply, lmtp)
+    if failures:
+        return failures[0]
+    everyone = {recipient: reply.as_tuple() for recipient, reply in refused.items()}
+    return SMTPAllRecipientsRefused(everyone, SendResult(accepted, refused, None, lmtp))
 
 
 def _quit_gen(client: Client) -> Operation[None]:
