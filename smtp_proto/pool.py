@@ -6,6 +6,7 @@ split over several transactions (the server's RFC 9422 LIMITS: ``Limits``, from
 
 from __future__ import annotations
 
+import dataclasses
 import email.message
 import heapq
 import itertools
@@ -23,7 +24,7 @@ from .errors import (
     SMTPServerDisconnected,
 )
 from .limits import Limits
-from .send import SendResult, Submission, merge_outcomes
+from .send import SendResult, SMTPAllRecipientsRefused, Submission, merge_outcomes
 from .source import Message
 
 __all__ = [
@@ -146,6 +147,10 @@ class Job:
     parent: Job | None = None
     parts: list[Job] = field(default_factory=list)
     unfinished: int = 0
+    #: A message sent again to the recipients refused for a passing reason (``submission``
+    #: then has only those): each transaction's recipients and outcome, the last one's too
+    #: once it is finished, its ``outcome`` then theirs merged.
+    transactions: list[tuple[Sequence[str], Outcome]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +222,9 @@ class Dispatcher:
 
         A transient failure sends the job back: at once when it does not ``count`` (the
         connection was lost before the server answered any of it), else after the policy's
-        delay, while attempts remain; never a withdrawn job.  A ``Split`` puts the parts first
+        delay, while attempts remain; never a withdrawn job.  Recipients refused for a
+        passing reason (4xx) go back so too, alone: the job's next transaction is for them
+        only, and its outcome will merge the transactions'.  A ``Split`` puts the parts first
         in the queue.
         """
         self.busy -= 1
@@ -227,12 +234,16 @@ class Dispatcher:
             return None
         if job.withdrawn:
             return _finished(job, outcome)
-        if isinstance(outcome, Exception) and transient(outcome):
-            if not counts:
+        again = _refused_for_now(outcome)
+        if again or (isinstance(outcome, Exception) and transient(outcome)):
+            if not counts and not again:
                 self._ready.appendleft(job)
                 return None
             job.failures += 1
             if job.failures <= self.policy.retries:
+                if again:
+                    job.transactions.append((job.submission.recipients, outcome))
+                    job.submission = dataclasses.replace(job.submission, recipients=again)
                 when = now + self.policy.delay(job.failures)
                 heapq.heappush(self._later, (when, next(self._order), job))
                 return None
@@ -276,8 +287,23 @@ class Dispatcher:
         return [done for job in jobs if (done := _finished(job, error)) is not None]
 
 
+def _refused_for_now(outcome: Outcome) -> tuple[str, ...]:
+    """The recipients a transaction's result refused for a passing reason: a 4xx reply, or
+    none at all (-1: an LMTP connection lost before that recipient's reply)."""
+    result = outcome.result if isinstance(outcome, SMTPAllRecipientsRefused) else outcome
+    if not isinstance(result, SendResult):
+        return ()
+    return tuple(
+        r for r, reply in result.refused.items() if reply.code < 0 or reply.code // 100 == 4
+    )
+
+
 def _finished(job: Job, outcome: Outcome) -> Job | None:
-    """``job`` ends with ``outcome``: the message finished by that, if any."""
+    """``job`` ends with ``outcome`` (merged with its earlier transactions'): the message
+    finished by that, if any."""
+    if job.transactions:
+        job.transactions.append((job.submission.recipients, outcome))
+        outcome = merge_outcomes(job.transactions)
     job.outcome = outcome
     parent = job.parent
     if parent is None:
@@ -285,15 +311,14 @@ def _finished(job: Job, outcome: Outcome) -> Job | None:
     parent.unfinished -= 1
     if parent.unfinished:
         return None
-    parent.outcome = merge_parts(parent.parts)
-    return parent
+    return _finished(parent, merge_parts(parent.parts))
 
 
 def merge_parts(parts: Sequence[Job]) -> Outcome:
-    """The outcome of a message sent as several transactions (``parts``, each with its
-    outcome), as ``smtp_proto.send.merge_outcomes`` makes it."""
-    outcomes: list[tuple[Sequence[str], Outcome]] = []
+    """The outcome of a message sent as several transactions (``parts``, each finished), as
+    ``smtp_proto.send.merge_outcomes`` makes it from every transaction of every part."""
+    transactions: list[tuple[Sequence[str], Outcome]] = []
     for part in parts:
         assert part.outcome is not None
-        outcomes.append((part.submission.recipients, part.outcome))
-    return merge_outcomes(outcomes)
+        transactions += part.transactions or [(part.submission.recipients, part.outcome)]
+    return merge_outcomes(transactions)

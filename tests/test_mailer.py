@@ -9,6 +9,7 @@ import concurrent.futures
 import contextlib
 import re
 import threading
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from functools import partial
 from typing import Any
@@ -251,6 +252,45 @@ async def test_a_mailer_sends_only_inside_its_block(adapter: Adapter) -> None:
     for bad in ({"tls": "sometimes"}, {"rate": 0}, {"window": 0}, {"retries": -1}):
         with pytest.raises(ValueError):
             adapter.module.Mailer("127.0.0.1", 25, **bad)
+
+
+@all_adapters
+async def test_recipients_refused_for_now_are_sent_again_alone(adapter: Adapter) -> None:
+    """``once`` gets a 451 at its first RCPT, ``always`` at every one, ``gone`` a 550: the
+    message is delivered to ``ok`` and, in a second transaction of the two refused for now,
+    to ``once``; ``always`` goes a third time alone (retries=2), and the result says each
+    one's last reply."""
+    attempts: Counter[str] = Counter()
+
+    def reject(address: str) -> tuple[int, str] | None:
+        local = address.partition("@")[0]
+        attempts[local] += 1
+        if local == "gone":
+            return 550, "5.1.1 No such user"
+        if local == "always" or (local == "once" and attempts[local] == 1):
+            return 451, f"4.3.0 Try again later ({attempts[local]})"
+        return None
+
+    handler = StandardESMTP(chunking=True, reject=reject)
+    recipients = ["ok@x.test", "once@x.test", "always@x.test", "gone@x.test"]
+    with ScriptedServer(handler) as server:
+        async with open_mailer(adapter, server.host, server.port, backoff=0) as mailer:
+            result = await adapter.call(
+                mailer.send, b"Subject: s\r\n\r\nhi\r\n", sender="s@x.test", recipients=recipients
+            )
+        await adapter.sessions_done(server)
+    assert [envelope.rcpt_tos for envelope in handler.envelopes] == [
+        ["ok@x.test"],
+        ["once@x.test"],
+    ]
+    assert attempts == {"ok": 1, "once": 2, "always": 3, "gone": 1}
+    assert isinstance(result, SendResult)
+    assert list(result.accepted) == ["ok@x.test", "once@x.test"]
+    assert {r: reply.as_tuple() for r, reply in result.refused.items()} == {
+        "always@x.test": (451, b"4.3.0 Try again later (3)"),
+        "gone@x.test": (550, b"5.1.1 No such user"),
+    }
+    assert len(server.sessions) == 1
 
 
 # ---------------------------------------------------------------- lost connections

@@ -48,8 +48,9 @@ class SyncMailer:
     one connection), ``max_messages_per_connection`` (the connection is replaced after so many
     transactions; the server's RFC 9422 MAILMAX too), ``rate`` (messages per second across
     the pool, at most), ``retries`` and ``backoff`` (a message that failed for a passing
-    reason is sent again up to ``retries`` times, after ``backoff`` seconds, doubling).
-    Each message's result is the one ``send`` would give it.
+    reason is sent again up to ``retries`` times, after ``backoff`` seconds, doubling; so are
+    recipients refused with a 4xx, in a transaction of their own).  Each message's result is
+    the one ``send`` would give it (merged over its transactions when it took several).
     """
 
     #: The adapter's ``SMTP``, ``SMTP_SSL`` and ``LMTP``.

@@ -848,3 +848,105 @@ def test_a_lane_never_writes_a_withdrawn_message() -> None:
         (jobs[3], SendResult),
     ]
     assert server.mails == [subs[1].sender, subs[3].sender] and lane.held == []
+
+
+# ---------------------------------------------------------------- recipients refused for now
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(
+        st.lists(st.sampled_from([250, 251, 421, 450, 451, 550, 553]), min_size=1, max_size=4),
+        min_size=1,
+        max_size=6,
+    ),
+    st.integers(0, 3),
+    st.sampled_from([250, 250, 451, 554]),
+)
+def test_recipients_refused_for_now_are_sent_again_alone(
+    script: list[list[int]], retries: int, body: int
+) -> None:
+    """One message through the dispatcher, each of its transactions answered from a script:
+    each recipient's RCPT reply at each attempt (its last one repeating), and the body's.
+    A recipient refused with a 4xx goes again, after the backoff, in a transaction of just
+    such recipients, until accepted or out of attempts; one accepted or refused with a 5xx
+    is never sent again.  The outcome merges every transaction's: each recipient with its
+    last reply, the first delivery's final reply; a body refused fails a transaction as a
+    whole (451: all of it again)."""
+    recipients = [f"r{n}@x" for n in range(len(script))]
+    plan = dict(zip(recipients, script, strict=True))
+    policy = RetryPolicy(retries=retries, backoff=0.5, max_backoff=1.0)
+    dispatcher = Dispatcher(policy)
+    job = Job(submission_of(0, recipients))
+    dispatcher.submit(job)
+    tries = dict.fromkeys(recipients, 0)
+    sent: list[tuple[float, dict[str, int], object]] = []  # when, RCPT codes, outcome
+    now, finished = 0.0, None
+    while finished is None:
+        wait = dispatcher.wait(now)
+        assert wait is not None
+        now += wait
+        assert dispatcher.take(now) is job
+        codes = {}
+        for r in job.submission.recipients:
+            codes[r] = plan[r][min(tries[r], len(plan[r]) - 1)]
+            tries[r] += 1
+        replies = {r: reply(code, b"attempt %d" % tries[r]) for r, code in codes.items()}
+        accepted = {r: x for r, x in replies.items() if x.code in (250, 251)}
+        refused = {r: x for r, x in replies.items() if r not in accepted}
+        outcome: Any
+        if not accepted:
+            everyone = {r: x.as_tuple() for r, x in refused.items()}
+            outcome = SMTPAllRecipientsRefused(everyone, SendResult({}, refused, None))
+        elif body == 250:
+            outcome = SendResult(accepted, refused, reply(250, b"queued as T%d" % len(sent)))
+        else:
+            outcome = SMTPDataError(body, b"no")
+        sent.append((now, codes, outcome))
+        finished = dispatcher.settle(job, outcome, now)
+    assert finished is job and dispatcher.idle and 1 <= len(sent) <= retries + 1
+    assert list(sent[0][1]) == recipients
+    for n, ((before, codes, outcome), (after, again, _)) in enumerate(itertools.pairwise(sent)):
+        assert after - before == policy.delay(n + 1)
+        if isinstance(outcome, SMTPDataError):  # 451 to the body: the whole transaction again
+            assert list(again) == list(codes)
+        else:
+            assert list(again) == [r for r, code in codes.items() if code // 100 == 4]
+    last = {r: code for _, codes, _ in sent for r, code in codes.items()}
+    final = job.outcome
+    if isinstance(sent[-1][2], SMTPDataError):  # never delivered: the last attempt's failure
+        assert final is sent[-1][2]
+        return
+    deliveries = [n for n, (_, _, outcome) in enumerate(sent) if isinstance(outcome, SendResult)]
+    assert isinstance(final, SendResult if deliveries else SMTPAllRecipientsRefused)
+    result = final if isinstance(final, SendResult) else final.result
+    assert {r: x.code for r, x in (result.accepted | result.refused).items()} == last
+    assert result.queue_id == (f"T{deliveries[0]}" if deliveries else None)
+
+
+def test_a_part_sent_again_keeps_its_first_replies_in_the_message_result() -> None:
+    """RCPTMAX split a message in two; the first part refused ``a`` for now and ``b`` for
+    good, and its second attempt, for ``a`` alone, lost the connection: the message's result
+    has ``c`` delivered, ``b`` with its 550 and ``a`` unanswered."""
+    dispatcher = Dispatcher(RetryPolicy(retries=1, backoff=0.0))
+    message = Job(submission_of(0, ["a@x", "b@x", "c@y"]))
+    dispatcher.submit(message)
+    assert dispatcher.take(0) is message
+    first, second = (Job(submission_of(0, rs), parent=message) for rs in (["a@x", "b@x"], ["c@y"]))
+    dispatcher.settle(message, Split([first, second]), 0)
+    assert dispatcher.take(0) is first and dispatcher.take(0) is second
+    refused = {"a@x": reply(451, b"later"), "b@x": reply(550, b"never")}
+    everyone = SMTPAllRecipientsRefused(
+        {r: x.as_tuple() for r, x in refused.items()}, SendResult({}, refused, None)
+    )
+    assert dispatcher.settle(first, everyone, 0) is None
+    assert (
+        dispatcher.settle(second, SendResult({"c@y": reply(250)}, {}, reply(250, b"id=C")), 0)
+        is None
+    )
+    assert dispatcher.take(0) is first and first.submission.recipients == ("a@x",)
+    assert dispatcher.settle(first, lost(), 0) is message and dispatcher.idle
+    result = message.outcome
+    assert isinstance(result, SendResult) and list(result.accepted) == ["c@y"]
+    assert {r: x.code for r, x in result.refused.items()} == {"a@x": -1, "b@x": 550}
+    assert result.queue_id == "C"
