@@ -1,18 +1,22 @@
-"""Where the command connects, and how: the server it names, LMTP or SMTP, the TLS mode and the
-TLS context."""
+"""Where the command connects, and how: the server it names, LMTP or SMTP, the TLS mode, the
+TLS context and the proxy."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import ssl
 import sys
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from smtp_proto.ports import LMTP_PORT, SMTP_PORT, SMTPS_PORT, SUBMISSION_PORT
+from smtp_proto.proxy import Proxy, as_proxy
 from smtp_proto.send import TLSMode
 
 from .failure import UsageError
+from .password import read_password
 
 #: The default port of each TLS mode (LMTP's is LMTP_PORT).
 _DEFAULT_PORTS = {
@@ -57,13 +61,45 @@ def where(host: str, port: int | None) -> str:
 @dataclass(frozen=True)
 class Target:
     """Where to connect: LMTP or SMTP, the TLS mode, the host (or a Unix socket's path) and
-    port (``None`` for a Unix socket), and whether it is a Unix socket."""
+    port (``None`` for a Unix socket), whether it is a Unix socket, and through which proxy."""
 
     lmtp: bool
     tls: TLSMode
     host: str
     port: int | None
     unix: bool
+    proxy: Proxy | None = None
+
+
+def _with_stand_in_password(url: str) -> str | None:
+    """``url`` with a stand-in password when it names a user but no password (``None``
+    otherwise), for ``Proxy.from_url`` to check all the rest before the real one is asked."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None  # Proxy.from_url says what is wrong, and never shows a password
+    if parts.username is None or parts.password is not None:
+        return None
+    user, _, host = parts.netloc.rpartition("@")
+    return parts._replace(netloc=f"{user}:-@{host}").geturl()
+
+
+def proxy_of(args: argparse.Namespace) -> Proxy | None:
+    """The ``--proxy`` to connect through (``None`` without one: the environment's proxy
+    variables are not read).  When its URL names a user but no password, the password comes
+    from ``--proxy-password-env`` or a prompt.  A bad URL or a missing extra is a usage error."""
+    if args.proxy is None:
+        return None
+    stand_in = _with_stand_in_password(args.proxy)
+    try:
+        proxy = Proxy.from_url(stand_in or args.proxy)
+        if stand_in is not None:
+            prompt = f"Password for {proxy.username} at the proxy {proxy.host}: "
+            password = read_password(args.proxy_password_env, prompt)
+            proxy = dataclasses.replace(proxy, password=password)
+        return as_proxy(proxy)
+    except (ValueError, ImportError) as exc:  # neither says the password
+        raise UsageError(f"--proxy: {exc}") from None
 
 
 def unverified_context() -> ssl.SSLContext:
@@ -90,8 +126,8 @@ def _socket_target(args: argparse.Namespace) -> Target:
         raise UsageError("give --server or --socket, not both")
     if args.port is not None:
         raise UsageError("--port goes with --server, not with --socket")
-    if args.tls not in (None, "none"):
-        raise UsageError("a Unix socket is local: no --tls with it")
+    if args.tls not in (None, "none") or args.proxy is not None:
+        raise UsageError("a Unix socket is local: no --tls and no --proxy with it")
     # Absolute: the library takes a host that starts with "/" for a Unix socket's path.
     return Target(args.lmtp, "none", os.path.abspath(args.socket), None, unix=True)
 
@@ -103,8 +139,8 @@ def target_of(args: argparse.Namespace) -> Target:
     unix = args.server.startswith("/")
     lmtp = args.lmtp or unix
     tls: TLSMode = args.tls or ("none" if unix else "starttls")
-    if unix and (tls != "none" or args.port is not None):
-        raise UsageError("a Unix socket is local: no --tls and no --port with it")
+    if unix and (tls != "none" or args.port is not None or args.proxy is not None):
+        raise UsageError("a Unix socket is local: no --tls, --port or --proxy with it")
     if lmtp and tls == "implicit":
         raise UsageError("LMTP with implicit TLS is not supported (use --tls starttls)")
     try:
@@ -116,4 +152,4 @@ def target_of(args: argparse.Namespace) -> Target:
     if port and args.port is not None:
         raise UsageError(f"two ports: --server {args.server} and --port {args.port}")
     port = port or args.port or (LMTP_PORT if lmtp else _DEFAULT_PORTS[tls])
-    return Target(lmtp, tls, host, port, unix=False)
+    return Target(lmtp, tls, host, port, unix=False, proxy=proxy_of(args))

@@ -7,15 +7,17 @@ import contextlib
 import ssl
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from smtp_proto.errors import (
+    ProxyError,
     SMTPAuthenticationError,
     SMTPConnectError,
     SMTPDataError,
     SMTPException,
     SMTPSenderRefused,
 )
+from smtp_proto.proxy import Proxy
 from smtp_proto.replies import Reply
 from smtp_proto.send import (
     SendResult,
@@ -40,6 +42,7 @@ from .failure import (
     describe,
     exit_code_for,
     is_temporary,
+    proxy_failure,
     refusal_code,
     tls_cause,
 )
@@ -70,6 +73,7 @@ class Plan:
     pipelining: bool = True
     quit_after: Stage | None = None
     progress: Console | None = None
+    proxy: Proxy | None = None
 
     @property
     def where(self) -> str:
@@ -96,7 +100,8 @@ class Fate:
 @dataclass
 class Outcome:
     """How the send went: each recipient's fate, the library's result, where it stopped, the
-    error that ended it, the exit code, and the milliseconds each stage took to end."""
+    error that ended it (and how the proxy failed, when it did), the exit code, and the
+    milliseconds each stage took to end."""
 
     fates: list[Fate]
     code: int
@@ -104,6 +109,7 @@ class Outcome:
     stopped_after: Stage | None = None
     mail_reply: Reply | None = None
     error: str | None = None
+    proxy_failure: dict[str, Any] | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -147,6 +153,8 @@ def _options(plan: Plan) -> SendOptions:
         "timeout": plan.timeout,
         "chunking": plan.chunking,
     }
+    if plan.proxy is not None:
+        options["proxy"] = plan.proxy
     if plan.user is not None:
         options["username"] = plan.user
         options["password"] = plan.password or ""
@@ -195,8 +203,9 @@ def _send(plan: Plan, transcript: Transcript) -> Outcome:
         result = refusal.result
     except QuitAfter as stop:
         return _stopped(plan, stop)
-    except OSError as exc:  # SMTPException and ssl's errors (some also ValueErrors) included
-        return Outcome([], exit_code_for(exc, transcript.greeted), error=explain(exc, plan))
+    except OSError as exc:  # SMTPException, ProxyError, ssl's errors (some ValueErrors) included
+        code = exit_code_for(exc, transcript.greeted)
+        return Outcome([], code, error=explain(exc, plan), proxy_failure=proxy_failure(exc))
     except ValueError as exc:  # what the library refuses to send, unsent
         raise UsageError(str(exc)) from exc
     told = fates(result, plan.envelope.recipients)
@@ -209,6 +218,8 @@ def _ms_since(start: float) -> float:
 
 def explain(exc: OSError, plan: Plan) -> str:
     """What went wrong, and what to do about it when this command has an option for it."""
+    if isinstance(exc, ProxyError):
+        return describe(exc, plan.proxy, plan.where)
     if isinstance(exc, SMTPSecurityError):
         if plan.tls == "opportunistic":
             return f"{exc}; with this command: --tls none sends the password in clear text"
@@ -247,12 +258,14 @@ def _unverified(error: ssl.SSLCertVerificationError, plan: Plan) -> str:
             lmtp=plan.lmtp,
             helo=plan.helo,
             timeout=plan.timeout,
+            proxy=plan.proxy,
         )
     if "subject" in certificate:
         names = ", ".join(certificate.get("sans") or []) or "no subjectAltName"
         lines.append(f"  the certificate: {certificate['subject']} ({names})")
         lines.append(f"  issued by:       {certificate['issuer']}")
-    lines.append(f"  you connected to {plan.host}")
+    through = "" if plan.proxy is None else f" through the proxy {plan.proxy}"
+    lines.append(f"  you connected to {plan.host}{through}")
     lines.append(
         "  to trust its CA: --cafile FILE (PEM); to skip the check, for testing only: --insecure"
     )

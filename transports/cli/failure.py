@@ -4,13 +4,22 @@ user about an error."""
 from __future__ import annotations
 
 import ssl
+from typing import Any
 
 from smtp_proto.errors import (
+    ProxyAuthenticationError,
+    ProxyError,
+    ProxyProtocolError,
+    ProxyRefusedError,
+    ProxyTargetUnreachableError,
+    ProxyTimeoutError,
+    ProxyUnreachableError,
     RemoteProtocolError,
     SMTPAuthenticationError,
     SMTPNotSupportedError,
     SMTPResponseException,
 )
+from smtp_proto.proxy import Proxy
 from smtp_proto.replies import Reply
 from smtp_proto.sasl import SASLError
 from smtp_proto.send import SMTPAuthNotSupportedError, SMTPSecurityError
@@ -21,6 +30,7 @@ EXIT_PERMANENT = 2
 EXIT_TLS = 3
 EXIT_AUTH = 4
 EXIT_NO_CONNECTION = 5
+EXIT_PROXY = 6
 EXIT_USAGE = 64  # sysexits.h EX_USAGE
 EXIT_TEMPORARY = 75  # sysexits.h EX_TEMPFAIL, as sendmail and the MTAs' delivery agents use it
 EXIT_CLOSED_OUTPUT = 141  # 128 + SIGPIPE: what a shell reports for a program a closed pipe ended
@@ -40,6 +50,11 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
         EXIT_NO_CONNECTION,
         "no connection: the name did not resolve, or the server refused or did not answer "
         "the connection",
+    ),
+    (
+        EXIT_PROXY,
+        "the proxy failed: it could not be reached, refused the credentials or the connection, "
+        "could not reach the server, or broke its protocol",
     ),
     (EXIT_USAGE, "usage error: bad options, an unreadable input file, no password"),
     (
@@ -76,8 +91,55 @@ def tls_cause(exc: BaseException) -> ssl.SSLError | None:
     return None
 
 
-def describe(exc: BaseException) -> str:
-    """What went wrong, in a line: the server's reply when there was one."""
+#: The kinds of proxy failure, most specific first, as ``--json`` names them.
+_PROXY_FAILURES: tuple[tuple[type[ProxyError], str], ...] = (
+    (ProxyAuthenticationError, "authentication"),
+    (ProxyTargetUnreachableError, "server unreachable"),
+    (ProxyRefusedError, "refused"),
+    (ProxyUnreachableError, "proxy unreachable"),
+    (ProxyTimeoutError, "timeout"),
+    (ProxyProtocolError, "protocol"),
+    (ProxyError, "proxy"),
+)
+
+
+def proxy_failure(exc: BaseException) -> dict[str, Any] | None:
+    """How the proxy failed, for ``--json``: its kind, and its code and words when it refused
+    (a SOCKS5 reply or status code, an HTTP status); ``None`` if the proxy is not what failed."""
+    if not isinstance(exc, ProxyError):
+        return None
+    kind = next(name for cls, name in _PROXY_FAILURES if isinstance(exc, cls))
+    if isinstance(exc, ProxyRefusedError):
+        return {"kind": kind, "code": exc.code, "reason": exc.reason}
+    return {"kind": kind, "code": None, "reason": None}
+
+
+def _describe_proxy(exc: ProxyError, proxy: Proxy | None, server: str) -> str:
+    """A proxy's failure in a line naming the proxy (its password shown as ``****``)."""
+    name = f"proxy {proxy}" if proxy is not None else "the proxy"
+    if isinstance(exc, ProxyRefusedError):
+        said = f"({exc.code}: {exc.reason})"
+        if isinstance(exc, ProxyAuthenticationError):
+            if proxy is not None and proxy.username is None:
+                hint = f"{proxy.scheme}://USER@{proxy.host}:{proxy.port}"
+                return f"{name}: authentication failed {said}; give a user: --proxy {hint}"
+            return f"{name}: authentication failed {said}"
+        if isinstance(exc, ProxyTargetUnreachableError):
+            return f"{name} could not reach {server} {said}"
+        return f"{name} refused the connection to {server} {said}"
+    if isinstance(exc, ProxyUnreachableError):
+        cause = exc.__cause__  # the error connecting to it
+        return f"{name} unreachable: {exc if cause is None else describe(cause)}"
+    if isinstance(exc, ProxyTimeoutError):
+        return f"{name}: no answer within --timeout"
+    return f"{name} failed: {exc}"
+
+
+def describe(exc: BaseException, proxy: Proxy | None = None, server: str = "the server") -> str:
+    """What went wrong, in a line: the server's reply when there was one; for a proxy's
+    failure, the ``proxy`` and what it did about ``server``."""
+    if isinstance(exc, ProxyError):
+        return _describe_proxy(exc, proxy, server)
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"certificate not verified: {exc.verify_message}"
     if isinstance(exc, SMTPResponseException):
@@ -95,6 +157,8 @@ def refusal_code(code: int | None) -> int:
 def exit_code_for(exc: BaseException, greeted: bool) -> int:
     """The exit code of a session that ended with ``exc``; ``greeted``: whether the server's
     greeting had come (an error before it means there was no connection to speak of)."""
+    if isinstance(exc, ProxyError):
+        return EXIT_PROXY
     if isinstance(exc, SMTPSecurityError) or tls_cause(exc) is not None:
         return EXIT_TLS
     if isinstance(exc, SMTPAuthenticationError | SMTPAuthNotSupportedError | SASLError):

@@ -38,7 +38,8 @@ and after TLS, the TLS session, the certificate and whether it was verified, and
 round trip of a NOOP. Nothing is sent but EHLO, STARTTLS, NOOP and QUIT.
 
 exit codes: 0 all well, 2 the server refused, 3 TLS or certificate problem, 5 no
-connection, 64 usage error, 75 the connection failed during the session."""
+connection, 6 the proxy failed, 64 usage error, 75 the connection failed during the
+session."""
 
 
 def _exit_codes() -> str:
@@ -104,6 +105,20 @@ def _connection_options(parser: argparse.ArgumentParser, without_server: str) ->
     )
     where.add_argument(
         "--lmtp", action="store_true", help="speak LMTP instead of SMTP (default: SMTP)"
+    )
+    where.add_argument(
+        "--proxy",
+        metavar="URL",
+        help="connect through this proxy: socks5://[USER@]HOST:PORT (SOCKS5, names resolved "
+        "by the proxy) or http://[USER@]HOST:PORT (HTTP CONNECT). Only this option sets a "
+        "proxy: ALL_PROXY, HTTPS_PROXY and the like are ignored (default: connect directly)",
+    )
+    where.add_argument(
+        "--proxy-password-env",
+        metavar="NAME",
+        default="SMTP_PROXY_PASSWORD",
+        help="the environment variable holding the password of the --proxy USER; without it, "
+        "a prompt",
     )
     tls = parser.add_argument_group("TLS")
     tls.add_argument(

@@ -15,7 +15,7 @@ from typing import Any
 from .. import sync  # noqa: TID252
 from .connection import Target, target_of, tls_context, unverified_context, where
 from .console import Console
-from .failure import EXIT_OK, EXIT_TLS, UsageError, describe, exit_code_for
+from .failure import EXIT_OK, EXIT_TLS, UsageError, describe, exit_code_for, proxy_failure
 from .session import OverUnixSocket
 from .tls_session import tls_session
 from .transcript import Transcript, View
@@ -47,15 +47,13 @@ def _greet(smtp: sync.SMTP, host: str, port: int, report: dict[str, Any]) -> Non
     smtp.ehlo_or_helo_if_needed()
 
 
-def _probe(args: argparse.Namespace, report: dict[str, Any]) -> int:
+def _probe(args: argparse.Namespace, target: Target, report: dict[str, Any]) -> int:
     """Fill ``report`` with what the server offers; returns the exit code.
 
     A certificate that fails verification is reported (exit code 3), and the probe goes on
     without checking it, to show the rest: it sends nothing that needs protecting.
     """
-    target = target_of(args)
     host, port, tls = target.host, target.port or 0, target.tls
-    report.update(server=where(host, port), protocol="LMTP" if target.lmtp else "SMTP")
     context = tls_context(args)
     status = EXIT_OK
     verification = "not checked (--insecure)" if args.insecure else "yes"
@@ -99,14 +97,15 @@ def _probe(args: argparse.Namespace, report: dict[str, Any]) -> int:
 
 
 def _client(target: Target, args: argparse.Namespace, context: ssl.SSLContext) -> sync.SMTP:
-    """The adapter object that connects to ``target``."""
+    """The adapter object that connects to ``target`` (through its proxy, if any)."""
+    helo, timeout, proxy = args.helo, args.timeout, target.proxy
     if target.lmtp:
-        return sync.LMTP(local_hostname=args.helo, timeout=args.timeout)
+        return sync.LMTP(local_hostname=helo, timeout=timeout, proxy=proxy)
     if target.tls == "implicit":
-        return sync.SMTP_SSL(local_hostname=args.helo, timeout=args.timeout, context=context)
+        return sync.SMTP_SSL(local_hostname=helo, timeout=timeout, context=context, proxy=proxy)
     if target.unix:
-        return _UnixSMTP(local_hostname=args.helo, timeout=args.timeout)
-    return sync.SMTP(local_hostname=args.helo, timeout=args.timeout)
+        return _UnixSMTP(local_hostname=helo, timeout=timeout)
+    return sync.SMTP(local_hostname=helo, timeout=timeout, proxy=proxy)
 
 
 def _round_trip(smtp: sync.SMTP) -> dict[str, float]:
@@ -124,6 +123,8 @@ def _print_probe(report: dict[str, Any]) -> None:
         print(f"{title:<12}" + "\n            ".join(lines or ["(none)"]))
 
     print(f"server      {report['server']} ({report['protocol']})")
+    if "proxy" in report:
+        print(f"proxy       {report['proxy']}")
     if "greeting" in report:
         greeting = report["greeting"]
         print(f"greeting    {greeting['code']} {greeting['text']}")
@@ -161,13 +162,19 @@ def _print_probe(report: dict[str, Any]) -> None:
 
 def probe(args: argparse.Namespace) -> int:
     """The ``probe`` command."""
-    report: dict[str, Any] = {}
+    target = target_of(args)
+    server = where(target.host, target.port or 0)
+    report: dict[str, Any] = {"server": server, "protocol": "LMTP" if target.lmtp else "SMTP"}
+    if target.proxy is not None:
+        report["proxy"] = str(target.proxy)
     try:
-        status = _probe(args, report)
+        status = _probe(args, target, report)
     except UsageError:
         raise
-    except OSError as exc:  # SMTPException included
-        report["error"] = describe(exc)
+    except OSError as exc:  # SMTPException and ProxyError included
+        report["error"] = describe(exc, target.proxy, server)
+        if (failure := proxy_failure(exc)) is not None:
+            report["proxy_failure"] = failure
         status = exit_code_for(exc, greeted="greeting" in report)
     report["exit_code"] = status
     if args.json:

@@ -53,14 +53,16 @@ def _said(reply: Reply) -> str:
 
 
 def as_json(outcome: Outcome, plan: Plan, **extra: Any) -> str:
-    """The outcome as a JSON object: per recipient the status, code, enhanced status and
-    text; the final reply and queue id; where it stopped or why it failed; the exit code; and
-    the milliseconds from the start to the end of each stage."""
+    """The outcome as a JSON object: the proxy, if any; per recipient the status, code,
+    enhanced status and text; the final reply and queue id; where it stopped or why it failed
+    (and how the proxy failed); the exit code; and the milliseconds from the start to the end
+    of each stage."""
     result = outcome.result
     report: dict[str, Any] = {
         "server": plan.where,
         "protocol": "LMTP" if plan.lmtp else "SMTP",
         "transport": plan.transport,
+        "proxy": None if plan.proxy is None else str(plan.proxy),
         "sender": plan.envelope.sender,
         "recipients": [
             {"address": fate.address, "status": fate.status, "reply": _reply(fate.reply)}
@@ -71,6 +73,7 @@ def as_json(outcome: Outcome, plan: Plan, **extra: Any) -> str:
         "quit_after": outcome.stopped_after,
         "mail_reply": _reply(outcome.mail_reply),
         "error": outcome.error,
+        "proxy_failure": outcome.proxy_failure,
         "exit_code": outcome.code,
         "timings_ms": outcome.timings,
         **extra,

@@ -4,17 +4,16 @@ and each recipient's fate."""
 from __future__ import annotations
 
 import argparse
-import getpass
-import os
 import sys
 
 # Relative: installed, the parent is smtp_proto.transports; to mypy it is transports.
 from ..testing import CaptureServer  # noqa: TID252
-from .connection import Target, target_of, tls_context
+from .connection import Target, proxy_of, target_of, tls_context
 from .console import Console
 from .deliver import Outcome, Plan, deliver
 from .envelope import Envelope, build_envelope
 from .failure import EXIT_OK, UsageError
+from .password import read_password
 from .progress import wants_progress
 from .report import as_json, as_lines
 from .transcript import HIDDEN, DataView, Hidden, Transcript, View
@@ -27,13 +26,7 @@ _CAPTURE_RECIPIENT = "recipient@example.com"
 def _password(args: argparse.Namespace) -> str | None:
     if args.user is None:
         return None
-    from_environment = os.environ.get(args.password_env)
-    if from_environment is not None:
-        return from_environment
-    try:
-        return getpass.getpass(f"Password for {args.user}: ")
-    except (OSError, EOFError):
-        raise UsageError(f"no password: set ${args.password_env}, or run in a terminal") from None
+    return read_password(args.password_env, f"Password for {args.user}: ")
 
 
 def _view(args: argparse.Namespace) -> View:
@@ -63,6 +56,7 @@ def _plan(args: argparse.Namespace, target: Target, envelope: Envelope, console:
         pipelining=args.pipelining,
         quit_after=args.quit_after,
         progress=console if wants_progress(args, len(envelope.data)) else None,
+        proxy=target.proxy,
     )
 
 
@@ -74,7 +68,8 @@ def _send(args: argparse.Namespace, target: Target, envelope: Envelope) -> tuple
     transcript = Transcript(
         console if args.verbose else None, envelope.data, args.view, tls=target.tls == "implicit"
     )
-    transcript.info(f"connecting to {plan.where} ({'LMTP' if plan.lmtp else 'SMTP'})")
+    through = "" if plan.proxy is None else f" through the proxy {plan.proxy}"
+    transcript.info(f"connecting to {plan.where} ({'LMTP' if plan.lmtp else 'SMTP'}){through}")
     outcome = deliver(plan, transcript)
     if outcome.error is not None:
         print(f"smtp-proto: {outcome.error}", file=sys.stderr)
@@ -121,13 +116,14 @@ def _send_to_capture_server(args: argparse.Namespace, envelope: Envelope) -> int
     """No server named: send to a capture server started here, then show what it received."""
     if args.tls not in (None, "none") or args.user is not None:
         raise UsageError("the capture server (no --server) has no TLS and no AUTH")
+    proxy = proxy_of(args)  # a capture server on 127.0.0.1 is reached through it too
     with CaptureServer(lmtp=args.lmtp) as server:
         print(
             f"No --server given: sending to a capture server on {server.host}:{server.port}",
             file=sys.stderr if args.json else sys.stdout,
             flush=True,
         )
-        target = Target(args.lmtp, "none", server.host, server.port, unix=False)
+        target = Target(args.lmtp, "none", server.host, server.port, unix=False, proxy=proxy)
         outcome, plan = _send(args, target, envelope)
     captured = server.messages
     if args.json:

@@ -8,6 +8,8 @@ import ssl
 import time
 from typing import Any
 
+from smtp_proto.proxy import Proxy
+
 # Relative: installed, the parent is smtp_proto.transports; to mypy it is transports.
 from .. import sync  # noqa: TID252
 from .connection import unverified_context
@@ -81,16 +83,25 @@ def tls_session(sock: ssl.SSLSocket, verified: bool) -> dict[str, Any]:
 
 
 def unverified_certificate(
-    host: str, port: int, *, implicit: bool, lmtp: bool, helo: str, timeout: float
+    host: str,
+    port: int,
+    *,
+    implicit: bool,
+    lmtp: bool,
+    helo: str,
+    timeout: float,
+    proxy: Proxy | None = None,
 ) -> dict[str, Any]:
-    """The certificate the server presents, fetched over a connection that does not check
-    it and sends nothing but EHLO and STARTTLS: to tell which names it was issued for."""
+    """The certificate the server presents, fetched over a connection (through ``proxy``, as
+    the first one) that does not check it and sends nothing but EHLO and STARTTLS: to tell
+    which names it was issued for."""
     context = unverified_context()
     smtp: sync.SMTP
     if implicit:
-        smtp = sync.SMTP_SSL(local_hostname=helo, timeout=timeout, context=context)
+        smtp = sync.SMTP_SSL(local_hostname=helo, timeout=timeout, context=context, proxy=proxy)
     else:
-        smtp = (sync.LMTP if lmtp else sync.SMTP)(local_hostname=helo, timeout=timeout)
+        kind = sync.LMTP if lmtp else sync.SMTP
+        smtp = kind(local_hostname=helo, timeout=timeout, proxy=proxy)
     with smtp:
         smtp.connect(host, port)
         if not implicit:
