@@ -19,6 +19,8 @@ from typing import Any
 from .dsn import DSN
 from .errors import (
     ProtocolError,
+    ProxyRefusedError,
+    ProxyTargetUnreachableError,
     SMTPRecipientsRefused,
     SMTPResponseException,
     SMTPServerDisconnected,
@@ -72,9 +74,13 @@ def transient(error: BaseException) -> bool:
     """Whether ``error`` may pass if the message is sent again later: a 4xx reply (421
     included; for refused recipients, one of them 4xx), or a connection that failed, was
     lost or timed out.  Never a 5xx reply, a refusal made before sending (a message the
-    server cannot take, bad credentials), a TLS failure or a server breaking the protocol."""
+    server cannot take, bad credentials), a TLS failure or a server breaking the protocol;
+    nor a proxy's refusal (of the credentials, by its rules) unless it could not reach the
+    server."""
     if isinstance(error, ProtocolError):  # a server that speaks garbage, or a bad message
         return False
+    if isinstance(error, ProxyRefusedError):  # a ConnectionError, but not a passing one
+        return isinstance(error, ProxyTargetUnreachableError)
     if isinstance(error, SMTPRecipientsRefused):  # -1: no reply (an LMTP connection lost)
         return any(code == -1 or 400 <= code < 500 for code, _ in error.recipients.values())
     if isinstance(error, SMTPResponseException):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +31,7 @@ from tests.servers.dante import DanteServer
 from tests.servers.dovecot import DovecotLMTPServer
 from tests.servers.postfix import PostfixServer
 from tests.servers.proxies import ProxyServer
+from tests.servers.tinyproxy import TinyproxyServer
 from tests.servers.util import LOOPBACK, free_ports, wait_until
 from tests.test_mailer import open_mailer, outgoing
 
@@ -286,3 +288,72 @@ async def test_no_proxy_listening(adapter: Adapter, scheme: str) -> None:
     assert isinstance(caught.value.__cause__, ConnectionRefusedError)
     assert f"{LOOPBACK}:{port}" in str(caught.value) and "secret" not in str(caught.value)
     assert not adapter.is_connected(smtp)
+
+
+# ---------------------------------------------------------------- the Mailer's retries
+
+
+def logged(log: Path, needle: str) -> int:
+    """How many lines of a proxy's ``log`` hold ``needle``."""
+    return sum(needle in line for line in log.read_text().splitlines())
+
+
+def attempts(log: Path, needle: str, before: int) -> int:
+    """How many lines holding ``needle`` ``log`` gained since it had ``before``: waited for
+    until there is one, as a proxy may log an attempt after answering it."""
+    wait_until(lambda: logged(log, needle) > before, 10.0, f"{needle!r} in {log}")
+    return logged(log, needle) - before
+
+
+async def mail_one(adapter: Adapter, host: str, port: int, proxy: str) -> Any:
+    """The outcome of one message a ``Mailer`` sends through ``proxy``, retrying at once."""
+    async with open_mailer(adapter, host, port, proxy=proxy, retries=2, backoff=0) as mailer:
+        (outcome,) = await adapter.call(mailer.send_many, [outgoing(0)])
+    return outcome
+
+
+@all_adapters
+async def test_a_mailer_does_not_retry_a_refused_password(
+    adapter: Adapter, proxy: tuple[str, ProxyServer], postfix: PostfixServer
+) -> None:
+    name, server = proxy
+    url = f"{server.scheme}://{server.username}:not-{server.password}@"
+    url += f"{server.host}:{server.auth_port}"
+    if name == "dante":  # it logs the failure; tinyproxy, the request it then refuses
+        log, needle = server.log_path, f'authentication failed for user "{server.username}"'
+    else:
+        assert isinstance(server, TinyproxyServer)
+        log, needle = server.auth_log_path, f"CONNECT {LOOPBACK}:{postfix.port} HTTP/1.1"
+    before = logged(log, needle)
+    outcome = await mail_one(adapter, postfix.host, postfix.port, url)
+    assert isinstance(outcome, ProxyAuthenticationError)
+    assert attempts(log, needle, before) == 1
+
+
+@all_adapters
+async def test_a_mailer_does_not_retry_what_dantes_rules_refuse(
+    adapter: Adapter, dante: DanteServer
+) -> None:
+    needle = " 192.0.2.1.25"
+    before = logged(dante.log_path, needle)
+    outcome = await mail_one(adapter, "192.0.2.1", 25, dante.url(auth=False))
+    assert type(outcome) is ProxyRefusedError and outcome.code == 2
+    assert attempts(dante.log_path, needle, before) == 1
+
+
+@all_adapters
+async def test_a_mailer_retries_when_the_proxy_cannot_reach_the_server(
+    adapter: Adapter, proxy: tuple[str, ProxyServer]
+) -> None:
+    """A closed port may open: each of the 1 + 2 attempts goes to the proxy."""
+    _, server = proxy
+    port = free_ports(1)[0]
+    if isinstance(server, TinyproxyServer):
+        needle = f"CONNECT {LOOPBACK}:{port} HTTP/1.1"
+    else:  # the end of Dante's line for a session the destination refused
+        needle = f" {LOOPBACK}.{port} -> 0: remote peer error (Connection refused)"
+    before = logged(server.log_path, needle)
+    outcome = await mail_one(adapter, LOOPBACK, port, server.url(auth=False))
+    assert isinstance(outcome, ProxyTargetUnreachableError)
+    wait_until(lambda: logged(server.log_path, needle) >= before + 3, 10.0, "3 attempts")
+    assert logged(server.log_path, needle) == before + 3
