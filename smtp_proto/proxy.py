@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import string
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -43,8 +44,11 @@ ProxyScheme = Literal["socks5", "http"]
 #: The URL schemes accepted, and the protocol each means.
 _SCHEMES: Final[dict[str, ProxyScheme]] = {"socks5": "socks5", "socks5h": "socks5", "http": "http"}
 _DEFAULT_PORTS: Final[dict[ProxyScheme, int]] = {"socks5": 1080, "http": 80}
-#: The most bytes an HTTP proxy's response head may take (h11 refuses a longer one).
+#: The most bytes an HTTP proxy's answer (its response heads) may take.
 _HTTP_HEAD_LIMIT: Final = 16 * 1024
+#: What a name given to the proxy may hold once in IDNA: letters, digits, '-', '.' and '_'
+#: (no whitespace, control character or delimiter can reach the proxy's request).
+_NAME_CHARACTERS: Final = frozenset(string.ascii_letters + string.digits + "-._")
 #: RFC 1928's words for its reply codes, and which ones mean the mail server was not reached.
 _SOCKS5_REPLIES: Final = {
     1: "general SOCKS server failure",
@@ -80,7 +84,7 @@ class Proxy:
     def __post_init__(self) -> None:
         if self.scheme not in _DEFAULT_PORTS:
             raise ValueError(f"unsupported proxy scheme {self.scheme!r} (socks5 or http)")
-        if not self.host or any(c in self.host for c in "/@ \r\n\t\0"):
+        if not self.host or "/" in self.host or "@" in self.host or _has_controls(self.host, " "):
             raise ValueError(f"bad proxy host {self.host!r}")
         if not 0 < self.port < 65536:
             raise ValueError(f"bad proxy port {self.port!r}")
@@ -88,33 +92,60 @@ class Proxy:
             raise ValueError("a proxy username needs a password, and a password a username")
         if self.username is None or self.password is None:
             return
+        # Errors name neither value: the password must not reach a log through them.
+        encoded = []
+        for what, value in (("username", self.username), ("password", self.password)):
+            try:
+                encoded.append(value.encode())
+            except UnicodeEncodeError:
+                raise ValueError(f"a proxy {what} is text that UTF-8 can encode") from None
         if self.scheme == "socks5":
             # RFC 1929: each is 1 to 255 bytes.
-            for what, value in (("username", self.username), ("password", self.password)):
-                if not 0 < len(value.encode()) < 256:
+            for what, octets in zip(("username", "password"), encoded, strict=True):
+                if not 0 < len(octets) < 256:
                     raise ValueError(f"a SOCKS5 {what} is 1 to 255 bytes")
-        elif ":" in self.username or any(c in self.username + self.password for c in "\r\n\0"):
-            raise ValueError("an HTTP proxy username has no ':', and neither has CR, LF or NUL")
+        elif ":" in self.username or _has_controls(self.username + self.password):
+            # RFC 7617 section 2: no ':' in the user-id, no control character in either.
+            raise ValueError("no ':' in an HTTP proxy username, no control character in either")
 
     @classmethod
     def from_url(cls, url: str) -> Proxy:
         """Parse ``scheme://[user:password@]host[:port]`` (``socks5``, ``socks5h``, ``http``;
         percent-escapes in the user and password decoded), or raise ``ValueError``."""
+        shown = _redacted(url)
+        if _has_controls(url, " "):
+            # urlsplit would drop some silently (a tab, a line feed), making another URL.
+            raise ValueError(f"bad proxy URL {shown!r}: whitespace or a control character")
         try:
             parts = urlsplit(url)
             port = parts.port
         except ValueError as exc:
-            raise ValueError(f"bad proxy URL {_redacted(url)!r}: {exc}") from None
+            # urlsplit's words may quote the password (a part of it, cut at a '/'): then none.
+            detail = "bad host or port" if "@" in url else str(exc)
+            raise ValueError(f"bad proxy URL {shown!r}: {detail}") from None
         scheme = _SCHEMES.get(parts.scheme.lower())
         if scheme is None:
+            raise ValueError(f"bad proxy URL {shown!r}: the scheme is socks5, socks5h or http")
+        if "@" in url and "@" not in parts.netloc:
             raise ValueError(
-                f"bad proxy URL {_redacted(url)!r}: the scheme is socks5, socks5h or http"
+                f"bad proxy URL {shown!r}: '/', '?', '#' in a user or password are percent-escaped"
             )
         if parts.path not in ("", "/") or parts.query or parts.fragment or not parts.hostname:
-            raise ValueError(f"bad proxy URL {_redacted(url)!r}: want scheme://host:port")
-        username = None if parts.username is None else unquote(parts.username)
-        password = None if parts.password is None else unquote(parts.password)
-        return cls(scheme, parts.hostname, port or _DEFAULT_PORTS[scheme], username, password)
+            raise ValueError(f"bad proxy URL {shown!r}: want scheme://host:port")
+        try:
+            username = None if parts.username is None else unquote(parts.username, errors="strict")
+            password = None if parts.password is None else unquote(parts.password, errors="strict")
+        except UnicodeDecodeError:
+            raise ValueError(
+                f"bad proxy URL {shown!r}: percent-escapes in the user or password not UTF-8"
+            ) from None
+        return cls(
+            scheme,
+            parts.hostname,
+            _DEFAULT_PORTS[scheme] if port is None else port,
+            username,
+            password,
+        )
 
     def __str__(self) -> str:
         user = "" if self.username is None else f"{self.username}:****@"
@@ -123,12 +154,44 @@ class Proxy:
 
 
 def _redacted(url: str) -> str:
-    """``url`` with any password replaced by ``****``, for error messages."""
-    scheme, sep, rest = url.partition("://")
-    userinfo, at, host = rest.rpartition("@")
-    if not at or ":" not in userinfo:
+    """``url`` with any password replaced by ``****``, for error messages: all that comes
+    before its last ``@`` but the scheme and the username is hidden, whatever the URL's
+    shape (a password holding ``/`` or ``@``, the scheme's slashes missing)."""
+    userinfo, at, rest = url.rpartition("@")
+    if not at:
         return url
-    return f"{scheme}{sep}{userinfo.partition(':')[0]}:****@{host}"
+    scheme, sep, user = userinfo.partition("://")
+    if not sep:
+        return f"****@{rest}"
+    username, colon, _ = user.partition(":")
+    return f"{scheme}://{username}{':****' if colon else ''}@{rest}"
+
+
+def _has_controls(text: str, also: str = "") -> bool:
+    """Whether ``text`` holds a C0 control character, DEL, or one of ``also``."""
+    return any(c < " " or c == "\x7f" or c in also for c in text)
+
+
+def _shown(proxy: Proxy, text: str) -> str:
+    """``text``, the proxy's words, for an error message, or a placeholder when it holds
+    the password (as text, as escaped bytes, or in the Basic token): a proxy that echoes
+    the credentials back must not put them in a log.  Withheld whole, as replacing the
+    password in it would show where it was, and so what it is."""
+    if proxy.username is None or proxy.password is None:
+        return text
+    secrets = (
+        proxy.password,
+        repr(proxy.password.encode())[2:-1],
+        _basic_token(proxy.username, proxy.password),
+    )
+    if any(secret and secret in text for secret in secrets):
+        return "(withheld: it holds the proxy password)"
+    return text
+
+
+def _basic_token(username: str, password: str) -> str:
+    """RFC 7617's credentials: ``user-id:password`` in UTF-8, base64-encoded."""
+    return base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
 
 
 def as_proxy(proxy: str | Proxy | None) -> Proxy | None:
@@ -191,17 +254,22 @@ def tunnel_gen(proxy: Proxy, host: str, port: int) -> Generator[Any, Any, bytes]
 
 
 def _target_name(host: str) -> str:
-    """``host`` as the proxy is to be given it: an IP address as it is, a name in IDNA."""
+    """``host`` as the proxy is to be given it: an IP address as it is, a name in IDNA
+    (letters, digits, '-', '.' and '_' only, so that nothing else reaches the request)."""
     try:
-        ipaddress.ip_address(host)
+        address = ipaddress.ip_address(host)
     except ValueError:
         try:
-            name = host.encode("idna")
+            name = host.encode("idna").decode("ascii")
         except UnicodeError as exc:
             raise ValueError(f"bad mail server name {host!r}: {exc}") from None
         if not 0 < len(name) < 256:
             raise ValueError("a mail server name is 1 to 255 bytes") from None
-        return name.decode("ascii")
+        if not _NAME_CHARACTERS.issuperset(name):
+            raise ValueError(f"bad mail server name {host!r}") from None
+        return name
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+        raise ValueError(f"a proxy cannot use the scope of the address {host!r}")
     return host
 
 
@@ -219,10 +287,23 @@ def _take_gen(buffer: bytearray, size: int, what: str) -> Generator[Any, bytes, 
 
 def _socks5_gen(proxy: Proxy, host: str, port: int, buffer: bytearray) -> Generator[Any, Any, None]:
     """SOCKS5: the method (none, or username/password when given), then CONNECT."""
-    from socksio import ProtocolError as SOCKSProtocolError  # noqa: PLC0415
     from socksio import socks5  # noqa: PLC0415
 
     connection = socks5.SOCKS5Connection()
+    yield from _socks5_authenticate_gen(proxy, connection, buffer)
+    request = socks5.SOCKS5CommandRequest.from_address(socks5.SOCKS5Command.CONNECT, (host, port))
+    connection.send(request)
+    yield connection.data_to_send()
+    yield from _socks5_reply_gen(proxy, connection, buffer)
+
+
+def _socks5_authenticate_gen(
+    proxy: Proxy, connection: Any, buffer: bytearray
+) -> Generator[Any, Any, None]:
+    """The method offered and chosen (RFC 1928 section 3), then the password (RFC 1929)."""
+    from socksio import ProtocolError as SOCKSProtocolError  # noqa: PLC0415
+    from socksio import socks5  # noqa: PLC0415
+
     methods = [socks5.SOCKS5AuthMethod.NO_AUTH_REQUIRED]
     if proxy.username is not None:
         methods.append(socks5.SOCKS5AuthMethod.USERNAME_PASSWORD)
@@ -240,20 +321,28 @@ def _socks5_gen(proxy: Proxy, host: str, port: int, buffer: bytearray) -> Genera
         raise ProxyAuthenticationError(answer[1], f"the proxy wants {wanted}")
     if not isinstance(chosen, socks5.SOCKS5AuthReply) or chosen.method not in methods:
         raise ProxyProtocolError(f"the SOCKS5 proxy chose a method it was not offered ({answer!r})")
-    if chosen.method == socks5.SOCKS5AuthMethod.USERNAME_PASSWORD:
-        assert proxy.username is not None and proxy.password is not None
-        connection.send(
-            socks5.SOCKS5UsernamePasswordRequest(proxy.username.encode(), proxy.password.encode())
-        )
-        yield connection.data_to_send()
-        status = yield from _take_gen(buffer, 2, "authentication status")
-        verdict = connection.receive_data(status)
-        if not (isinstance(verdict, socks5.SOCKS5UsernamePasswordReply) and verdict.success):
-            raise ProxyAuthenticationError(status[1], "the proxy refused the username or password")
-    request = socks5.SOCKS5CommandRequest.from_address(socks5.SOCKS5Command.CONNECT, (host, port))
-    connection.send(request)
+    if chosen.method != socks5.SOCKS5AuthMethod.USERNAME_PASSWORD:
+        return
+    assert proxy.username is not None and proxy.password is not None
+    connection.send(
+        socks5.SOCKS5UsernamePasswordRequest(proxy.username.encode(), proxy.password.encode())
+    )
     yield connection.data_to_send()
-    # VER REP, then (on success) RSV ATYP, the bound address (its length by ATYP) and port.
+    status = yield from _take_gen(buffer, 2, "authentication status")
+    if status[0] != 1:  # RFC 1929's version, which its reply repeats
+        raise ProxyProtocolError(f"malformed SOCKS5 authentication status {status!r}")
+    verdict = connection.receive_data(status)
+    if not (isinstance(verdict, socks5.SOCKS5UsernamePasswordReply) and verdict.success):
+        raise ProxyAuthenticationError(status[1], "the proxy refused the username or password")
+
+
+def _socks5_reply_gen(
+    proxy: Proxy, connection: Any, buffer: bytearray
+) -> Generator[Any, Any, None]:
+    """The reply to CONNECT (RFC 1928 section 6), read to its last byte and no further:
+    VER REP, then (on success) RSV ATYP, the bound address (its length by ATYP) and port."""
+    from socksio import ProtocolError as SOCKSProtocolError  # noqa: PLC0415
+
     head = yield from _take_gen(buffer, 2, "reply")
     if head[0] != 5:
         raise ProxyProtocolError(f"malformed SOCKS5 reply {head!r}")
@@ -272,8 +361,9 @@ def _socks5_gen(proxy: Proxy, host: str, port: int, buffer: bytearray) -> Genera
     whole = head + (yield from _take_gen(buffer, lengths[head[3]] + 2 - 1, "reply"))
     try:
         connection.receive_data(whole)
-    except SOCKSProtocolError as exc:
-        raise ProxyProtocolError(f"malformed SOCKS5 reply {whole!r}") from exc
+    except SOCKSProtocolError:
+        # Not chained: the decoding error under it would quote the bytes, withheld or not.
+        raise ProxyProtocolError(f"malformed SOCKS5 reply {_shown(proxy, repr(whole))}") from None
 
 
 def _http_connect_gen(
@@ -286,35 +376,56 @@ def _http_connect_gen(
     authority = f"[{name}]:{port}" if ":" in name else f"{name}:{port}"
     headers = [("Host", authority), ("User-Agent", f"smtp-proto/{__version__}")]
     if proxy.username is not None and proxy.password is not None:
-        token = base64.b64encode(f"{proxy.username}:{proxy.password}".encode()).decode("ascii")
+        token = _basic_token(proxy.username, proxy.password)
         headers.append(("Proxy-Authorization", f"Basic {token}"))
     connection = h11.Connection(h11.CLIENT, max_incomplete_event_size=_HTTP_HEAD_LIMIT)
     request = connection.send(h11.Request(method="CONNECT", target=authority, headers=headers))
     ending = connection.send(h11.EndOfMessage())
     yield (request or b"") + (ending or b"")
-    while True:
-        try:
-            event = connection.next_event()
-        except h11.RemoteProtocolError as exc:
-            raise ProxyProtocolError(f"malformed answer from the HTTP proxy: {exc}") from None
-        if event is h11.NEED_DATA:
-            data = yield RECEIVE
-            if not data:
-                raise ProxyProtocolError("the proxy closed the connection before its answer")
-            connection.receive_data(data)
-        elif isinstance(event, h11.InformationalResponse):
-            continue
-        elif isinstance(event, h11.Response):
-            break
-        else:
-            raise ProxyProtocolError(f"unexpected answer from the HTTP proxy: {event!r}")
-    status = event.status_code
+    response = yield from _http_response_gen(proxy, connection)
+    status = response.status_code
     if 200 <= status < 300:
         buffer += connection.trailing_data[0]
         return
-    reason = event.reason.decode("ascii", "replace")
+    reason = _shown(proxy, response.reason.decode("ascii", "replace"))
     if status in _HTTP_AUTH_FAILURES:
         raise ProxyAuthenticationError(status, reason)
     if status in _HTTP_TARGET_FAILURES:
         raise ProxyTargetUnreachableError(status, reason)
     raise ProxyRefusedError(status, reason)
+
+
+def _http_response_gen(proxy: Proxy, connection: Any) -> Generator[Any, Any, Any]:
+    """The proxy's final response (``h11.Response``), after any informational ones, its
+    heads no longer than ``_HTTP_HEAD_LIMIT`` in all; what follows stays in h11's buffer."""
+    import h11  # noqa: PLC0415
+
+    received = 0
+    start = b""  # the answer's first bytes, until there are five
+    while True:
+        try:
+            event = connection.next_event()
+        except h11.RemoteProtocolError as exc:
+            message = f"malformed answer from the HTTP proxy: {_shown(proxy, str(exc))}"
+            raise ProxyProtocolError(message) from None
+        if event is h11.NEED_DATA:
+            data = yield RECEIVE
+            if not data:
+                raise ProxyProtocolError("the proxy closed the connection before its answer")
+            received += len(data)
+            if len(start) < 5:
+                # Not an HTTP proxy (an SMTP server's greeting, say): said at once, where
+                # h11 would wait for the end of a head that never comes.
+                start = (start + data)[:5]
+                if not b"HTTP/".startswith(start):
+                    raise ProxyProtocolError(f"not an HTTP proxy (it answered {start!r})")
+            connection.receive_data(data)
+            continue
+        # h11 bounds a head still incomplete; this, one that came whole in a read, and the
+        # informational heads in all.
+        if received - len(connection.trailing_data[0]) > _HTTP_HEAD_LIMIT:
+            raise ProxyProtocolError(f"the HTTP proxy's answer is over {_HTTP_HEAD_LIMIT} bytes")
+        if isinstance(event, h11.Response):
+            return event
+        if not isinstance(event, h11.InformationalResponse):
+            raise ProxyProtocolError(f"unexpected answer from the HTTP proxy: {event!r}")
