@@ -52,6 +52,11 @@ API_SAMPLE = (
     "smtp_proto.transports.sync.SMTP.sendmail",
     "smtp_proto.transports.asyncio.SMTP.sendmail",
     "smtp_proto.transports.trio.LMTP",
+    "smtp_proto.proxy.Proxy",
+    "smtp_proto.proxy.open_tunnel",
+    "smtp_proto.proxy.tunnel_gen",
+    "smtp_proto.errors.ProxyError",
+    "smtp_proto.errors.ProxyTargetUnreachableError",
 )
 
 sys.path.insert(0, str(DOCS / "_ext"))
@@ -203,10 +208,13 @@ def test_block_extraction_finds_exactly_the_python_blocks(
 # ---------------------------------------------------------------- the transport example
 
 
-def load_example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("lmtp_unix", EXAMPLE)
+def load_example(name: str = "lmtp_unix") -> ModuleType:
+    """``docs/examples/<name>.py``, imported (and in ``sys.modules``, as dataclasses need)."""
+    qualified = f"_docs_example_{name}"
+    spec = importlib.util.spec_from_file_location(qualified, DOCS / "examples" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[qualified] = module
     spec.loader.exec_module(module)
     return module
 
