@@ -4,8 +4,8 @@ URL and never shown; the proxies' real refusals and a proxy that is not there, e
 code 6, a line on stderr naming the proxy and what it did, and ``proxy_failure`` in ``--json``;
 what ``--proxy`` cannot go with; the environment's proxy variables left alone.
 
-That a session went through the proxy is read from the proxy's log: each logs the tunnels it
-opens, with the destination port, by the time the session through it is over.
+That a session went through the proxy is read from the proxy's log, where each logs the
+tunnels it opens with their destination port (``tests.test_proxy_servers.tunnels``).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from smtp_proto.transports.testing import CaptureServer
 
 from tests.servers.postfix import PostfixServer
 from tests.servers.proxies import ProxyServer
-from tests.servers.tinyproxy import TinyproxyServer
-from tests.servers.util import LOOPBACK, free_ports, wait_until
+from tests.servers.util import LOOPBACK, free_ports
+from tests.test_proxy_servers import tunnels, wait_for_tunnels
 
 PROXIES = ("dante", "tinyproxy")
 EXIT_PROXY = 6
@@ -57,24 +57,6 @@ def shown(proxy: ProxyServer, auth: bool = True) -> str:
     if not auth:
         return proxy.url(auth=False)
     return f"{proxy.scheme}://{proxy.username}:****@{proxy.host}:{proxy.auth_port}"
-
-
-def tunnels(proxy: ProxyServer, auth: bool, port: int) -> int:
-    """How many tunnels to 127.0.0.1:``port`` the proxy's listener logged so far."""
-    if isinstance(proxy, TinyproxyServer):
-        log = proxy.auth_log_path if auth else proxy.log_path
-        needle = f"): CONNECT {LOOPBACK}:{port} HTTP/1.1"
-        return sum(needle in line for line in log.read_text().splitlines())
-    # Dante: "tcp/connect [: <client> <listener> -> <its end> <destination>", once a session.
-    listener = f" {LOOPBACK}.{proxy.auth_port if auth else proxy.port} -> "
-    return sum(
-        "tcp/connect [:" in line and listener in line and line.endswith(f" {LOOPBACK}.{port}")
-        for line in proxy.log_path.read_text().splitlines()
-    )
-
-
-def wait_for_tunnels(proxy: ProxyServer, auth: bool, port: int, count: int) -> None:
-    wait_until(lambda: tunnels(proxy, auth, port) >= count, 10.0, f"{count} tunnels to port {port}")
 
 
 def submission(postfix: PostfixServer, proxy: str, *argv: str) -> list[str]:

@@ -5,8 +5,9 @@ refusals they really give (a wrong password, a closed port, a destination agains
 no proxy at all).
 
 Each client is checked to be connected to the proxy (its peer is the proxy's port), and each
-message read back from the Maildir it was delivered to.  The proxies and mail servers are the
-session's fixtures; nothing here sleeps.
+message read back from the Maildir it was delivered to.  Where no client object is at hand
+(the ``Mailer``'s connections, how often it tries again after a proxy's refusal), the proxy's
+log tells.  The proxies and mail servers are the session's fixtures; nothing here sleeps.
 """
 
 from __future__ import annotations
@@ -112,6 +113,27 @@ def delivered(postfix: PostfixServer, token: str, count: int = 1) -> list[bytes]
     return wait_until(probe, 10.0, f"{count} deliveries containing {token}")
 
 
+def tunnels(proxy: ProxyServer, auth: bool, port: int) -> int:
+    """How many tunnels to 127.0.0.1:``port`` the proxy's listener (``auth_port`` or
+    ``port``) logged so far: tinyproxy logs each CONNECT request, Dante each session."""
+    if isinstance(proxy, TinyproxyServer):
+        log = proxy.auth_log_path if auth else proxy.log_path
+        needle = f"): CONNECT {LOOPBACK}:{port} HTTP/1.1"
+        return sum(needle in line for line in log.read_text().splitlines())
+    # Dante: "tcp/connect [: <client> <listener> -> <its end> <destination>", once a session.
+    listener = f" {LOOPBACK}.{proxy.auth_port if auth else proxy.port} -> "
+    return sum(
+        "tcp/connect [:" in line and listener in line and line.endswith(f" {LOOPBACK}.{port}")
+        for line in proxy.log_path.read_text().splitlines()
+    )
+
+
+def wait_for_tunnels(proxy: ProxyServer, auth: bool, port: int, count: int) -> None:
+    """Wait until the listener logged ``count`` tunnels to ``port`` (a proxy may log one
+    after the client was answered)."""
+    wait_until(lambda: tunnels(proxy, auth, port) >= count, 10.0, f"{count} tunnels to port {port}")
+
+
 # ---------------------------------------------------------------- Postfix
 
 
@@ -210,6 +232,7 @@ async def test_send_and_a_mailer_through_the_proxy(
         "proxy": via.url,
     }
     first = message(token)
+    before = tunnels(via.server, via.auth, postfix.submission_port)
     result = await send(
         adapter, first, postfix.host, postfix.submission_port, sender=SENDER,
         recipients=[RECIPIENT], **secure,
@@ -221,6 +244,8 @@ async def test_send_and_a_mailer_through_the_proxy(
     ) as mailer:
         results = await adapter.call(mailer.send_many, messages)
     assert all(isinstance(r, SendResult) and r.ok and r.queue_id for r in results), results
+    wait_for_tunnels(via.server, via.auth, postfix.submission_port, before + 3)
+    assert tunnels(via.server, via.auth, postfix.submission_port) == before + 3  # send's, 2
     arrived = delivered(postfix, token, count=9)
     assert len(arrived) == 9
     assert sum(arrived_intact(m, first) for m in arrived) == 1
