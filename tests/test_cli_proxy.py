@@ -284,9 +284,20 @@ def test_probe_through_the_proxy(
     assert report["tls"]["verified"] is True  # checked against 127.0.0.1, the server's name
     assert proxy.password not in out + err
     wait_for_tunnels(proxy, True, postfix.port, before + 1)
-    code, out, _ = run(capsys, "probe", "--server", server, "--proxy", proxy.url(auth=False))
-    assert code == 3  # the system's CAs do not know the test CA
-    assert out.splitlines()[1] == f"proxy       {proxy.url(auth=False)}"
+    # Implicit TLS, the test CA unknown to the system's store: reported, then probed again
+    # without checking, both times through the proxy.
+    smtps = f"{postfix.host}:{postfix.smtps_port}"
+    before = tunnels(proxy, False, postfix.smtps_port)
+    code, out, _ = run(
+        capsys, "probe", "--server", smtps, "--tls", "implicit", "--proxy", proxy.url(auth=False)
+    )
+    assert code == 3
+    lines = out.splitlines()
+    assert lines[1] == f"proxy       {proxy.url(auth=False)}"
+    assert lines[2].startswith("greeting    220 postfix.test ESMTP Postfix")
+    unverified = "certificate not verified: unable to get local issuer certificate"
+    assert f"  verified  NO: {unverified}" in lines
+    wait_for_tunnels(proxy, False, postfix.smtps_port, before + 2)
 
 
 def test_probe_with_no_proxy_there_exits_6(capsys: pytest.CaptureFixture[str]) -> None:
