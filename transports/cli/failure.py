@@ -53,8 +53,8 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     ),
     (
         EXIT_PROXY,
-        "the proxy failed: it could not be reached, refused the credentials or the connection, "
-        "could not reach the server, or broke its protocol",
+        "the proxy failed: it could not be reached or did not answer in time, refused the "
+        "credentials or the connection, could not reach the server, or broke its protocol",
     ),
     (EXIT_USAGE, "usage error: bad options, an unreadable input file, no password"),
     (
