@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 
 import pytest
 from smtp_proto.transports.cli import main
@@ -243,6 +244,22 @@ def test_no_proxy_there_exits_6(capsys: pytest.CaptureFixture[str], scheme: str)
     report = json.loads(out)
     assert report["proxy_failure"] == {"kind": "proxy unreachable", "code": None, "reason": None}
     assert report["recipients"] == [] and report["exit_code"] == EXIT_PROXY
+
+
+def test_a_proxy_that_never_answers_exits_6_after_the_timeout(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A listening socket nobody reads: the connection opens, the handshake gets no answer."""
+    with socket.create_server((LOOPBACK, 0)) as silent:
+        url = f"socks5://{LOOPBACK}:{silent.getsockname()[1]}"
+        code, out, err = run(
+            capsys,
+            *("send", "--server", "mail.example.test", "--proxy", url, "--timeout", "0.5"),
+            *("--from", "me@example.test", "--to", "to@example.test", "--json"),
+        )
+    assert code == EXIT_PROXY
+    assert one_line(err) == f"smtp-proto: proxy {url}: no answer within --timeout"
+    assert json.loads(out)["proxy_failure"]["kind"] == "timeout"
 
 
 @pytest.mark.usefixtures("passwords")
