@@ -36,7 +36,6 @@ using up an attempt: a server closing an idle connection is not the message's fa
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from collections import deque
 from collections.abc import Callable
@@ -45,7 +44,7 @@ from dataclasses import dataclass, field
 from .bdat import one_chunk_request
 from .body import PIECE_SIZE
 from .client import Client
-from .commands import Mail, Rcpt, Rset
+from .commands import Mail, Quit, Rcpt, Rset
 from .errors import (
     ProtocolError,
     SMTPServerDisconnected,
@@ -70,6 +69,7 @@ from .send import Submission, send_outcome
 from .transaction import keep_outcome, mail_parameters
 
 __all__ = [
+    "FLUSH_SIZE",
     "Dispatcher",
     "Job",
     "Lane",
@@ -84,6 +84,10 @@ __all__ = [
     "merge_parts",
     "transient",
 ]
+
+#: Pipelined groups are written once they come to this many bytes, so that the server
+#: starts on the first transactions of a window while the lane makes the next ones.
+FLUSH_SIZE = 1 << 16
 
 #: How a lane reports a job's outcome: ``report(job, outcome, counts)``.
 Report = Callable[[Job, Outcome | Split, bool], None]
@@ -193,6 +197,8 @@ class _Run:
     ) -> None:
         self.client, self.lane, self.take, self.report = client, lane, take, report
         self.flight: deque[_Group] = deque()
+        #: QUIT went out behind the last transaction: nothing more is taken.
+        self.quitting = False
 
     def settle(self, job: Job, outcome: Outcome | Split, counts: bool) -> None:
         """Report ``job``'s outcome; the lane holds it no more."""
@@ -202,7 +208,8 @@ class _Run:
     def next_job(self) -> Job | None:
         """The next job, if the lane has room and one is ready."""
         lane = self.lane
-        if not self.client.is_connected or len(self.flight) >= lane.window or lane.spent:
+        full = len(self.flight) >= lane.window or lane.spent
+        if full or self.quitting or not self.client.is_connected:
             return None
         job = self.take()
         if job is not None:
@@ -215,11 +222,13 @@ class _Run:
             self.settle(job, Withdrawn(), True)
         return job.withdrawn
 
-    def pipeline(self, pending: Job | None) -> tuple[list[bytes], Job | None]:
+    def pipeline(self, pending: Job | None) -> tuple[list[bytes], Job | None, bool]:
         """The groups of ``pending`` and of the jobs taken after it while they go in the
-        window; the first job that does not (for the ordinary transaction), if any."""
+        window; the first job that does not (for the ordinary transaction), if any; whether
+        the groups stopped at ``FLUSH_SIZE`` bytes (more may follow once they are written)."""
         client, lane = self.client, self.lane
         data: list[bytes] = []
+        size = 0
         while pending is not None:
             if self.withdrawn(pending):
                 pending = self.next_job()
@@ -241,12 +250,21 @@ class _Run:
                 lane.clean = False
                 self.flight.append(group)
                 data.append(request)
+                size += len(request)
+                if size >= FLUSH_SIZE:
+                    return data, None, True
             pending = self.next_job()
-        return data, pending
+        return data, pending, False
 
 
 def lane_gen(
-    client: Client, lane: Lane, job: Job, take: Callable[[], Job | None], report: Report
+    client: Client,
+    lane: Lane,
+    job: Job,
+    take: Callable[[], Job | None],
+    report: Report,
+    *,
+    last: Callable[[], bool] = lambda: False,
 ) -> Operation[None]:
     """Send ``job``, then the jobs ``take`` hands out, on ``client``'s open session.
 
@@ -257,14 +275,27 @@ def lane_gen(
     ``Withdrawn`` and never written.  Returns when no job is ready and none is in flight, or
     once the lane is spent and its last replies are read, or when the connection was lost (it
     is then closed); every job taken was reported.
+
+    ``last()`` says whether no job will come any more (the pool is closing with none
+    queued).  When it does, or once the lane is spent, QUIT goes out behind the
+    transactions in flight (with the last of them, or alone while their replies are
+    awaited), as RFC 2920 lets a group end: the session ends with their replies instead of
+    a round trip after them, and the connection is closed.
     """
     run = _Run(client, lane, take, report)
     flight, settle, next_job = run.flight, run.settle, run.next_job
     pending: Job | None = job
     while True:
-        data, pending = run.pipeline(pending)
+        data, pending, full = run.pipeline(pending)
+        done = pending is None and not full and not run.quitting  # nothing more to write
+        if done and flight and (lane.spent or last()):
+            data.append(client._encode(Quit()))
+            run.quitting = True
         if data:
-            yield from _write_gen(client, b"".join(data))
+            written = yield from _write_gen(client, b"".join(data))
+            if full and written:  # the server starts on these while the next are made
+                pending = next_job()
+                continue
         if pending is not None:  # for the ordinary transaction, once the window is empty
             while flight:
                 yield from _read_gen(client, lane, flight, settle)
@@ -277,17 +308,36 @@ def lane_gen(
             pending = next_job()
             continue
         if not flight:
+            if run.quitting:
+                yield from _quit_reply_gen(client)
             return
         yield from _read_gen(client, lane, flight, settle)
         pending = next_job()
 
 
-def _write_gen(client: Client, data: bytes) -> Operation[None]:
-    """Write pipelined groups.  A failed write is not the end yet: replies to what went out
-    before may be waiting, and a message whose final reply came must not be sent again, so
-    the replies are read until the connection's end shows."""
-    with contextlib.suppress(OSError):
+def _write_gen(client: Client, data: bytes) -> Operation[bool]:
+    """Write pipelined groups; whether they went out.  A failed write is not the end yet:
+    replies to what went out before may be waiting, and a message whose final reply came
+    must not be sent again, so the replies are read until the connection's end shows."""
+    try:
         yield client._write_request(data)
+    except OSError:
+        return False
+    return True
+
+
+def _quit_reply_gen(client: Client) -> Operation[None]:
+    """The reply to a QUIT written behind the last transactions; the connection closes.  A
+    server that already hung up changes nothing."""
+    try:
+        if client.is_connected:
+            yield from client._exchange_gen(b"", 1)
+    except (SMTPServerDisconnected, ProtocolError):
+        pass  # closed already
+    finally:
+        client._forget_session()
+    if client.is_connected:
+        yield from client._abort_gen()
 
 
 def _read_gen(client: Client, lane: Lane, flight: deque[_Group], settle: Report) -> Operation[None]:

@@ -216,9 +216,14 @@ class Dispatcher:
         return None
 
     @property
+    def queued(self) -> bool:
+        """Whether a job waits to be taken (now, or once its retry is due)."""
+        return bool(self._ready or self._later)
+
+    @property
     def idle(self) -> bool:
         """Whether every job submitted has its outcome."""
-        return not (self._ready or self._later or self.busy)
+        return not (self.queued or self.busy)
 
     def settle(
         self, job: Job, outcome: Outcome | Split, now: float, counts: bool = True

@@ -9,6 +9,7 @@ import concurrent.futures
 import contextlib
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from functools import partial
@@ -445,19 +446,30 @@ class _HoldingSession(_StandardSession):
         super().do_ehlo(argument, verb)
 
     def do_mail(self, argument: str) -> None:
-        sender = re.search(r"<([^>]*)>", argument)
-        self.holding.hold(sender[1] if sender else "")
+        match = re.search(r"<([^>]*)>", argument)
+        sender = match[1] if match else ""
+        self.holding.hold(sender)
+        if sender in self.holding.quit_first:
+            self.read_to_quit()
         super().do_mail(argument)
+
+    def read_to_quit(self) -> None:
+        """Read ahead until QUIT has come (a TimeoutError, failing the test, if it does not
+        without a reply first)."""
+        deadline = time.monotonic() + TIMEOUT
+        while b"quit\r\n" not in self.session.buffer.lower():
+            assert self.session._fill(deadline), "the client hung up without QUIT"
 
 
 class Holding:
     """A handler that answers the first command for ``key`` (``"EHLO"``, or a sender's
     address: its MAIL) only once the test sets ``release``; ``arrived`` is set when that
-    command comes.  The rest of the dialogue is the capture server's."""
+    command comes.  The MAIL of a sender in ``quit_first`` is answered only once QUIT has
+    arrived behind it.  The rest of the dialogue is the capture server's."""
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str = "", quit_first: frozenset[str] = frozenset()) -> None:
         self.standard = StandardESMTP(chunking=True)
-        self.key = key
+        self.key, self.quit_first = key, quit_first
         self.arrived, self.release = threading.Event(), threading.Event()
 
     def hold(self, key: str) -> None:
@@ -546,6 +558,58 @@ async def test_a_cancelled_send_withdraws_its_message_unless_written(
     assert len(server.sessions) == 1
 
 
+# ---------------------------------------------------------------- QUIT behind the last message
+
+
+@all_adapters
+async def test_a_spent_connection_sends_quit_behind_its_last_transaction(adapter: Adapter) -> None:
+    """Two messages per connection: the server answers each connection's second MAIL only
+    once QUIT has come behind it, which a client waiting for that message's replies before
+    its QUIT would never send."""
+    messages = [outgoing(n) for n in range(4)]
+    handler = Holding(quit_first=frozenset({"sender1@example.test", "sender3@example.test"}))
+    with ScriptedServer(handler) as server:
+        async with open_mailer(
+            adapter, server.host, server.port, max_messages_per_connection=2
+        ) as mailer:
+            results = await adapter.call(mailer.send_many, messages)
+        await adapter.sessions_done(server)
+    assert all(isinstance(result, SendResult) for result in results), results
+    assert sorted(handler.senders) == [f"sender{n}@example.test" for n in range(4)]
+    assert len(server.sessions) == 2
+    assert [c for c in handler.standard.commands if c.lower() == b"quit"] == [b"quit"] * 2
+
+
+@async_adapters
+async def test_a_closing_mailer_sends_quit_behind_the_last_message(adapter: Adapter) -> None:
+    """The block ends while the first of two messages awaits its replies (the window of one
+    full): the second one goes out with QUIT behind it, and the server answers its MAIL only
+    once QUIT has come."""
+    messages = [outgoing(0), outgoing(1)]
+    handler = Holding("sender0@example.test", quit_first=frozenset({"sender1@example.test"}))
+    results: list[Any] = []
+    entered = trio.Event() if adapter.name == "trio" else asyncio.Event()
+    with ScriptedServer(handler) as server:
+        mailer = adapter.module.Mailer(
+            server.host, server.port, tls="none", window=1, local_hostname=LOCAL_NAME
+        )
+
+        async def close_while_busy() -> None:
+            async with mailer:
+                entered.set()
+                await adapter.wait_for(handler.arrived)  # both given, the first written
+                handler.release.set()
+
+        async def send() -> None:
+            await entered.wait()
+            results.extend(await mailer.send_many(messages))
+
+        await adapter.gather(close_while_busy, send)
+        await adapter.sessions_done(server)
+    assert all(isinstance(result, SendResult) for result in results), results
+    assert handler.senders == ["sender0@example.test", "sender1@example.test"]
+
+
 # ---------------------------------------------------------------- real servers
 
 
@@ -560,12 +624,18 @@ async def many_to_a_real_server(
 ) -> None:
     """Twenty messages, one with a refused recipient and one refused to everyone in the
     middle of a window, each from its own sender: every one accepted arrives intact (on one
-    connection, the message after the refused one is pipelined behind it)."""
+    connection, the message after the refused one is pipelined behind it).  A connection
+    takes seven transactions, the last with QUIT behind it."""
     messages = [outgoing(n, token) for n in range(20)]
     messages[7] = outgoing(7, token, recipients=["reject-me@example.test", "rcpt7@example.test"])
     messages[8] = outgoing(8, token, recipients=["reject-all@example.test"])
     async with open_mailer(
-        adapter, server.host, server.port, connections=connections, window=6
+        adapter,
+        server.host,
+        server.port,
+        connections=connections,
+        window=6,
+        max_messages_per_connection=7,
     ) as mailer:
         results = await adapter.call(mailer.send_many, messages)
     refusal = results[8]

@@ -200,6 +200,11 @@ class SyncMailer:
         with self._lock:
             return self._dispatcher.take(self._now())
 
+    def _last(self) -> bool:
+        """Whether no message will come any more: the pool is closing, none queued."""
+        with self._lock:
+            return self._closing and not self._dispatcher.queued
+
     def _report(self, job: Job, outcome: Outcome | Split, counts: bool) -> None:
         with self._lock:
             finished = self._dispatcher.settle(job, outcome, self._now(), counts)
@@ -291,7 +296,8 @@ class SyncMailer:
         """Run the lane from ``job`` on; if the run is cut short, the jobs it held end."""
         lane.held.append(job)
         try:
-            client._run(lane_gen(client._client, lane, job, self._take, self._report))
+            run = lane_gen(client._client, lane, job, self._take, self._report, last=self._last)
+            client._run(run)
         except Exception as exc:
             client.close()
             self._end(lane.held, exc)

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from smtp_proto import Client
 from smtp_proto.batch import (
+    FLUSH_SIZE,
     Dispatcher,
     Job,
     Lane,
@@ -260,7 +261,11 @@ class Run:
 
 
 def run_lane(
-    submissions: list[Submission], server: ModelServer, window: int, limit: int | None = None
+    submissions: list[Submission],
+    server: ModelServer,
+    window: int,
+    limit: int | None = None,
+    last: bool = False,
 ) -> Run:
     client = open_session(server)
     jobs = [Job(submission) for submission in submissions]
@@ -278,7 +283,9 @@ def run_lane(
     first = queue.popleft()
     lane.held.append(first)
     drive(
-        lane_gen(client, lane, first, take, lambda *r: reports.append(r)),
+        lane_gen(
+            client, lane, first, take, lambda *r: reports.append(r), last=lambda: last and not queue
+        ),
         server.perform,
         client.close,
     )
@@ -358,19 +365,23 @@ def test_without_a_lost_connection_each_message_gets_what_it_would_alone(
     batches(),
     st.integers(1, 8),
     st.lists(st.integers(1, 40), max_size=60),
-    st.none() | st.integers(1, 30),
+    st.tuples(st.none() | st.integers(1, 30), st.booleans()),
     st.booleans(),
 )
 def test_a_lost_connection_fails_only_what_was_in_flight_and_never_twice(
     batch: tuple[list[Submission], dict[str, Script]],
     window: int,
     cuts: list[int],
-    drop_after: int | None,
-    broken_writes: bool,
+    faults: tuple[int | None, bool],
+    last: bool,
 ) -> None:
+    """``faults``: the server closes after so many replies, and a write after that fails
+    or vanishes.  ``last``: the pool is closing, so QUIT goes out behind the last
+    transactions."""
+    drop_after, broken_writes = faults
     submissions, scripts = batch
     server = ModelServer(scripts, deque(cuts), drop_after, broken_writes)
-    run = run_lane(submissions, server, window)
+    run = run_lane(submissions, server, window, last=last)
     check_reports(run)
     lost = False
     for job, outcome, counts in run.reports:
@@ -415,6 +426,31 @@ def test_transactions_are_pipelined_behind_each_other_with_rset_between() -> Non
     assert [o.queue_id for _, o, _ in run.reports] == ["S0", "S1", "S2"]  # type: ignore[union-attr]
 
 
+def test_a_window_is_written_as_it_is_made_a_flush_at_a_time() -> None:
+    """Sixty messages of 3 KB in a window of 100: a write each time the groups come to
+    FLUSH_SIZE bytes, before any reply is read, so the server starts on the first ones."""
+    body = b"Subject: s\r\n\r\n" + b"x" * 3000 + b"\r\n"
+    subs = [submission_of(n, [f"r{n}@example.test"], body) for n in range(60)]
+    scripts = {s.sender: Script(250, {s.recipients[0]: 250}, 250) for s in subs}
+    server = ModelServer(scripts)
+    writes = recorded(server)
+    order: list[str] = []
+    perform = server.perform
+
+    def watching(request: Any) -> Any:
+        order.append("write" if isinstance(request, bytes) else "read")
+        return perform(request)
+
+    server.perform = watching  # type: ignore[method-assign]
+    run = run_lane(subs, server, window=100)
+    assert [type(o) for _, o, _ in run.reports] == [SendResult] * 60
+    lane = writes[1:]  # after EHLO
+    assert len(lane) == math.ceil(sum(map(len, lane)) / FLUSH_SIZE) > 2
+    assert all(FLUSH_SIZE <= len(w) < FLUSH_SIZE + 3200 for w in lane[:-1])
+    opening = ["read", "write", "read"]  # the greeting, EHLO
+    assert order[: 3 + len(lane)] == opening + ["write"] * len(lane)  # before any reply
+
+
 def test_a_window_of_one_waits_for_each_transaction() -> None:
     subs = [submission_of(n, [f"r{n}@example.test"]) for n in range(3)]
     scripts = {s.sender: Script(250, {s.recipients[0]: 250}, 250) for s in subs}
@@ -434,11 +470,63 @@ def test_a_window_of_one_waits_for_each_transaction() -> None:
     assert all(isinstance(o, SendResult) for _, o, _ in run.reports)
 
 
-def test_the_lane_stops_at_its_limit() -> None:
+def recorded(server: ModelServer) -> list[bytes]:
+    """The writes the client makes to ``server`` from now on."""
+    writes: list[bytes] = []
+    perform = server.perform
+
+    def recording(request: Any) -> Any:
+        if isinstance(request, bytes):
+            writes.append(request)
+        return perform(request)
+
+    server.perform = recording  # type: ignore[method-assign]
+    return writes
+
+
+def test_the_lane_stops_at_its_limit_with_quit_behind_its_last_transaction() -> None:
     subs = [submission_of(n, [f"r{n}@example.test"]) for n in range(5)]
     scripts = {s.sender: Script(250, {s.recipients[0]: 250}, 250) for s in subs}
-    run = run_lane(subs, ModelServer(scripts), window=4, limit=3)
+    server = ModelServer(scripts)
+    writes = recorded(server)
+    run = run_lane(subs, server, window=4, limit=3)
     assert run.taken == 3 and run.lane.spent and len(run.reports) == 3
+    assert all(isinstance(outcome, SendResult) for _, outcome, _ in run.reports)
+    assert len(writes) == 2 and writes[-1].endswith(b"quit\r\n")  # EHLO; the three and QUIT
+    assert server.closed and run.reports[0][0].submission.sender not in server.mails[3:]
+
+
+@pytest.mark.parametrize("closing", ["before", "after"])
+def test_a_closing_pool_sends_quit_behind_what_is_in_flight(closing: str) -> None:
+    """Nothing will come any more: QUIT follows the last transaction in its write when the
+    pool was closing as it was written, else alone as soon as the pool closes, while
+    replies are awaited; every reply is still read, then QUIT's."""
+    subs = [submission_of(n, [f"r{n}@example.test"]) for n in range(3)]
+    scripts = {s.sender: Script(250, {s.recipients[0]: 250}, 250) for s in subs}
+    server = ModelServer(scripts)
+    client = open_session(server)
+    writes = recorded(server)
+    jobs = [Job(submission) for submission in subs]
+    queue = deque(jobs[1:])
+    closed = [closing == "before"]
+    reports: list[tuple[Job, object, bool]] = []
+
+    def report(job: Job, outcome: object, counts: bool) -> None:
+        reports.append((job, outcome, counts))
+        closed[0] = True  # (after the first reply read)
+
+    lane = Lane(window=3)
+    lane.held.append(jobs[0])
+    take = lambda: queue.popleft() if queue else None  # noqa: E731
+    last = lambda: closed[0] and not queue  # noqa: E731
+    drive(lane_gen(client, lane, jobs[0], take, report, last=last), server.perform, client.close)
+    assert [type(outcome) for _, outcome, _ in reports] == [SendResult] * 3
+    assert server.delivered == [s.sender for s in subs] and server.closed
+    quits = [write for write in writes if b"quit" in write]
+    expected = [b"quit\r\n"] if closing == "after" else [writes[0]]
+    assert quits == expected and len(writes) == (1 if closing == "before" else 2)
+    assert writes[0].endswith(b"body 2\r\n" + (b"quit\r\n" if closing == "before" else b""))
+    assert not client.is_connected and not lane.held
 
 
 def test_a_message_the_server_cannot_take_fails_alone_with_nothing_sent() -> None:
