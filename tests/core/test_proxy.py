@@ -1,16 +1,14 @@
 """``smtp_proto.proxy`` without sockets: ``Proxy`` (URL parsing, what it refuses, what it
 shows) and the handshake operation ``tunnel_gen`` driven by hand.
 
-The bytes the client sends are checked against encoders written here from the RFCs
-(1928 SOCKS5, 1929 its passwords, 9110 CONNECT, 7617 Basic), not against the libraries the
-module uses.  The proxy's answers are cut into reads at every point: what the handshake
-gives back, and how far it reads, must not depend on the cuts.
+The bytes the client sends are checked against encoders written from the RFCs
+(``tests/proxy_wire.py``: 1928 SOCKS5, 1929 its passwords, 9110 CONNECT, 7617 Basic), not
+against the libraries the module uses.  The proxy's answers are cut into reads at every
+point: what the handshake gives back, and how far it reads, must not depend on the cuts.
 """
 
 from __future__ import annotations
 
-import base64
-import ipaddress
 import itertools
 import string
 import sys
@@ -33,6 +31,17 @@ from smtp_proto.errors import (
     ProxyTimeoutError,
 )
 from smtp_proto.proxy import Proxy, ProxyScheme, as_proxy, open_tunnel, tunnel_gen
+from tests.proxy_wire import (
+    authority,
+    basic,
+    error_texts,
+    http_head,
+    request_head,
+    rfc1929_request,
+    socks5_connect,
+    socks5_offer,
+    socks5_reply,
+)
 
 pytest.importorskip("socksio", reason="the proxy extra: pip install 'smtp-proto[proxy]'")
 pytest.importorskip("h11", reason="the proxy extra: pip install 'smtp-proto[proxy]'")
@@ -129,61 +138,6 @@ def socks5(username: str | None = None, password: str | None = None) -> Proxy:
 
 def http(username: str | None = None, password: str | None = None) -> Proxy:
     return Proxy("http", "proxy.example.test", 3128, username, password)
-
-
-# ---------------------------------------------------------------- the RFCs, written out here
-
-
-def socks5_offer(with_password: bool) -> bytes:
-    """RFC 1928 section 3: VER NMETHODS METHODS (0 none, 2 username/password)."""
-    methods = b"\x00\x02" if with_password else b"\x00"
-    return b"\x05" + bytes([len(methods)]) + methods
-
-
-def rfc1929_request(username: str, password: str) -> bytes:
-    """RFC 1929 section 2: VER(1) ULEN UNAME PLEN PASSWD."""
-    user, secret = username.encode(), password.encode()
-    return b"\x01" + bytes([len(user)]) + user + bytes([len(secret)]) + secret
-
-
-def socks5_connect(host: str, port: int) -> bytes:
-    """RFC 1928 section 4: VER CMD(1, CONNECT) RSV ATYP DST.ADDR DST.PORT (network order)."""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        name = host.encode("ascii")
-        where = b"\x03" + bytes([len(name)]) + name
-    else:
-        where = (b"\x01" if address.version == 4 else b"\x04") + address.packed
-    return b"\x05\x01\x00" + where + port.to_bytes(2, "big")
-
-
-def socks5_reply(code: int = 0, bound: bytes = b"\x01\x7f\x00\x00\x01", port: int = 1080) -> bytes:
-    """RFC 1928 section 6: VER REP RSV ATYP BND.ADDR BND.PORT (``bound``: ATYP and address)."""
-    return bytes([5, code, 0]) + bound + port.to_bytes(2, "big")
-
-
-def authority(host: str, port: int) -> str:
-    """RFC 9110 section 9.3.6 (authority-form, RFC 3986's host: an IPv6 one in brackets)."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def basic(username: str, password: str) -> str:
-    """RFC 7617 section 2: ``Basic`` and base64 of user-id ':' password, in UTF-8 (2.1)."""
-    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
-
-
-def request_head(write: bytes) -> tuple[str, dict[str, list[str]]]:
-    """An HTTP request head (RFC 9112): its request line, and its fields by lower-case name.
-    It must be the whole write: a CONNECT has no body."""
-    assert write.endswith(b"\r\n\r\n"), write
-    line, *fields = write[:-4].decode("ascii").split("\r\n")
-    headers: dict[str, list[str]] = {}
-    for field in fields:
-        name, colon, value = field.partition(":")
-        assert colon and name == name.strip(), field
-        headers.setdefault(name.lower(), []).append(value.strip(" \t"))
-    return line, headers
 
 
 # ---------------------------------------------------------------- Proxy.from_url
@@ -611,12 +565,6 @@ fields = st.lists(
 )
 
 
-def http_head(status: int, reason: str = "OK", headers: Sequence[tuple[str, str]] = ()) -> bytes:
-    """A response head (RFC 9112 section 4)."""
-    lines = [f"HTTP/1.1 {status} {reason}", *(f"{k}: {v}" for k, v in headers)]
-    return "".join(line + "\r\n" for line in lines).encode("ascii") + b"\r\n"
-
-
 @st.composite
 def http_answers(draw: st.DrawFn) -> bytes:
     """Informational heads, then a 2xx with any reason and fields."""
@@ -760,19 +708,6 @@ def test_a_socks5_proxy_echoing_the_credentials_does_not_put_them_in_the_error()
     bound = b"\x03" + bytes([len(PASSWORD) + 1]) + PASSWORD.encode() + b"\xff"  # not UTF-8
     error = fails(socks5(USER, PASSWORD), [b"\x05\x02\x01\x00" + socks5_reply(0, bound)])
     assert type(error) is ProxyProtocolError and PASSWORD not in error_texts(error)
-
-
-def error_texts(error: BaseException) -> str:
-    """``str`` and ``repr`` of ``error`` and of every error a traceback would show with it."""
-    shown: list[str] = []
-    current: BaseException | None = error
-    while current is not None:
-        shown += [str(current), repr(current)]
-        if current.__cause__ is not None or current.__suppress_context__:
-            current = current.__cause__
-        else:
-            current = current.__context__
-    return "\n".join(shown)
 
 
 # ---------------------------------------------------------------- the transport's errors
