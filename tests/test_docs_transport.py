@@ -219,10 +219,11 @@ def no_sockets(monkeypatch):
 def pytest_without_sockets(tmp_path: Path, tests: str) -> subprocess.CompletedProcess[str]:
     """Run pytest on ``tests`` from ``tmp_path``, as a user would, with any socket refused."""
     (tmp_path / "no_sockets.py").write_text(NO_SOCKETS)
+    python_path = [os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no_sockets", tests],
         cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *python_path])},
         capture_output=True,
         text=True,
         timeout=120,
