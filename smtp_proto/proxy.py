@@ -126,7 +126,7 @@ class Proxy:
         scheme = _SCHEMES.get(parts.scheme.lower())
         if scheme is None:
             raise ValueError(f"bad proxy URL {shown!r}: the scheme is socks5, socks5h or http")
-        if "@" in url and "@" not in parts.netloc:
+        if parts.netloc and "@" in url and "@" not in parts.netloc:
             raise ValueError(
                 f"bad proxy URL {shown!r}: '/', '?', '#' in a user or password are percent-escaped"
             )

@@ -68,9 +68,10 @@ done
 [ "$(ls "$dist" | wc -l)" = 3 ] || fail "expected three files, built: $(ls "$dist")"
 twine check --strict "$dist"/*
 
-# Install wheel $2 (and the packages $4...) into a fresh venv $1, then, from an empty
-# directory, check that the installed copy is the one imported, with the accelerator or
-# without it ($3: "with" or "without"), and send a message to the embedded capture server.
+# Install wheel $2 (its path, [extras] after it if any) and the packages $4... into a fresh
+# venv $1, then, from an empty directory, check that the installed copy is the one imported,
+# with the accelerator or without it ($3: "with" or "without"), and send a message to the
+# embedded capture server.
 check_wheel() {
     local env=$1 wheel=$2 speedups=$3
     shift 3
@@ -107,14 +108,15 @@ EOF
 }
 
 step "the manylinux wheel"
-check_wheel "$work/venv-binary" "$binary" with pytest hypothesis
+check_wheel "$work/venv-binary" "$binary[proxy]" with pytest hypothesis
 step "the pure wheel"
 check_wheel "$work/venv-pure" "$pure" without
 
 step "the sdist's tests, against the installed manylinux wheel"
 # The package's sources are deleted from the unpacked tree, so that nothing can be imported
-# from it: the tests see only the wheel. The core's tests need nothing but pytest and
-# hypothesis, so they run before the test extra is installed; collecting every test needs it.
+# from it: the tests see only the wheel. The core's tests need nothing but pytest, hypothesis
+# and the proxy extra (socksio, h11: smtp_proto.proxy's tests), so they run before the test
+# extra is installed; collecting every test needs it.
 unpack "$work/tree"
 rm -r "$work/tree/smtp_proto" "$work/tree/transports" "$work/tree/contrib"
 (
