@@ -44,11 +44,17 @@ class Panel:
     bars: Sequence[Bar]
 
 
-def ticks(low: float, high: float) -> list[float]:
-    """The 1-2-5 steps from ``low`` to ``high`` (both included when they are steps)."""
+#: The least room between two labelled grid lines, in pixels: over a span of many tenfolds
+#: (W6's hundreds of times next to W1's few) only the powers of ten are marked.
+TICK_ROOM = 40
+
+
+def ticks(low: float, high: float, steps: Sequence[int] = (1, 2, 5)) -> list[float]:
+    """The 1-2-5 steps (or ``steps``) from ``low`` to ``high`` (both included when they are
+    steps)."""
     found = []
     for exponent in range(math.floor(math.log10(low)) - 1, math.ceil(math.log10(high)) + 1):
-        for step in (1, 2, 5):
+        for step in steps:
             value = step * 10.0**exponent
             if low * (1 - 1e-9) <= value <= high * (1 + 1e-9):
                 found.append(value)
@@ -109,7 +115,9 @@ def render(panels: Sequence[Panel], title: str, notes: Sequence[str]) -> str:
             y += ROW
         y += PANEL_GAP
     grid = []
-    for value in ticks(low, high):
+    decade = (PLOT_RIGHT - PLOT_LEFT) / (span / math.log(10))  # pixels per tenfold
+    marks = ticks(low, high, (1, 2, 5) if decade * math.log10(2) >= TICK_ROOM else (1,))
+    for value in marks:
         style = 'stroke="#333" stroke-dasharray="4 3"' if value == 1 else 'stroke="#e3e3e3"'
         grid.append(f'<line x1="{x(value):.1f}" x2="{x(value):.1f}" y1="{top}" y2="{y}" {style}/>')
         grid.append(

@@ -11,6 +11,12 @@ with each driver's factor against smtplib and against the raw reference client, 
 the raw results, the tables and one JSON line per driver and workload to ``bench/results/``,
 and the chart to ``docs/_static/benchmark.svg`` (a run with ``--quick`` or only some
 workloads or drivers writes it next to its results instead).
+
+    python3 bench/run.py --redraw bench/results/run-A.json bench/results/run-B.json
+
+measures nothing: it draws the chart from saved runs, each workload from the last of them
+that has it (a page's tables from one run, a workload measured again in another), to the
+docs' chart or to ``--chart``.
 """
 
 from __future__ import annotations
@@ -76,6 +82,7 @@ DRIVERS = (
 )
 BASELINE = "smtplib"
 REFERENCE = "ref-bdat"
+TITLE = f"Times as fast as {BASELINE} (log scale, longer is better)"
 
 
 class Abort(Exception):
@@ -130,6 +137,9 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=BENCH / "results", help="results folder")
     parser.add_argument("--build-dir", type=Path, default=BENCH / "build", help="the sink's")
     parser.add_argument("--chart", type=Path, help="where the SVG goes (see above)")
+    parser.add_argument(
+        "--redraw", type=Path, nargs="+", metavar="JSON", help="draw saved runs (see above)"
+    )
     args = parser.parse_args()
     for name, full, quick in [("reps", 5, 2), ("warmup", 1, 0)] + [
         (o.name.replace("-", "_"), o.default, o.quick) for o in OPTIONS
@@ -300,20 +310,27 @@ def notes(run: Run) -> list[str]:
     return lines
 
 
-def panels(run: Run, stats: report.Stats) -> list[chart.Panel]:
-    """A panel per workload with a baseline figure: each driver's factor on the headline."""
+def panels(
+    workloads: Sequence[Workload],
+    drivers: Sequence[Driver],
+    stats: report.Stats,
+    round_trips: dict[str, float | None],
+) -> list[chart.Panel]:
+    """A panel per workload with a baseline figure: each driver's factor on the headline
+    (``round_trips``: the proxy's, by workload, for the figures counted in round trips)."""
     found = []
-    for workload in run.workloads:
+    for workload in workloads:
         metric = workload.metrics[0]
+        round_trip = round_trips.get(workload.id)
         bars = []
-        for driver in run.drivers:
+        for driver in drivers:
             ratio = report.factor(stats, workload.id, metric, driver.name, BASELINE)
             if ratio is None:
                 continue
             value = stats[workload.id, metric.key, driver.name].median
             label = f"{report.times(ratio)} · {report.number(value)} {metric.unit}"
-            if metric.in_round_trips and run.round_trip:
-                label += f" [{value / run.round_trip:.1f} RTT]"
+            if metric.in_round_trips and round_trip:
+                label += f" [{value / round_trip:.1f} RTT]"
             bars.append(chart.Bar(driver.name, driver.kind, ratio, label))
         better = "higher" if metric.higher_is_better else "lower"
         title = f"{workload.title}: {metric.unit}, {better} is better"
@@ -360,16 +377,62 @@ def write(run: Run) -> None:
     lines = "".join(json.dumps(line, sort_keys=True) + "\n" for line in summary)
     Path(f"{base}.summary.jsonl").write_text(lines)
     log(f"saved {base}.md, .json and .summary.jsonl")
-    drawn = panels(run, stats)
+    round_trips = dict.fromkeys((w.id for w in run.workloads), run.round_trip)
+    drawn = panels(run.workloads, run.drivers, stats, round_trips)
     if not drawn:
         log(f"no chart: {BASELINE} has no figure to compare with")
         return
-    title = f"Times as fast as {BASELINE} (log scale, longer is better)"
-    svg = chart.render(drawn, title, [f"python3 bench/run.py ({stamp}). " + said[1], said[2]])
+    svg = chart.render(drawn, TITLE, [f"python3 bench/run.py ({stamp}). " + said[1], said[2]])
     for path in {base.with_suffix(".svg"), run.args.chart or chart_path(run, base)}:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(svg)
         log(f"chart: {path}")
+
+
+def redraw(files: Sequence[Path], target: Path) -> None:
+    """The chart of saved runs (``--redraw``): each workload's figures from the last of
+    ``files`` that has it, and notes that say which run each comes from."""
+    runs: dict[str, tuple[str, dict[str, Any]]] = {}
+    for file in files:
+        saved = json.loads(file.read_text())
+        for result in saved["results"]:
+            runs[result["workload"]] = (file.stem, saved)
+    workloads = [workload for id_, workload in WORKLOADS.items() if id_ in runs]
+    results = [
+        result
+        for workload in workloads
+        for result in runs[workload.id][1]["results"]
+        if result["workload"] == workload.id
+    ]
+    round_trips = {w.id: runs[w.id][1]["round_trip_s"] for w in workloads}
+    drawn = panels(workloads, DRIVERS, report.medians(results), round_trips)
+    if not drawn:
+        sys.exit(f"no chart: {BASELINE} has no figure to compare with")
+    sources: dict[str, list[str]] = {}
+    for workload in workloads:
+        sources.setdefault(runs[workload.id][0], []).append(workload.id)
+    about = []
+    for workload in workloads:
+        saved = runs[workload.id][1]
+        sizes = {"delay_ms": float(saved["args"]["delay_ms"])}
+        for option in OPTIONS:  # (the JSON holds their text; a run may predate an option)
+            key = option.name.replace("-", "_")
+            if key in saved["args"]:
+                sizes[key] = option.kind(saved["args"][key])
+        rtt = saved["round_trip_s"]
+        said = f" ({rtt * 1000:.1f} ms round trip)" if rtt and workload.target == "proxy" else ""
+        about.append(f"{workload.id}: {workload.about.format_map(sizes)}{said}.")
+    versions = runs[workloads[-1].id][1]["versions"]
+    notes = [
+        "python3 bench/run.py --redraw: "
+        + "; ".join(f"{', '.join(ids)} from {name}" for name, ids in sources.items())
+        + ". "
+        + " ".join(about),
+        "Versions: " + ", ".join(f"{name} {version}" for name, version in versions.items()) + ".",
+    ]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(chart.render(drawn, TITLE, notes))
+    log(f"chart: {target}")
 
 
 def chart_path(run: Run, base: Path) -> Path:
@@ -380,6 +443,9 @@ def chart_path(run: Run, base: Path) -> Path:
 
 def main() -> int:
     args = arguments()
+    if args.redraw:
+        redraw(args.redraw, args.chart or DOCS_CHART)
+        return 0
     cpus = sorted(os.sched_getaffinity(0))
     split = args.pin == "split" and len(cpus) > 1
     args.server_cpus, args.client_cpus = ({cpus[-1]}, {cpus[0]}) if split else (None, None)

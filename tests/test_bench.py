@@ -177,3 +177,61 @@ def test_the_chart_scale_is_logarithmic_and_names_are_escaped() -> None:
     assert step > 0
     assert ends["<base & co>"] - ends["half"] == pytest.approx(step)
     assert ends["quadruple"] - ends["double"] == pytest.approx(step)
+
+
+def test_redraw_draws_each_workload_from_the_last_saved_run_that_has_it(tmp_path: Path) -> None:
+    """Nothing is measured: W1 comes from the first run, W6 from the second, which measured
+    it again; the notes name the run of each."""
+
+    def saved(name: str, rates: dict[tuple[str, str], float]) -> Path:
+        results = [
+            {"driver": driver, "workload": workload, "msgs_per_s": rate, "rep": 0}
+            for (driver, workload), rate in rates.items()
+        ]
+        options = {o.name.replace("-", "_"): str(o.default) for o in common.OPTIONS}
+        run = {
+            "args": {**options, "delay_ms": "10.0"},
+            "versions": {"python": "3.11.7"},
+            "round_trip_s": 0.021,
+            "results": results,
+        }
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(run))
+        return path
+
+    first = saved(
+        "run-A",
+        {
+            ("smtplib", "W1"): 100,
+            ("smtp-proto", "W1"): 200,
+            ("smtplib", "W6"): 10,
+            ("smtp-proto", "W6"): 1000,
+        },
+    )
+    second = saved("run-B", {("smtplib", "W6"): 10, ("smtp-proto", "W6"): 3000})
+    target = tmp_path / "chart.svg"
+    command = [
+        sys.executable,
+        str(RUN),
+        "--redraw",
+        str(first),
+        str(second),
+        "--chart",
+        str(target),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    svg = target.read_text()
+    labels = {
+        (rect.get("data-workload"), rect.get("data-driver")): rect.findtext(f"{SVG}title")
+        for rect in ET.fromstring(svg).iter(f"{SVG}rect")
+        if rect.get("class") == "bar"
+    }
+    assert labels == {
+        ("W1", "smtplib"): "smtplib: 1.00x · 100 msg/s",
+        ("W1", "smtp-proto"): "smtp-proto: 2.00x · 200 msg/s",
+        ("W6", "smtplib"): "smtplib: 1.00x · 10.0 msg/s",
+        ("W6", "smtp-proto"): "smtp-proto: 300x · 3,000 msg/s",
+    }
+    assert "W1 from run-A; W6 from run-B" in svg
+    assert not list(tmp_path.glob("run-*.md"))  # nothing measured, nothing saved
