@@ -13,7 +13,10 @@ and the rules are tested without a socket:
   replies are matched to it in order and read as the single transaction reads them
   (``smtp_proto.outcome.one_chunk_outcome``), so its outcome is what ``send`` would have
   given it alone.  Any other message (DATA, a streamed or larger body, LMTP) waits for the
-  window to empty and goes through the ordinary transaction.
+  window to empty and goes through the ordinary transaction.  The groups are written
+  ``FLUSH_SIZE`` bytes at a time as the window fills; once the lane is spent, or the pool
+  closing, QUIT follows the last of them; a job withdrawn (``Withdrawn``) before it is
+  written never is.
 - A transaction sent behind another whose outcome is unknown starts with RSET.  Measured
   against the test suite's MTAs: after a refused envelope with ``BDAT n LAST`` behind it,
   Postfix forgets the transaction, but Exim 4.96 keeps its sender, answers the next MAIL
@@ -25,8 +28,8 @@ and the rules are tested without a socket:
   ``RCPTDOMAINMAX``, goes as several transactions (``Split``), each a job of its own, retried
   on its own; the message's outcome merges theirs (``merge_parts``).
 - ``RetryPolicy`` and ``transient`` (which failures are worth another attempt, and when) and
-  ``Dispatcher`` (the queue, the retries and the pool's rate) are in ``smtp_proto.pool`` and
-  named here too.
+  ``Dispatcher`` (the queue, the retries, recipients refused for now sent again alone, and
+  the pool's rate) are in ``smtp_proto.pool`` and named here too.
 
 A failure of the connection itself fails only the messages in flight on it; one whose final
 reply was read is never sent again.  A message that was not answered at all because the
