@@ -99,3 +99,10 @@ async def test_an_lmtp_unix_socket_cannot_go_through_a_proxy(adapter: Adapter) -
     with pytest.raises(ValueError, match="Unix socket"):
         await adapter.call(lmtp.connect, "/run/dovecot/lmtp")
     assert not adapter.is_connected(lmtp)
+
+
+@all_adapters
+@pytest.mark.parametrize("url", BAD_URLS[:3])
+async def test_a_mailer_refuses_a_bad_proxy_url_when_made(adapter: Adapter, url: str) -> None:
+    with pytest.raises(ValueError, match="proxy"):
+        adapter.module.Mailer("127.0.0.1", 25, proxy=url)

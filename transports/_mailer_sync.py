@@ -29,6 +29,7 @@ from smtp_proto.batch import (
     lane_gen,
 )
 from smtp_proto.errors import SMTPConnectError, SMTPException, SMTPServerDisconnected
+from smtp_proto.proxy import as_proxy
 from smtp_proto.send import SendResult
 
 from ._send import MailerOptions, MessageOptions, SendMessage, new_client, split_options
@@ -74,6 +75,8 @@ class SyncMailer:
         if max_messages_per_connection is not None and max_messages_per_connection < 1:
             raise ValueError("max_messages_per_connection must be at least 1")
         arguments, self._connection, self._debuglevel = split_options(options)
+        if "proxy" in self._connection:  # a bad URL, or no extra, refused now, not per message
+            self._connection["proxy"] = as_proxy(self._connection["proxy"])
         self._template = Template(host, port, arguments)
         self._dispatcher = Dispatcher(RetryPolicy(retries, backoff), rate)
         self._connections = connections
@@ -275,19 +278,22 @@ class SyncMailer:
         """A connected client with its session open, as ``job`` needs; the failure is the
         job's outcome otherwise."""
         submission = job.submission
-        client = new_client(self._classes, submission, self._connection, self._debuglevel)
+        client: Any = None
         try:
+            client = new_client(self._classes, submission, self._connection, self._debuglevel)
             code, text = client.connect(self._template.host, submission.port)
             if code != 220:
                 raise SMTPConnectError(code, text)
             client._run(submission.open(client._client))
             lane = Lane.open(client._client, self._window, self._max_messages)
         except Exception as exc:
-            client.close()
+            if client is not None:
+                client.close()
             self._report(job, exc, True)
             return None, None
         except BaseException:
-            client.close()
+            if client is not None:
+                client.close()
             self._end([job], _abandoned())
             raise
         return client, lane
