@@ -48,8 +48,11 @@ def one_chunk_request(
 ) -> bytes:
     """``commands`` (MAIL and the RCPTs) and a body of one piece as ``BDAT n LAST``, as one
     write; traced at debug level in wire order."""
-    encoder = bdat_encoder(binary)
-    body, tail = encoder.encode(piece), encoder.finish()
+    if binary or sent_as_is(piece):
+        body, tail = piece, b""  # what the encoder would give: the piece as it is
+    else:
+        encoder = BodyEncoder(stuff_dots=False)
+        body, tail = encoder.encode(piece), encoder.finish()
     bdat = Bdat(len(body) + len(tail), last=True)
     data = b"".join((client._encode(*commands, bdat), body, tail))
     if client.owner.debuglevel > 0:

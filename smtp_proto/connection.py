@@ -108,6 +108,9 @@ _DATA_END: Final = DataEnd()
 
 # The commands that start a session afresh (the server's extensions are forgotten).
 _GREETINGS: Final = frozenset({Ehlo, Lhlo, Helo})
+# The commands whose sending changes more than the queue: the greetings, AUTH (a 334 may
+# follow) and a SASL response (allowed only after one).
+_SENT_WITH_EFFECT: Final = _GREETINGS | {Auth, AuthResponse}
 
 # Commands whose reply changes the connection's state, by the verb a Raw command may carry.
 _RAW_KINDS: dict[str, type[Command]] = {
@@ -187,11 +190,7 @@ class ClientConnection:
         except RemoteProtocolError as exc:
             self._fail(exc)
         if reply is None:
-            if self._eof:
-                self.state = _CLOSED
-                self._pending.clear()
-                return ConnectionClosed()
-            return NEED_DATA
+            return self._no_reply()
         if state is _GREETING:
             return self._on_greeting(reply)
         pending = self._pending
@@ -202,7 +201,68 @@ class ClientConnection:
             if self._raw_writes:
                 return reply
             self._fail(RemoteProtocolError(f"unexpected reply with no command pending: {reply}"))
-        return self._on_reply(pending.popleft(), reply)
+        command = pending.popleft()
+        code = reply.code
+        if code == 421:
+            self._closed_by_server()
+            return reply
+        effect = _REPLY_EFFECTS.get(command.__class__)
+        if effect is not None:
+            effect(self, command, code, reply)
+        return reply
+
+    def next_replies(self, replies: list[Reply], count: int) -> NeedData | ConnectionClosed | None:
+        """``next_event`` until ``replies`` holds ``count`` replies: a pipelined group's
+        replies in one call.
+
+        Each reply is appended to ``replies`` as it comes.  Returns ``None`` once there are
+        ``count``, or as soon as a reply closed the connection (a 421, the reply to QUIT);
+        ``NEED_DATA`` or ``ConnectionClosed`` when ``next_event`` does.  Raises what
+        ``next_event`` raises, with the replies before the error appended.
+        """
+        pending = self._pending
+        parser = self._parser
+        if not parser.buffered and not self._eof and self.state is not _CLOSED:
+            return NEED_DATA if len(replies) < count else None  # (the usual first call)
+        next_reply = parser.next_reply
+        while len(replies) < count:
+            state = self.state
+            if state is _CLOSED or state is _GREETING or not pending:
+                event = self.next_event()  # the unusual cases, as next_event handles them
+                if not isinstance(event, Reply):
+                    return event  # NEED_DATA or ConnectionClosed
+                replies.append(event)
+                if self.state is _CLOSED:
+                    return None
+                continue
+            # next_event for the usual reply, the one to the oldest command pending.
+            try:
+                reply = next_reply()
+            except RemoteProtocolError as exc:
+                self._fail(exc)
+            if reply is None:
+                return self._no_reply()
+            command = pending.popleft()
+            code = reply.code
+            if code == 421:
+                self._closed_by_server()
+                replies.append(reply)
+                return None
+            effect = _REPLY_EFFECTS.get(command.__class__)
+            if effect is not None:
+                effect(self, command, code, reply)
+            replies.append(reply)
+            if self.state is _CLOSED:
+                return None
+        return None
+
+    def _no_reply(self) -> NeedData | ConnectionClosed:
+        """What ``next_event`` returns when no complete reply is buffered."""
+        if self._eof:
+            self.state = _CLOSED
+            self._pending.clear()
+            return ConnectionClosed()
+        return NEED_DATA
 
     def _on_greeting(self, reply: Reply) -> Greeting:
         greeting = Greeting(reply.code, reply.lines, reply.raw)
@@ -212,20 +272,15 @@ class ClientConnection:
             self.state = _READY
         return greeting
 
-    def _on_reply(self, command: Command, reply: Reply) -> Reply:
-        if reply.code == 421:
-            self._closed_by_server()
-            return reply
-        kind: type[Command] = type(command)
-        if kind is Raw:
-            assert isinstance(command, Raw)
-            kind = _RAW_KINDS.get(command.verb.upper(), Raw)
-        effect = _REPLY_EFFECTS.get(kind)
-        if effect is not None:
-            effect(self, command, reply.code, reply)
-        return reply
-
     # What a reply to each kind of command changes (``_REPLY_EFFECTS``).
+
+    def _after_raw(self, command: Command, code: int, reply: Reply) -> None:
+        """A ``Raw`` command's reply changes what its verb's command's would."""
+        assert isinstance(command, Raw)
+        kind = _RAW_KINDS.get(command.verb.upper())
+        effect = None if kind is None else _REPLY_EFFECTS.get(kind)
+        if effect is not None:
+            effect(self, command, code, reply)
 
     def _after_rcpt(self, command: Command, code: int, reply: Reply) -> None:
         if code < 300:
@@ -285,6 +340,19 @@ class ClientConnection:
 
     def send(self, command: Command) -> bytes:
         """The bytes for ``command``; its reply is expected in order after those already pending."""
+        pending = self._pending
+        if (
+            self.state is not _READY
+            or type(command) in _SENT_WITH_EFFECT
+            or (pending and (pending[-1].group_end or not self.extensions.pipelining))
+        ):
+            return self._send_checked(command)
+        data = command.encode(self.utf8)  # the usual command: nothing to refuse but its bytes
+        pending.append(command)
+        return data
+
+    def _send_checked(self, command: Command) -> bytes:
+        """``send``, for a command that may be refused or changes the state as it goes."""
         kind = type(command)
         state = self.state
         if state is not _READY:
@@ -316,6 +384,30 @@ class ClientConnection:
         before (nothing queued, state and extensions unchanged), so the caller can raise
         having sent nothing and the replies stay matched to commands.
         """
+        pending = self._pending
+        if (
+            self.state is _READY
+            and self.extensions.pipelining
+            and (not pending or not pending[-1].group_end)
+        ):
+            # The usual group (MAIL, RCPTs, DATA or BDAT): with PIPELINING, only a command
+            # that ends a group before the last, or one that changes the state as it is
+            # sent, makes ``send`` refuse or do more than encode; those take the general way.
+            utf8 = self.utf8
+            encoded = []
+            ended = False  # the command before ends a group
+            for command in commands:
+                if ended or command.__class__ in _SENT_WITH_EFFECT:
+                    break
+                ended = command.group_end
+                encoded.append(command.encode(utf8))
+            else:
+                pending.extend(commands)
+                return b"".join(encoded)
+        return self._send_each(commands)
+
+    def _send_each(self, commands: Sequence[Command]) -> bytes:
+        """``send_many`` by ``send``, one command after the other, undone if one is refused."""
         queued = len(self._pending)
         before = (self.state, self.extensions)
         try:
@@ -388,4 +480,5 @@ _REPLY_EFFECTS: dict[type[Command], _ReplyEffect] = {
     StartTLS: ClientConnection._after_starttls,
     Quit: ClientConnection._after_quit,
     Bdat: ClientConnection._after_bdat,
+    Raw: ClientConnection._after_raw,
 }

@@ -12,7 +12,7 @@ from typing import Any
 
 from .attributes import SMTPAttributes
 from .commands import Auth, AuthResponse, Command, Data, is_utf8
-from .connection import _CLOSED, NEED_DATA, ClientConnection, ConnectionClosed
+from .connection import _CLOSED, NEED_DATA, ClientConnection
 from .errors import MalformedGreeting, ProtocolError, RemoteProtocolError, SMTPServerDisconnected
 from .outcome import TransactionReplies
 from .replies import Reply
@@ -210,8 +210,16 @@ class Exchange(SMTPAttributes):
         replies: list[Reply] = []
         tracing = self.owner.debuglevel > 0 or logger.isEnabledFor(logging.DEBUG)
         try:
-            while len(replies) < count:
-                event = connection.next_event()
+            while True:
+                traced = len(replies)
+                try:
+                    event = connection.next_replies(replies, count)
+                finally:
+                    if tracing:
+                        for reply in replies[traced:]:
+                            self._trace_reply(reply)
+                if event is None:
+                    break
                 if event is NEED_DATA:
                     try:
                         received = yield RECEIVE
@@ -222,17 +230,10 @@ class Exchange(SMTPAttributes):
                         ) from exc
                     connection.receive_data(received)
                     continue
-                if event.__class__ is ConnectionClosed:
-                    yield from self._abort_gen()
-                    if partial_at_eof and replies:
-                        return replies
-                    raise SMTPServerDisconnected("Connection unexpectedly closed")
-                assert isinstance(event, Reply)
-                if tracing:
-                    self._trace_reply(event)
-                replies.append(event)
-                if connection.state is _CLOSED:
-                    break
+                yield from self._abort_gen()  # ConnectionClosed
+                if partial_at_eof and replies:
+                    return replies
+                raise SMTPServerDisconnected("Connection unexpectedly closed")
         except ProtocolError:
             yield from self._abort_gen()
             raise

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 
+from ._slots import slot_setters
 from .commands import Mail, Rcpt
 from .errors import (
     SMTPDataError,
@@ -20,13 +20,21 @@ from .replies import Reply
 __all__ = ["OneChunkOutcome", "TransactionReplies", "envelope_replies", "one_chunk_outcome"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class TransactionReplies:
     """The replies of one transaction: to each RCPT (by recipient) and to the body (one under
     the key ``""``, or one per recipient for LMTP)."""
 
     rcpt: dict[str, Reply]
     body: dict[str, Reply]
+
+    def __init__(self, rcpt: dict[str, Reply], body: dict[str, Reply]) -> None:
+        # Made for every message: the slots set directly (smtp_proto._slots).
+        _set_rcpt(self, rcpt)
+        _set_body(self, body)
+
+
+_set_rcpt, _set_body = slot_setters(TransactionReplies, "rcpt", "body")
 
 
 def envelope_replies(
@@ -44,7 +52,7 @@ def envelope_replies(
     return refused, closed_at_rcpt
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class OneChunkOutcome:
     """What lock-step ``sendmail`` makes of the replies to a one-chunk SMTP transaction.
 
@@ -59,6 +67,26 @@ class OneChunkOutcome:
     rset: bool
     body: Reply | None
 
+    def __init__(
+        self,
+        replies: TransactionReplies,
+        refused: dict[str, tuple[int, bytes]],
+        error: Exception | None,
+        rset: bool,
+        body: Reply | None,
+    ) -> None:
+        # Made for every message: the slots set directly (smtp_proto._slots).
+        _set_replies(self, replies)
+        _set_refused(self, refused)
+        _set_error(self, error)
+        _set_rset(self, rset)
+        _set_outcome_body(self, body)
+
+
+_set_replies, _set_refused, _set_error, _set_rset, _set_outcome_body = slot_setters(
+    OneChunkOutcome, "replies", "refused", "error", "rset", "body"
+)
+
 
 def one_chunk_outcome(
     mail: Mail, rcpts: Sequence[Rcpt], replies: Sequence[Reply]
@@ -67,24 +95,27 @@ def one_chunk_outcome(
     order: all ``len(rcpts) + 2`` of them, or fewer when the server closed the connection
     (after a 421, or at EOF).  No I/O: the single transaction and a batch share it."""
     wanted = len(rcpts) + 2
+    count = len(replies)
     kept: dict[str, Reply] = {}
-    cut_short = len(replies) < wanted and (not replies or replies[-1].code != 421)
-    if cut_short and len(replies) < wanted - 1:
-        lost = SMTPServerDisconnected("Connection unexpectedly closed")
-        return OneChunkOutcome(TransactionReplies(kept, {}), {}, lost, False, None)
-    refused, closed_at_rcpt = envelope_replies(kept, rcpts, replies[1 : wanted - 1])
-    if cut_short:
+    if count < wanted and (not replies or replies[-1].code != 421):  # cut short by EOF
+        refused = {} if count < wanted - 1 else envelope_replies(kept, rcpts, replies[1:])[0]
         lost = SMTPServerDisconnected("Connection unexpectedly closed")
         return OneChunkOutcome(TransactionReplies(kept, {}), refused, lost, False, None)
-    body = replies[-1] if len(replies) == wanted else None
-    outcome = partial(OneChunkOutcome, TransactionReplies(kept, {} if body is None else {"": body}))
-    mail_reply = replies[0]
-    if mail_reply.code != 250:
-        refusal = SMTPSenderRefused(mail_reply.code, mail_reply.text, mail.sender)
-        return outcome(refused, refusal, mail_reply.code != 421, body)
+    refused, closed_at_rcpt = envelope_replies(kept, rcpts, replies[1 : wanted - 1])
+    if count == wanted:
+        body: Reply | None = replies[-1]
+        outcome = TransactionReplies(kept, {"": replies[-1]})
+    else:
+        body, outcome = None, TransactionReplies(kept, {})
+    code = replies[0].code
+    if code != 250:
+        refusal = SMTPSenderRefused(code, replies[0].text, mail.sender)
+        return OneChunkOutcome(outcome, refused, refusal, code != 421, body)
     if closed_at_rcpt or len(refused) == len(rcpts):
-        return outcome(refused, SMTPRecipientsRefused(refused), not closed_at_rcpt, body)
+        every = SMTPRecipientsRefused(refused)
+        return OneChunkOutcome(outcome, refused, every, not closed_at_rcpt, body)
     assert body is not None  # no 421 before it, no EOF
     if body.code != 250:
-        return outcome(refused, SMTPDataError(body.code, body.text), body.code != 421, body)
-    return outcome(refused, None, False, body)
+        failure = SMTPDataError(body.code, body.text)
+        return OneChunkOutcome(outcome, refused, failure, body.code != 421, body)
+    return OneChunkOutcome(outcome, refused, None, False, body)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ._slots import slot_setters
 from .errors import RemoteProtocolError, ReplyLineTooLong
 from .status import EnhancedStatus, parse_enhanced_status
 
@@ -30,7 +31,7 @@ RECENT_LINE_LENGTH = 512
 _LINE = re.compile(rb"([2-5][0-9][0-9])(?:([ -])([^\x00-\x08\x0a-\x1f\x7f]*))?")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Reply:
     """One complete server reply.
 
@@ -42,6 +43,12 @@ class Reply:
     code: int
     lines: tuple[bytes, ...]
     raw: bytes = b""
+
+    def __init__(self, code: int, lines: tuple[bytes, ...], raw: bytes = b"") -> None:
+        # Made for every reply a server sends: the slots set directly (smtp_proto._slots).
+        _set_code(self, code)
+        _set_lines(self, lines)
+        _set_raw(self, raw)
 
     @property
     def text(self) -> bytes:
@@ -68,6 +75,9 @@ class Reply:
     def as_tuple(self) -> tuple[int, bytes]:
         """``(code, text)``, the shape every ``smtplib`` method returns."""
         return self.code, b"\n".join(self.lines)
+
+
+_set_code, _set_lines, _set_raw = slot_setters(Reply, "code", "lines", "raw")
 
 
 class ReplyParser:

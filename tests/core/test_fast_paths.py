@@ -1,0 +1,355 @@
+"""The per-message fast paths (issue #14) against the general code they stand in for.
+
+Each fast path must give exactly what the general one gives, for any input: the same bytes,
+the same result or exception, the same state left behind.  The general one is reachable on
+its own (``transaction_gen``, ``_send_checked``, ``_send_each``, ``next_event``, a
+dataclass's generated ``__init__``, ``encode_line``, ``BodyEncoder``), so each property runs
+both on twins and compares everything they expose.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+from hypothesis import assume, example, given, settings
+from hypothesis import strategies as st
+
+from smtp_proto.bdat import one_chunk_request
+from smtp_proto.body import BodyEncoder, sent_as_is
+from smtp_proto.client import Client
+from smtp_proto.commands import (
+    Auth,
+    AuthResponse,
+    Bdat,
+    Command,
+    Data,
+    Ehlo,
+    Mail,
+    Noop,
+    Quit,
+    Raw,
+    Rcpt,
+    Rset,
+    StartTLS,
+    encode_line,
+)
+from smtp_proto.connection import NEED_DATA, ClientConnection, ConnectionClosed, DataEnd
+from smtp_proto.errors import RemoteProtocolError
+from smtp_proto.outcome import OneChunkOutcome, TransactionReplies
+from smtp_proto.replies import Reply
+from tests.offline import EHLO_LINE, Peer, S, connected
+
+# --------------------------------------------------------------------------- strategies
+
+ADDRESSES = st.sampled_from(
+    [
+        *("a@example.org", "b@example.org", "Ann <c@example.org>", "", "<>"),
+        *("j\u00f6rg@example.org", "evil@example.org>\r\nRSET", "nul\x00@example.org"),
+    ]
+)
+COMMANDS = st.sampled_from(
+    [
+        Mail("s@example.org"),
+        Mail("s@example.org", ("SIZE=10", "BODY=8BITMIME")),
+        Mail("evil@example.org>\r\nRCPT TO:<x@example.org"),
+        Rcpt("a@example.org"),
+        Rcpt("b@example.org", ("NOTIFY=NEVER",)),
+        Rcpt("\u00fcser@example.org"),
+        Data(),
+        Bdat(5),
+        Bdat(0, last=True),
+        Rset(),
+        Noop(),
+        Quit(),
+        StartTLS(),
+        Ehlo("client.example"),
+        Auth("PLAIN", b"\0u\0p"),
+        AuthResponse(b"x"),
+        Raw("DATA"),
+        Raw("XCLIENT", "ADDR=192.0.2.1"),
+        DataEnd(),
+    ]
+)
+#: Reply lines a server may send, good and bad.
+LINES = st.sampled_from(
+    [
+        b"250 2.1.0 Ok\r\n",
+        b"250 2.1.5 Ok\r\n",
+        b"251 forwarded\r\n",
+        b"250 2.0.0 Ok: queued as 4F2A\r\n",
+        b"250-first\r\n250 second\r\n",
+        b"354 go ahead\r\n",
+        b"334 VXNlcm5hbWU6\r\n",
+        b"220 ready\r\n",
+        b"221 bye\r\n",
+        b"421 4.3.2 closing\r\n",
+        b"450 busy\r\n",
+        b"451 try later\r\n",
+        b"452 too many\r\n",
+        b"550 5.1.1 no such user\r\n",
+        b"552 too big\r\n",
+        b"554 refused\r\n",
+        b"250 bare lf\n",
+        b"hello garbage\r\n",
+        b"250-code\r\n251 changed\r\n",
+    ]
+)
+
+
+def cut(data: bytes, cuts: list[int]) -> list[bytes]:
+    """``data`` in pieces at the (sorted, in-range) offsets ``cuts``."""
+    offsets = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
+    return [data[a:b] for a, b in itertools.pairwise(offsets) if b > a]
+
+
+def outcome(call: Callable[[], Any]) -> tuple[str, Any]:
+    """What ``call`` did: ``("value", result)`` or ``("raised", (type, args))``."""
+    try:
+        return "value", call()
+    except Exception as exc:
+        return "raised", (type(exc), exc.args)
+
+
+def connection_state(conn: ClientConnection) -> tuple[object, ...]:
+    return (conn.state, conn.pending, conn.extensions, conn.utf8, conn.accepted_recipients)
+
+
+def ready(ehlo: bytes, lmtp: bool = False, pending: tuple[Command, ...] = ()) -> ClientConnection:
+    """A connection past EHLO with ``ehlo``'s extensions and ``pending`` sent."""
+    conn = ClientConnection(lmtp=lmtp)
+    conn.receive_data(b"220 server.example\r\n")
+    conn.next_event()
+    conn.send(Ehlo("client"))
+    conn.receive_data(ehlo)
+    conn.next_event()
+    for command in pending:
+        conn.send(command)
+    return conn
+
+
+EHLO_PIPELINING = b"250-server.example\r\n250-PIPELINING\r\n250 CHUNKING\r\n"
+EHLO_PLAIN = b"250-server.example\r\n250 CHUNKING\r\n"
+PENDING = st.sampled_from(
+    [(), (Mail("s@x"),), (Rcpt("a@x"),), (Rset(), Mail("s@x")), (Noop(),), (Data(),)]
+)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+@given(COMMANDS, st.booleans(), st.sampled_from([EHLO_PIPELINING, EHLO_PLAIN]), PENDING)
+def test_send_is_send_checked(command: Command, utf8: bool, ehlo: bytes, pending: Any) -> None:
+    """``send``'s quick case (a command with nothing to refuse but its bytes) is the full
+    check's: same bytes or exception, same state after."""
+    quick, checked = ready(ehlo), ready(ehlo)
+    for conn in (quick, checked):
+        conn.utf8 = utf8
+        for sent in pending:
+            if outcome(lambda sent=sent, conn=conn: conn.send(sent))[0] == "raised":
+                break
+    assert connection_state(quick) == connection_state(checked)
+    got = outcome(lambda: quick.send(command))
+    assert got == outcome(lambda: checked._send_checked(command))
+    assert connection_state(quick) == connection_state(checked)
+
+
+@given(
+    st.lists(COMMANDS, max_size=6),
+    st.booleans(),
+    st.sampled_from([EHLO_PIPELINING, EHLO_PLAIN]),
+    PENDING,
+)
+@example([Mail("s@x"), Rcpt("a@x"), Data()], False, EHLO_PIPELINING, ())
+@example([Data(), Rcpt("a\r\n@x")], False, EHLO_PIPELINING, ())
+def test_send_many_is_sending_each(
+    group: list[Command], utf8: bool, ehlo: bytes, pending: Any
+) -> None:
+    """``send_many``'s one-pass group is ``send`` one command after the other, undone on a
+    refusal: same bytes or exception, same state after."""
+    quick, each = ready(ehlo), ready(ehlo)
+    for conn in (quick, each):
+        conn.utf8 = utf8
+        for sent in pending:
+            if outcome(lambda sent=sent, conn=conn: conn.send(sent))[0] == "raised":
+                break
+    assert outcome(lambda: quick.send_many(group)) == outcome(lambda: each._send_each(group))
+    assert connection_state(quick) == connection_state(each)
+
+
+@given(COMMANDS, st.booleans())
+def test_encode_is_encode_line_of_the_line(command: Command, utf8: bool) -> None:
+    """``Command.encode``'s inline quick case is ``encode_line``'s."""
+    line = outcome(command.line)
+    assume(line[0] == "value")
+    assert outcome(lambda: command.encode(utf8)) == outcome(lambda: encode_line(line[1], utf8))
+
+
+# --------------------------------------------------------------------------- replies
+
+
+@settings(max_examples=300)
+@given(
+    group=st.lists(COMMANDS, max_size=5),
+    lines=st.lists(LINES, max_size=8),
+    cuts=st.lists(st.integers(0, 400), max_size=4),
+    eof=st.booleans(),
+    count=st.integers(0, 6),
+    lmtp=st.booleans(),
+    ehlo=st.sampled_from([EHLO_PIPELINING, EHLO_PLAIN]),
+)
+def test_next_replies_is_next_event_in_a_loop(
+    *,
+    group: list[Command],
+    lines: list[bytes],
+    cuts: list[int],
+    eof: bool,
+    count: int,
+    lmtp: bool,
+    ehlo: bytes,
+) -> None:
+    """``next_replies`` gives what calling ``next_event`` until ``count`` replies, a closed
+    connection, ``NEED_DATA`` or ``ConnectionClosed`` gives, read after read."""
+    batch, single = ready(ehlo, lmtp), ready(ehlo, lmtp)
+    for conn in (batch, single):
+        outcome(lambda conn=conn: conn.send_many(group))
+    assert connection_state(batch) == connection_state(single)
+    reads = [*cut(b"".join(lines), cuts), *([b""] if eof else [])]  # b"": EOF
+    got: list[Reply] = []
+    expected: list[Reply] = []
+
+    def one_by_one() -> object:
+        while len(expected) < count:
+            event = single.next_event()
+            if not isinstance(event, Reply):
+                return event
+            expected.append(event)
+            if single.state.value == "closed":
+                return None
+        return None
+
+    for data in [None, *reads]:  # first asked before any byte arrived
+        if data is not None:
+            fed = outcome(lambda data=data: batch.receive_data(data))
+            assert fed == outcome(lambda data=data: single.receive_data(data))
+        status = outcome(lambda: batch.next_replies(got, count))
+        assert status == outcome(one_by_one)
+        assert got == expected
+        assert connection_state(batch) == connection_state(single)
+        if status != ("value", NEED_DATA):
+            break
+
+
+def test_next_replies_returns_need_data_before_any_byte_and_none_at_count() -> None:
+    conn = ready(EHLO_PIPELINING, pending=(Mail("s@x"), Rcpt("a@x")))
+    replies: list[Reply] = []
+    assert conn.next_replies(replies, 2) is NEED_DATA
+    conn.receive_data(b"250 ok\r\n250 ")
+    assert conn.next_replies(replies, 2) is NEED_DATA
+    assert [reply.code for reply in replies] == [250]
+    conn.receive_data(b"ok\r\n")
+    assert conn.next_replies(replies, 2) is None
+    assert [reply.code for reply in replies] == [250, 250]
+    assert conn.next_replies(replies, 2) is None  # nothing more asked: nothing read
+    conn.receive_data(b"")
+    assert isinstance(conn.next_replies(replies, 3), ConnectionClosed)
+
+
+def test_next_replies_keeps_the_replies_before_a_protocol_error() -> None:
+    conn = ready(EHLO_PIPELINING, pending=(Mail("s@x"), Rcpt("a@x")))
+    conn.receive_data(b"250 ok\r\nhello\r\n")
+    replies: list[Reply] = []
+    try:
+        conn.next_replies(replies, 2)
+    except RemoteProtocolError:
+        pass
+    else:
+        raise AssertionError("garbage must be refused")
+    assert [reply.code for reply in replies] == [250]
+    assert conn.state.value == "closed"
+
+
+# --------------------------------------------------------------------------- quick __init__s
+
+QUICK = [
+    (Mail, st.tuples(st.text(max_size=5), st.tuples(st.text(max_size=5)))),
+    (Rcpt, st.tuples(st.text(max_size=5), st.tuples(st.text(max_size=5)))),
+    (Bdat, st.tuples(st.integers(0, 10**9), st.booleans())),
+    (Reply, st.tuples(st.integers(200, 599), st.tuples(st.binary(max_size=5)), st.binary())),
+    (TransactionReplies, st.tuples(st.just({"a": Reply(250, (b"x",))}), st.just({}))),
+    (
+        OneChunkOutcome,
+        st.tuples(
+            st.just(TransactionReplies({}, {})),
+            st.just({}),
+            st.sampled_from([None, ValueError("x")]),
+            st.booleans(),
+            st.sampled_from([None, Reply(250, (b"ok",))]),
+        ),
+    ),
+]
+
+
+@given(st.data())
+def test_quick_inits_build_what_the_dataclass_would(data: st.DataObject) -> None:
+    """The hand-written ``__init__`` of the per-message dataclasses sets every field as the
+    generated one does (positionally, by keyword, defaults omitted) and keeps them frozen."""
+    cls, values = data.draw(st.sampled_from(QUICK))
+    args = data.draw(values)
+    fields = dataclasses.fields(cls)
+    keywords = {f.name: a for f, a in zip(fields, args, strict=True)}
+    by_position, by_keyword = cls(*args), cls(**keywords)
+    for built in (by_position, by_keyword):
+        assert tuple(getattr(built, f.name) for f in fields) == args
+        assert built == by_position
+        assert outcome(lambda built=built: hash(built)) == outcome(lambda: hash(by_position))
+        try:
+            setattr(built, fields[0].name, args[0])
+        except dataclasses.FrozenInstanceError:
+            pass
+        else:
+            raise AssertionError(f"{cls.__name__} is not frozen")
+    required = [f for f in fields if f.default is dataclasses.MISSING]
+    shortest = cls(*args[: len(required)])
+    for f in fields[len(required) :]:
+        assert getattr(shortest, f.name) == f.default
+    assert repr(by_position).startswith(f"{cls.__name__}(")
+    assert dataclasses.replace(by_position) == by_position
+
+
+# --------------------------------------------------------------------------- one chunk
+
+
+BODIES = st.one_of(
+    st.binary(max_size=40),
+    st.lists(st.sampled_from([b"line", b".dot", b"\r\n", b"\n", b"\r", b"x"]), max_size=12).map(
+        b"".join
+    ),
+)
+
+
+@given(BODIES, st.booleans())
+@example(b"a\r\n", False)
+@example(b"", False)
+@example(b"a\r", False)
+def test_one_chunk_request_as_is_is_what_the_encoder_sends(body: bytes, binary: bool) -> None:
+    """``one_chunk_request`` sends a body that needs no rewriting as it is, without the
+    encoder: the bytes the encoder would send."""
+    client = chunking_client([EHLO_LINE, S(EHLO_PIPELINING)])
+    request = one_chunk_request(client, (Mail("s@x"), Rcpt("a@x")), body, binary)
+    if binary:
+        expected = body
+    else:
+        encoder = BodyEncoder(stuff_dots=False)
+        expected = encoder.encode(body) + encoder.finish()
+        assert sent_as_is(body) == (expected == body)
+    envelope = b"mail FROM:<s@x>\r\nrcpt TO:<a@x>\r\n"
+    assert request == envelope + b"BDAT %d LAST\r\n" % len(expected) + expected
+
+
+def chunking_client(script: list[Any]) -> Client:
+    client = connected()
+    assert Peer(script).run(client.ehlo())[0] == 250
+    return client
