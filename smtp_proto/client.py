@@ -57,7 +57,7 @@ from .requests import (
     Request,
 )
 from .source import Message, Readable, fix_line_ends
-from .transaction import transaction_gen
+from .transaction import sendmail_gen, transaction_gen
 
 __all__ = [
     "BDAT_WINDOW",
@@ -288,9 +288,10 @@ class Client(Exchange):
         it), byte for byte: no line ending is changed.  ``SMTPNotSupportedError`` before
         anything is sent when the server does not advertise CHUNKING.
         """
-        recipients = [to_addrs] if isinstance(to_addrs, str) else to_addrs
-        envelope = [(recipient, rcpt_options) for recipient in recipients]
-        return transaction_gen(self, from_addr, envelope, msg, mail_options)
+        recipients = [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)
+        return sendmail_gen(
+            self, from_addr, recipients, msg, mail_options=mail_options, rcpt_options=rcpt_options
+        )
 
     def transaction(
         self,

@@ -8,7 +8,7 @@ import datetime
 import logging
 import sys
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import Any, cast
 
 from .attributes import SMTPAttributes
 from .commands import Auth, AuthResponse, Command, Data, is_utf8
@@ -192,17 +192,24 @@ class Exchange(SMTPAttributes):
         return data
 
     def _exchange_gen(
-        self, data: bytes | memoryview | str, count: int, partial_at_eof: bool = False
+        self,
+        data: bytes | memoryview | str,
+        count: int,
+        partial_at_eof: bool = False,
+        *,
+        as_is: bool = False,
     ) -> Generator[IORequest, Any, list[Reply]]:
         """Write ``data`` (if any), then read ``count`` replies.
 
         Fewer replies come back when the server closes with a 421 after one of them, or, with
         ``partial_at_eof``, when it hangs up after at least one.  EOF, I/O errors, protocol
         errors and 421 close the connection; the errors raise what ``smtplib`` raises.
+        ``as_is``: the caller knows ``send`` is not replaced, so ``data`` (bytes) is the write
+        request itself (``_write_request`` would return it).
         """
         if data:
             try:
-                yield self._write_request(data)
+                yield cast(bytes, data) if as_is else self._write_request(data)
             except OSError:
                 yield from self._abort_gen()
                 raise SMTPServerDisconnected("Server not connected") from None

@@ -13,8 +13,17 @@ from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .bdat import BDAT_WINDOW, binary_body_gen, one_chunk_request, send_chunks_gen
+from .body import PIECE_SIZE
 from .commands import Data, Mail, Rcpt, is_utf8
-from .data import data_command_gen, data_gen, finish_body_gen, send_body_gen
+from .connection import _CLOSED
+from .data import (
+    body_reply,
+    data_command_gen,
+    data_gen,
+    drop_unfinished_body_gen,
+    finish_body_gen,
+    send_body_gen,
+)
 from .errors import (
     SMTPDataError,
     SMTPMessageTooLarge,
@@ -44,6 +53,7 @@ __all__ = [
     "data_gen",
     "keep_outcome",
     "mail_parameters",
+    "sendmail_gen",
     "transaction_gen",
 ]
 
@@ -56,6 +66,104 @@ def _binary_body(options: Sequence[str]) -> bool:
 
 #: The methods ``smtplib``'s ``sendmail`` calls, directly or through the ones it calls.
 _TRANSACTION_METHODS = ("mail", "rcpt", "data", "rset", "send", "putcmd", "getreply", "docmd")
+
+
+#: What ``transaction_gen`` calls through the call graph before a transaction of one piece.
+_ONE_PIECE_METHODS = ("ehlo_or_helo_if_needed", *_TRANSACTION_METHODS)
+
+
+def sendmail_gen(
+    client: Client,
+    from_addr: str,
+    recipients: Sequence[str],
+    msg: Message,
+    *,
+    mail_options: Sequence[str] = (),
+    rcpt_options: Sequence[str] = (),
+) -> Operation[dict[str, tuple[int, bytes]]]:
+    """``sendmail`` to ``recipients`` (each with ``rcpt_options``): ``transaction_gen``.
+
+    The per-message case, a message in memory of one piece to a server that pipelines, in a
+    greeted session with nothing replaced and no transcript, runs here inline: the steps
+    ``transaction_gen`` takes for it, in the same order, without the generators and checks
+    that choose among its protocols.  With BDAT that is one round trip; with DATA two, and
+    anything but a 354 to an accepted envelope goes on as ``transaction_gen`` does.
+    """
+    chunking = _one_piece(client, recipients, msg, mail_options)
+    if chunking is None:
+        envelope = [(recipient, rcpt_options) for recipient in recipients]
+        return (yield from transaction_gen(client, from_addr, envelope, msg, mail_options))
+    assert isinstance(msg, bytes)
+    binary = _binary_body(mail_options)
+    options = mail_parameters(client, from_addr, msg, mail_options)
+    client.last_replies = TransactionReplies({}, {})
+    mail = client._build_mail(from_addr, options)
+    rcpts = [client._build_rcpt(recipient, rcpt_options) for recipient in recipients]
+    if chunking:
+        first = one_chunk_request(client, (mail, *rcpts), msg, binary)
+        count = len(rcpts) + 2
+        replies = yield from client._exchange_gen(first, count, partial_at_eof=True, as_is=True)
+        if len(replies) == count and replies[0].code == 250 and replies[-1].code == 250:
+            # Delivered, unless every recipient was refused (one_chunk_outcome's success).
+            kept: dict[str, Reply] = {}
+            refused = envelope_replies(kept, rcpts, replies[1:-1])[0]
+            if len(refused) < len(rcpts):  # (a 421 closed: fewer replies)
+                client.last_replies = TransactionReplies(kept, {"": replies[-1]})
+                return refused
+        return (yield from conclude_gen(client, one_chunk_outcome(mail, rcpts, replies)))
+    expected = len(rcpts) + 2
+    first = client._encode(mail, *rcpts, Data())
+    replies = yield from client._exchange_gen(first, expected, as_is=True)
+    if not _envelope_accepted(replies, expected):
+        return (yield from _data_envelope_gen(client, mail, rcpts, Pieces(msg), replies))
+    refused = envelope_replies(client.last_replies.rcpt, rcpts, replies[1:])[0]
+    connection = client.connection
+    try:
+        out = connection.send_data(msg)
+    except Exception:
+        yield from drop_unfinished_body_gen(client)
+        raise
+    out += connection.end_data()
+    reply = (yield from client._exchange_gen(out, 1, as_is=True))[0]
+    code, text = body_reply(client, reply)
+    if code == 250:
+        return refused
+    return (yield from _finish_transaction_gen(client, code, text, refused, len(rcpts)))
+
+
+def _one_piece(
+    client: Client, recipients: Sequence[str], msg: Message, mail_options: Sequence[str]
+) -> bool | None:
+    """Whether ``transaction_gen`` would send ``msg`` pipelined as one piece, with nothing to
+    do first (greeted; its own steps, none replaced; no transcript): ``True`` as ``BDAT n
+    LAST``, ``False`` after DATA, ``None`` if not."""
+    connection = client._connection
+    owner = client.owner
+    if (
+        msg.__class__ is not bytes
+        or len(msg) > PIECE_SIZE
+        or not recipients
+        or client.lmtp
+        or connection is None
+        or connection.state is _CLOSED
+        or owner.debuglevel > 0
+        or (owner.helo_resp is None and owner.ehlo_resp is None)
+    ):
+        return None
+    extensions = connection.extensions
+    if not (owner.pipelining and extensions.pipelining):
+        return None
+    if client._any_replaced(_ONE_PIECE_METHODS):
+        return None
+    return bool((owner.chunking and extensions.chunking) or _binary_body(mail_options))
+
+
+def _envelope_accepted(replies: list[Reply], expected: int) -> bool:
+    """Whether the replies to MAIL, the RCPTs and DATA let the body go: every one came (a 421
+    closes: none after it), MAIL 250, a RCPT 250 or 251, DATA 354."""
+    if len(replies) != expected or replies[0].code != 250 or replies[-1].code != 354:
+        return False
+    return any(reply.code in (250, 251) for reply in replies[1:-1])
 
 
 def transaction_gen(
@@ -210,6 +318,15 @@ def _pipelined_data_gen(
     """
     expected = len(rcpts) + 2
     replies = yield from client._exchange_gen(client._encode(mail, *rcpts, Data()), expected)
+    return (yield from _data_envelope_gen(client, mail, rcpts, pieces, replies))
+
+
+def _data_envelope_gen(
+    client: Client, mail: Mail, rcpts: list[Rcpt], pieces: Pieces, replies: list[Reply]
+) -> Generator[IORequest, Any, dict[str, tuple[int, bytes]]]:
+    """What follows the replies to a pipelined MAIL, RCPTs and DATA: the body, or what
+    lock-step ``sendmail`` does for the refusal among them."""
+    expected = len(rcpts) + 2
     mail_reply = replies[0]
     refused, closed_at_rcpt = envelope_replies(client.last_replies.rcpt, rcpts, replies[1:])
     proceed = mail_reply.code == 250 and not closed_at_rcpt and len(refused) < len(rcpts)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any
 
-from hypothesis import assume, example, given, settings
+from hypothesis import assume, event, example, given, settings
 from hypothesis import strategies as st
 
 from smtp_proto.bdat import one_chunk_request
@@ -40,6 +40,8 @@ from smtp_proto.connection import NEED_DATA, ClientConnection, ConnectionClosed,
 from smtp_proto.errors import RemoteProtocolError
 from smtp_proto.outcome import OneChunkOutcome, TransactionReplies
 from smtp_proto.replies import Reply
+from smtp_proto.requests import CLOSE, RECEIVE
+from smtp_proto.transaction import _one_piece
 from tests.offline import EHLO_LINE, Peer, S, connected
 
 # --------------------------------------------------------------------------- strategies
@@ -222,10 +224,10 @@ def test_next_replies_is_next_event_in_a_loop(
 
     def one_by_one() -> object:
         while len(expected) < count:
-            event = single.next_event()
-            if not isinstance(event, Reply):
-                return event
-            expected.append(event)
+            answer = single.next_event()
+            if not isinstance(answer, Reply):
+                return answer
+            expected.append(answer)
             if single.state.value == "closed":
                 return None
         return None
@@ -349,7 +351,214 @@ def test_one_chunk_request_as_is_is_what_the_encoder_sends(body: bytes, binary: 
     assert request == envelope + b"BDAT %d LAST\r\n" % len(expected) + expected
 
 
+# --------------------------------------------------------------------------- sendmail
+
+
 def chunking_client(script: list[Any]) -> Client:
     client = connected()
     assert Peer(script).run(client.ehlo())[0] == 250
     return client
+
+
+class Feed:
+    """Answers a client's requests from a fixed list of reads (EOF after the last), failing
+    the ``fail_write``-th write and the ``fail_read``-th read with an ``OSError``; records
+    every request."""
+
+    def __init__(self, reads: list[bytes], fail_write: int, fail_read: int) -> None:
+        self.reads = list(reads)
+        self.fail_write, self.fail_read = fail_write, fail_read
+        self.log: list[tuple[str, bytes]] = []
+
+    def answer(self, request: Any) -> Any:
+        if isinstance(request, bytes | memoryview):
+            self.log.append(("write", bytes(request)))
+            if sum(kind == "write" for kind, _ in self.log) == self.fail_write:
+                raise OSError("write failed")
+            return None
+        if request is RECEIVE:
+            self.log.append(("read", b""))
+            if sum(kind == "read" for kind, _ in self.log) == self.fail_read:
+                raise OSError("read failed")
+            return self.reads.pop(0) if self.reads else b""
+        self.log.append((repr(request), b""))
+        assert request is CLOSE
+        return None
+
+
+def run_fed(operation: Generator[Any, Any, Any], feed: Feed) -> tuple[str, Any]:
+    def drive() -> Any:
+        value: Any = None
+        error: Exception | None = None
+        while True:
+            try:
+                request = operation.send(value) if error is None else operation.throw(error)
+            except StopIteration as done:
+                return done.value
+            error = None
+            try:
+                value = feed.answer(request)
+            except OSError as exc:
+                error = exc
+
+    return outcome(drive)
+
+
+def client_state(client: Client) -> tuple[object, ...]:
+    connection = client._connection
+    state = None if connection is None else connection_state(connection)
+    owner = client.owner
+    return (
+        state,
+        client.last_replies,
+        owner.command_encoding,
+        owner.helo_resp,
+        owner.ehlo_resp,
+        client.is_connected,
+    )
+
+
+#: Mostly what the per-message path takes: a server that pipelines, greeted, bytes.
+FEATURES = st.tuples(
+    st.sampled_from([["PIPELINING"]] * 4 + [[]]),
+    st.lists(st.sampled_from(["CHUNKING", "CHUNKING", "SIZE 40", "SIZE 100000", "SMTPUTF8"])),
+).map(lambda parts: parts[0] + parts[1])
+MOSTLY = st.sampled_from([True, True, True, False])
+MESSAGES = st.one_of(
+    BODIES,
+    BODIES,
+    BODIES,
+    st.sampled_from([b"Subject: s\r\n\r\nbody\r\n", b".\r\n", "text \u00e9\n", "plain\n"]),
+)
+RECIPIENTS = st.sampled_from([1, 1, 1, 0]).flatmap(
+    lambda some: st.lists(ADDRESSES, min_size=some, max_size=3 * some)
+)
+NO_FAILURE = st.sampled_from([0] * 8 + [1, 2, 3])  # the n-th write or read fails; 0: none
+
+
+def reply_line(code: int, text: bytes) -> bytes:
+    return b"%d %s\r\n" % (code, text)
+
+
+#: What a server answers a transaction: codes for MAIL, each RCPT, DATA or BDAT, the body,
+#: and the final reply's text; mostly what lets it through, a refusal or closing now and then.
+TRANSACTION_CODES = st.tuples(
+    st.sampled_from([250, 250, 250, 421, 451, 550]),
+    st.lists(st.sampled_from([250, 250, 251, 421, 450, 450, 550]), min_size=3, max_size=3),
+    st.sampled_from([354, 354, 250, 250, 421, 451, 554]),
+    st.sampled_from([250, 250, 250, 421, 452, 554]),
+    st.sampled_from([b"2.0.0 Ok: queued as 9B1C", b"ok", b"2.0.0 Ok: queued as 77AE0"]),
+)
+
+
+def transaction_replies(codes: Any, recipients: int, chunking: bool) -> list[bytes]:
+    """The lines a server sends to a transaction of ``recipients`` with ``codes``: MAIL's,
+    the RCPTs', DATA's (unless ``chunking``), the body's, then RSET's."""
+    mail, rcpts, data, body, text = codes
+    return [
+        b"%d 2.1.0 sender\r\n" % mail,
+        *(b"%d 2.1.5 rcpt\r\n" % code for code in rcpts[:recipients]),
+        *([] if chunking else [b"%d go on\r\n" % data]),
+        b"%d %s\r\n" % (body, text),
+        b"250 2.0.0 reset\r\n",
+    ]
+
+
+@settings(max_examples=2500, deadline=None)
+@given(
+    features=FEATURES,
+    chunking=MOSTLY,
+    pipelining=MOSTLY,
+    sender=ADDRESSES,
+    recipients=RECIPIENTS,
+    message=MESSAGES,
+    mail_options=st.sampled_from(
+        [(), (), (), ("SMTPUTF8",), ("BODY=BINARYMIME",), ("BODY=8BITMIME",), ("bad\r\n",)]
+    ),
+    rcpt_options=st.sampled_from([(), (), ("NOTIFY=NEVER",)]),
+    codes=st.one_of(TRANSACTION_CODES, TRANSACTION_CODES, st.lists(LINES, max_size=10)),
+    cuts=st.lists(st.integers(0, 600), max_size=4),
+    fail_write=NO_FAILURE,
+    fail_read=NO_FAILURE,
+    greeted=MOSTLY,
+)
+@example(  # DATA opened for an envelope whose every recipient was refused: an empty body
+    features=["PIPELINING"],
+    chunking=False,
+    pipelining=True,
+    sender="a@example.org",
+    recipients=["b@example.org"],
+    message=b"hi\r\n",
+    mail_options=(),
+    rcpt_options=(),
+    codes=(250, [450, 250, 250], 354, 250, b"ok"),
+    cuts=[],
+    fail_write=0,
+    fail_read=0,
+    greeted=True,
+)
+@example(  # BDAT with one recipient of two refused
+    features=["PIPELINING", "CHUNKING"],
+    chunking=True,
+    pipelining=True,
+    sender="a@example.org",
+    recipients=["b@example.org", "a@example.org"],
+    message=b"hi\r\n",
+    mail_options=(),
+    rcpt_options=(),
+    codes=(250, [550, 250, 250], 354, 250, b"ok"),
+    cuts=[7],
+    fail_write=0,
+    fail_read=0,
+    greeted=True,
+)
+def test_sendmail_is_the_general_transaction(
+    *,
+    features: list[str],
+    chunking: bool,
+    pipelining: bool,
+    sender: str,
+    recipients: list[str],
+    message: bytes | str,
+    mail_options: tuple[str, ...],
+    rcpt_options: tuple[str, ...],
+    codes: Any,
+    cuts: list[int],
+    fail_write: int,
+    fail_read: int,
+    greeted: bool,
+) -> None:
+    """``sendmail`` (which runs a message of one piece inline) does what ``transaction_gen``
+    does for the same arguments, against the same reads: the same requests in the same
+    order, the same result or exception, the same replies kept and state left."""
+    ehlo_lines = ["server.example", *features]
+    ehlo = b"".join(
+        b"250%s%s\r\n" % (b"-" if index < len(features) else b" ", text.encode())
+        for index, text in enumerate(ehlo_lines)
+    )
+    if isinstance(codes, tuple):
+        bdat = (chunking and "CHUNKING" in features) or "BODY=BINARYMIME" in mail_options
+        lines = transaction_replies(codes, len(recipients), bdat)
+    else:
+        lines = codes  # any lines at all
+    reads = cut(b"".join(lines), cuts)
+    if not greeted:
+        reads = [ehlo, *reads]  # sendmail's EHLO first
+    clients = []
+    for _ in range(2):
+        client = connected()
+        client.chunking, client.pipelining = chunking, pipelining
+        if greeted:
+            Peer([EHLO_LINE, S(ehlo)]).run(client.ehlo())
+        client.last_replies = TransactionReplies({"earlier@example.org": Reply(250, (b"",))}, {})
+        clients.append(client)
+    quick, general = clients
+    path = _one_piece(quick, recipients, message, mail_options)
+    event(f"sendmail's path: {({None: 'general', True: 'BDAT', False: 'DATA'})[path]}")
+    feeds = [Feed(reads, fail_write, fail_read) for _ in range(2)]
+    got = run_fed(quick.sendmail(sender, recipients, message, mail_options, rcpt_options), feeds[0])
+    envelope = [(recipient, rcpt_options) for recipient in recipients]
+    expected = run_fed(general.transaction(sender, envelope, message, mail_options), feeds[1])
+    assert got == expected
+    assert feeds[0].log == feeds[1].log
+    assert client_state(quick) == client_state(general)
