@@ -43,6 +43,7 @@ class Exchange(SMTPAttributes):
         lmtp: bool = False,
         owner: SMTPAttributes | None = None,
         overrides: Callable[[str], Callable[..., Any] | None] | None = None,
+        replaced: Callable[[tuple[str, ...]], bool] | None = None,
     ) -> None:
         SMTPAttributes.__init__(self)
         #: The object holding ``smtplib``'s attributes: an adapter's ``SMTP``, or this one.
@@ -55,6 +56,8 @@ class Exchange(SMTPAttributes):
         #: The replies of the last ``sendmail``/``transaction``, as ``Reply`` objects.
         self.last_replies: TransactionReplies = TransactionReplies({}, {})
         self._override = overrides or _nothing_overridden
+        #: ``any(overrides(name) is not None for name in names)``, if the owner has it quicker.
+        self._replaced = replaced
         self._connection: ClientConnection | None = None
 
     @property
@@ -148,6 +151,8 @@ class Exchange(SMTPAttributes):
         """Whether a subclass or a mock replaced any of the public methods ``names``."""
         override = self._override
         if override is not _nothing_overridden:
+            if self._replaced is not None:
+                return self._replaced(names)
             for name in names:
                 if override(name) is not None:
                     return True

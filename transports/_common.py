@@ -13,7 +13,9 @@ import sys
 import warnings
 from collections.abc import Callable
 from contextvars import ContextVar
+from itertools import repeat
 from math import inf
+from operator import is_
 from typing import Any, ClassVar
 
 from smtp_proto.attributes import SMTPAttributes
@@ -304,7 +306,9 @@ class SMTPObject(SMTPAttributes):
             self._local_hostname = local_hostname
         self._tls_context: ssl.SSLContext | None = None
         #: The protocol core for this object, which holds its attributes.
-        self._client = Client(lmtp=self._lmtp, owner=self, overrides=self._override)
+        self._client = Client(
+            lmtp=self._lmtp, owner=self, overrides=self._override, replaced=self._replaced
+        )
 
     def _drop(self) -> None:
         """Close the connection and forget it (the adapter's own; ``close()`` calls it)."""
@@ -343,6 +347,16 @@ class SMTPObject(SMTPAttributes):
         if getattr(type(self), name) is self._api[name]:
             return None
         return getattr(self, name)  # type: ignore[no-any-return]
+
+    def _replaced(self, names: tuple[str, ...]) -> bool:
+        """Whether any of the methods ``names`` was replaced (``_override`` of each is not
+        ``None``), asked once a message: the usual answer, nothing set on the object and the
+        class's own methods, is found without a Python call per name."""
+        if self.__dict__.keys().isdisjoint(names):
+            own = map(self._api.__getitem__, names)
+            if all(map(is_, map(getattr, repeat(type(self)), names), own)):
+                return False
+        return any(self._override(name) is not None for name in names)
 
     def _inside_operation(self) -> bool:
         """Whether this call comes from inside one of this object's operations."""
