@@ -23,6 +23,7 @@ pipelined::
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import threading
@@ -177,7 +178,7 @@ class SMTP(SyncAPI):
         if request.__class__ is bytes or request.__class__ is memoryview:
             sys.audit("smtplib.send", self, request)
             _arm(sock, self._deadline.for_write(self._timeout))
-            sock.sendall(request)  # the socket's timeout bounds the whole call
+            _write(sock, request)
             return None
         if request is RECEIVE:
             _arm(sock, self._deadline.for_read(self._client, self._timeout))
@@ -204,6 +205,22 @@ class SMTP(SyncAPI):
             return drive(operation, self._perform, self.close)
         finally:
             _RUNNING.reset(token)
+
+
+def _write(sock: socket.socket, data: bytes | memoryview) -> None:
+    """``sock.sendall(data)``, bounded by the socket's timeout, without the ``poll()`` that
+    Python makes before every send on a socket with a timeout: a plain socket's descriptor is
+    then non-blocking, so a write the kernel's buffer takes whole (a message's usually) is one
+    system call; whatever it does not take goes through ``sendall``."""
+    if sock.__class__ is socket.socket and sock.gettimeout() is not None:
+        try:
+            sent = os.write(sock.fileno(), data)
+        except BlockingIOError:
+            sent = 0
+        if sent == len(data):
+            return
+        data = memoryview(data)[sent:]
+    sock.sendall(data)  # the socket's timeout bounds the whole call
 
 
 def _arm(sock: socket.socket, when: float) -> None:
