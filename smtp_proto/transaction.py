@@ -13,7 +13,7 @@ from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .bdat import BDAT_WINDOW, binary_body_gen, one_chunk_request, send_chunks_gen
-from .body import PIECE_SIZE
+from .body import PIECE_SIZE, normalised_size
 from .commands import Data, Mail, Rcpt, is_utf8
 from .connection import _CLOSED
 from .data import (
@@ -94,11 +94,15 @@ def sendmail_gen(
         envelope = [(recipient, rcpt_options) for recipient in recipients]
         return (yield from transaction_gen(client, from_addr, envelope, msg, mail_options))
     assert isinstance(msg, bytes)
-    binary = _binary_body(mail_options)
-    options = mail_parameters(client, from_addr, msg, mail_options)
-    client.last_replies = TransactionReplies({}, {})
-    mail = client._build_mail(from_addr, options)
-    rcpts = [client._build_rcpt(recipient, rcpt_options) for recipient in recipients]
+    if mail_options or rcpt_options:
+        binary = _binary_body(mail_options)
+        options = mail_parameters(client, from_addr, msg, mail_options)
+        client.last_replies = TransactionReplies({}, {})
+        mail = client._build_mail(from_addr, options)
+        rcpts = [client._build_rcpt(recipient, rcpt_options) for recipient in recipients]
+    else:
+        binary = False
+        mail, rcpts = _plain_envelope(client, from_addr, recipients, msg)
     if chunking:
         first = one_chunk_request(client, (mail, *rcpts), msg, binary)
         count = len(rcpts) + 2
@@ -129,6 +133,22 @@ def sendmail_gen(
     if code == 250:
         return refused
     return (yield from _finish_transaction_gen(client, code, text, refused, len(rcpts)))
+
+
+def _plain_envelope(
+    client: Client, from_addr: str, recipients: Sequence[str], msg: bytes
+) -> tuple[Mail, list[Rcpt]]:
+    """MAIL and the RCPTs of a transaction with no options given, as ``transaction_gen``
+    makes them (``mail_parameters``, ``_build_mail``, ``_build_rcpt`` with nothing to look
+    for in the options), ``last_replies`` emptied in between."""
+    owner = client.owner
+    size = normalised_size(msg) if owner.does_esmtp and owner.has_extn("size") else None
+    limit = client.connection.extensions.size
+    if limit and size is not None and size > limit:
+        raise SMTPMessageTooLarge(size, limit, from_addr)
+    client.last_replies = TransactionReplies({}, {})
+    mail = Mail(from_addr) if size is None else Mail(from_addr, (f"size={size}",))
+    return mail, [Rcpt(recipient) for recipient in recipients]
 
 
 def _one_piece(

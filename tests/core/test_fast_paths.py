@@ -429,6 +429,7 @@ MESSAGES = st.one_of(
     BODIES,
     BODIES,
     st.sampled_from([b"Subject: s\r\n\r\nbody\r\n", b".\r\n", "text \u00e9\n", "plain\n"]),
+    st.sampled_from([b"x" * 39 + b"\n", b"y" * 40 + b"\r\n"]),  # about the SIZE of 40
 )
 RECIPIENTS = st.sampled_from([1, 1, 1, 0]).flatmap(
     lambda some: st.lists(ADDRESSES, min_size=some, max_size=3 * some)
@@ -481,6 +482,7 @@ def transaction_replies(codes: Any, recipients: int, chunking: bool) -> list[byt
     fail_write=NO_FAILURE,
     fail_read=NO_FAILURE,
     greeted=MOSTLY,
+    tamper=st.sampled_from(["", "", "", "does_esmtp", "esmtp_features"]),
 )
 @example(  # DATA opened for an envelope whose every recipient was refused: an empty body
     features=["PIPELINING"],
@@ -496,6 +498,7 @@ def transaction_replies(codes: Any, recipients: int, chunking: bool) -> list[byt
     fail_write=0,
     fail_read=0,
     greeted=True,
+    tamper="",
 )
 @example(  # BDAT with one recipient of two refused
     features=["PIPELINING", "CHUNKING"],
@@ -511,6 +514,23 @@ def transaction_replies(codes: Any, recipients: int, chunking: bool) -> list[byt
     fail_write=0,
     fail_read=0,
     greeted=True,
+    tamper="",
+)
+@example(  # over the server's SIZE: refused before anything is sent
+    features=["PIPELINING", "CHUNKING", "SIZE 40"],
+    chunking=True,
+    pipelining=True,
+    sender="a@example.org",
+    recipients=["b@example.org"],
+    message=b"y" * 40 + b"\r\n",
+    mail_options=(),
+    rcpt_options=(),
+    codes=(250, [250, 250, 250], 354, 250, b"ok"),
+    cuts=[],
+    fail_write=0,
+    fail_read=0,
+    greeted=True,
+    tamper="",
 )
 def test_sendmail_is_the_general_transaction(
     *,
@@ -527,10 +547,12 @@ def test_sendmail_is_the_general_transaction(
     fail_write: int,
     fail_read: int,
     greeted: bool,
+    tamper: str,
 ) -> None:
     """``sendmail`` (which runs a message of one piece inline) does what ``transaction_gen``
     does for the same arguments, against the same reads: the same requests in the same
-    order, the same result or exception, the same replies kept and state left."""
+    order, the same result or exception, the same replies kept and state left (``tamper``:
+    ``smtplib`` attributes a user set after EHLO)."""
     ehlo_lines = ["server.example", *features]
     ehlo = b"".join(
         b"250%s%s\r\n" % (b"-" if index < len(features) else b" ", text.encode())
@@ -550,6 +572,11 @@ def test_sendmail_is_the_general_transaction(
         client.chunking, client.pipelining = chunking, pipelining
         if greeted:
             Peer([EHLO_LINE, S(ehlo)]).run(client.ehlo())
+            # What smtplib's users may set: no ESMTP parameters, or features of their own.
+            if tamper == "does_esmtp":
+                client.does_esmtp = False
+            elif tamper == "esmtp_features":
+                client.esmtp_features = {"pipelining": ""}
         client.last_replies = TransactionReplies({"earlier@example.org": Reply(250, (b"",))}, {})
         clients.append(client)
     quick, general = clients
