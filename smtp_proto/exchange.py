@@ -8,7 +8,7 @@ import datetime
 import logging
 import sys
 from collections.abc import Callable, Generator
-from typing import Any, cast
+from typing import Any
 
 from .attributes import SMTPAttributes
 from .commands import Auth, AuthResponse, Command, Data, is_utf8
@@ -214,7 +214,7 @@ class Exchange(SMTPAttributes):
         """
         if data:
             try:
-                yield cast(bytes, data) if as_is else self._write_request(data)
+                yield data if as_is else self._write_request(data)  # type: ignore[misc]
             except OSError:
                 yield from self._abort_gen()
                 raise SMTPServerDisconnected("Server not connected") from None
