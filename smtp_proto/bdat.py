@@ -68,17 +68,18 @@ def binary_body_gen(client: Client, source: Source) -> Operation[tuple[int, byte
 
 
 def send_chunks_gen(
-    client: Client, pieces: Pieces, binary: bool
+    client: Client, pieces: Pieces, binary: bool, *, crlf: bool | None = None
 ) -> Generator[IORequest, Any, tuple[int, bytes]]:
     """Send a message as BDAT chunks, up to ``BDAT_WINDOW`` of them unanswered when the
     server pipelines (one at a time otherwise); unchanged for BINARYMIME.
 
     A message in memory that needs no rewriting (BINARYMIME, or every line end CRLF and
     the last line ended) goes as one chunk instead: the same bytes, without a command and
-    a reply per piece, and still without a copy.
+    a reply per piece, and still without a copy.  ``crlf``: whether every line end of the
+    message in memory is CRLF, when the caller knows already (it is not scanned again).
     """
     whole = pieces.whole()
-    if whole is not None and (binary or sent_as_is(whole)):
+    if whole is not None and (binary or sent_as_is(whole, crlf)):
         yield from _write_chunk_gen(client, whole, last=True)
         return (yield from finish_body_gen(client, b""))
     encoder = bdat_encoder(binary)

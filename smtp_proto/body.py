@@ -63,10 +63,11 @@ except ImportError:  # installed without a C compiler: the same work, slower
     crlf_only, stuff_dots = _crlf_only, _stuff_dots
 
 
-def sent_as_is(data: bytes | memoryview) -> bool:
+def sent_as_is(data: bytes | memoryview, crlf: bool | None = None) -> bool:
     """Whether BDAT sends ``data`` unchanged: every line end is CRLF and the last line ends
-    (``BodyEncoder(stuff_dots=False)`` would change nothing and add nothing)."""
-    return crlf_only(data) and data[-2:] == b"\r\n"
+    (``BodyEncoder(stuff_dots=False)`` would change nothing and add nothing).  ``crlf``:
+    ``crlf_only(data)`` when the caller knows it already (a scan of the whole message)."""
+    return data[-2:] == b"\r\n" and (crlf_only(data) if crlf is None else crlf)
 
 
 def normalised_size(data: bytes) -> int:

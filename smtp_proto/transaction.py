@@ -202,7 +202,11 @@ def transaction_gen(
     owner = client.owner
     source = source_of(msg)
     binary = _binary_body(mail_options)
-    options = mail_parameters(client, from_addr, source, mail_options)
+    options, size = _sized_parameters(client, from_addr, source, mail_options)
+    # Counting the size found whether every line end of a message in memory is CRLF (it is
+    # its length then): its chunks need not scan it again.
+    counted = size is not None and not binary and isinstance(source, bytes)
+    crlf = size == len(source) if counted else None  # type: ignore[arg-type]
     extensions = client.connection.extensions
     client.last_replies = TransactionReplies({}, {})
     if client._any_replaced(_TRANSACTION_METHODS):
@@ -213,7 +217,7 @@ def transaction_gen(
     yield from pieces.start()
     if owner.pipelining and extensions.pipelining and recipients:
         if binary or (owner.chunking and extensions.chunking):
-            return (yield from _pipelined_bdat_gen(client, mail, rcpts, pieces, binary))
+            return (yield from _pipelined_bdat_gen(client, mail, rcpts, pieces, binary, crlf=crlf))
         return (yield from _pipelined_data_gen(client, mail, rcpts, pieces))
     return (yield from _lockstep_gen(client, mail, rcpts, pieces, binary))
 
@@ -225,6 +229,13 @@ def mail_parameters(
     takes SIZE and the size is known.  Raises, before anything is sent, what the server would
     refuse: ``SMTPMessageTooLarge`` over its SIZE, ``SMTPNotSupportedError`` for BINARYMIME
     without CHUNKING."""
+    return _sized_parameters(client, from_addr, source, mail_options)[0]
+
+
+def _sized_parameters(
+    client: Client, from_addr: str, source: Source, mail_options: Sequence[str]
+) -> tuple[Sequence[str], int | None]:
+    """``mail_parameters``, and the size it measured (``None`` if it measured none)."""
     owner = client.owner
     binary = _binary_body(mail_options)
     # Measured only for a server that takes SIZE: a file is sought, bytes are scanned.
@@ -237,10 +248,10 @@ def mail_parameters(
             "BODY=BINARYMIME needs BDAT, but the server does not advertise CHUNKING"
         )
     if not owner.does_esmtp:
-        return ()
+        return (), size
     if size is not None:
-        return (f"size={size}", *mail_options)
-    return mail_options
+        return (f"size={size}", *mail_options), size
+    return mail_options, size
 
 
 def _through_methods_gen(
@@ -368,7 +379,13 @@ def _data_envelope_gen(
 
 
 def _pipelined_bdat_gen(
-    client: Client, mail: Mail, rcpts: list[Rcpt], pieces: Pieces, binary: bool
+    client: Client,
+    mail: Mail,
+    rcpts: list[Rcpt],
+    pieces: Pieces,
+    binary: bool,
+    *,
+    crlf: bool | None = None,
 ) -> Generator[IORequest, Any, dict[str, tuple[int, bytes]]]:
     """MAIL and the RCPTs in one write (RFC 2920) with, for a message of one chunk, the
     whole body as ``BDAT n LAST`` (RFC 3030): one round trip.  A longer message streams
@@ -396,7 +413,7 @@ def _pipelined_bdat_gen(
     if not proceed:
         yield from _refuse_envelope_gen(client, mail, mail_reply, refused, closed_at_rcpt)
     if not single:
-        code, text = yield from send_chunks_gen(client, pieces, binary)
+        code, text = yield from send_chunks_gen(client, pieces, binary, crlf=crlf)
     return (yield from _finish_transaction_gen(client, code, text, refused, len(rcpts)))
 
 

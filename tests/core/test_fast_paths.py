@@ -18,7 +18,7 @@ from hypothesis import assume, event, example, given, settings
 from hypothesis import strategies as st
 
 from smtp_proto.bdat import one_chunk_request
-from smtp_proto.body import BodyEncoder, sent_as_is
+from smtp_proto.body import BodyEncoder, crlf_only, normalised_size, sent_as_is
 from smtp_proto.client import Client
 from smtp_proto.commands import (
     Auth,
@@ -349,6 +349,16 @@ def test_one_chunk_request_as_is_is_what_the_encoder_sends(body: bytes, binary: 
         assert sent_as_is(body) == (expected == body)
     envelope = b"mail FROM:<s@x>\r\nrcpt TO:<a@x>\r\n"
     assert request == envelope + b"BDAT %d LAST\r\n" % len(expected) + expected
+
+
+@given(BODIES)
+@example(b"a\r\r\n")
+@example(b"\n\r")
+def test_a_size_equal_to_the_length_means_crlf_line_ends(body: bytes) -> None:
+    """``transaction_gen`` takes a message whose SIZE count is its length for one whose line
+    ends are all CRLF, and does not scan it again to see whether it goes as it is."""
+    assert (normalised_size(body) == len(body)) == crlf_only(body)
+    assert sent_as_is(body, crlf_only(body)) == sent_as_is(body)
 
 
 # --------------------------------------------------------------------------- sendmail
