@@ -49,6 +49,8 @@ _HTTP_HEAD_LIMIT: Final = 16 * 1024
 #: What a name given to the proxy may hold once in IDNA: letters, digits, '-', '.' and '_'
 #: (no whitespace, control character or delimiter can reach the proxy's request).
 _NAME_CHARACTERS: Final = frozenset(string.ascii_letters + string.digits + "-._")
+#: What a URL's scheme may hold (RFC 3986 section 3.1).
+_SCHEME_CHARACTERS: Final = frozenset(string.ascii_letters + string.digits + "+-.")
 #: RFC 1928's words for its reply codes, and which ones mean the mail server was not reached.
 _SOCKS5_REPLIES: Final = {
     1: "general SOCKS server failure",
@@ -161,7 +163,7 @@ def _redacted(url: str) -> str:
     if not at:
         return url
     scheme, sep, user = userinfo.partition("://")
-    if not sep:
+    if not sep or not _SCHEME_CHARACTERS.issuperset(scheme):  # that '://' was the password's
         return f"****@{rest}"
     username, colon, _ = user.partition(":")
     return f"{scheme}://{username}{':****' if colon else ''}@{rest}"

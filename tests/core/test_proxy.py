@@ -272,6 +272,7 @@ delimited_passwords = st.lists(
     password=delimited_passwords,
     rest=st.sampled_from(["h:1080", "h", "h:x", "[::1]:1", "[::1", "h:1/x", "h:99999", "h:0"]),
 )
+@example(prefix="socks5:/", user="user", password="QZ://", rest="h:1080")  # '://' in the password
 def test_no_refusal_shows_the_password(prefix: str, user: str, password: str, rest: str) -> None:
     """However the URL breaks (a delimiter left raw in the password, say) and whatever
     rule it breaks, the error message shows no part of the password."""
