@@ -211,7 +211,9 @@ class ClientConnection:
             effect(self, command, code, reply)
         return reply
 
-    def next_replies(self, replies: list[Reply], count: int) -> NeedData | ConnectionClosed | None:
+    def next_replies(  # noqa: PLR0912 (next_event's usual case and effects inline: #14)
+        self, replies: list[Reply], count: int
+    ) -> NeedData | ConnectionClosed | None:
         """``next_event`` until ``replies`` holds ``count`` replies: a pipelined group's
         replies in one call.
 
@@ -222,7 +224,12 @@ class ClientConnection:
         """
         pending = self._pending
         parser = self._parser
-        if not parser.buffered and not self._eof and self.state is not _CLOSED:
+        if (
+            parser._position == len(parser._buffer)  # nothing buffered (parser.buffered, inline)
+            and not parser._raw_size
+            and not self._eof
+            and self.state is not _CLOSED
+        ):
             return NEED_DATA if len(replies) < count else None  # (the usual first call)
         next_reply = parser.next_reply
         while len(replies) < count:
@@ -248,9 +255,16 @@ class ClientConnection:
                 self._closed_by_server()
                 replies.append(reply)
                 return None
-            effect = _REPLY_EFFECTS.get(command.__class__)
-            if effect is not None:
-                effect(self, command, code, reply)
+            kind = command.__class__
+            if kind is Rcpt:  # _after_rcpt and _after_new_transaction (MAIL) inline
+                if code < 300:
+                    self._accepted.append(command.recipient)  # type: ignore[attr-defined]
+            elif kind is Mail:
+                self._accepted.clear()
+            else:
+                effect = _REPLY_EFFECTS.get(kind)
+                if effect is not None:
+                    effect(self, command, code, reply)
             replies.append(reply)
             if self.state is _CLOSED:
                 return None

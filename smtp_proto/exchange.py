@@ -170,8 +170,11 @@ class Exchange(SMTPAttributes):
 
     def _encode(self, *commands: Command) -> bytes:
         """The bytes of one command, or of a pipelined group of them; traced and logged."""
-        connection = self.connection
-        connection.utf8 = is_utf8(self.owner.command_encoding)
+        connection = self._connection
+        if connection is None or connection.state is _CLOSED:
+            connection = self.connection  # raises (the property, without its call when open)
+        encoding = self.owner.command_encoding
+        connection.utf8 = encoding != "ascii" and is_utf8(encoding)
         if len(commands) == 1:
             data = connection.send(commands[0])
         else:
@@ -196,7 +199,7 @@ class Exchange(SMTPAttributes):
             return data.encode(self.owner.command_encoding)
         return data
 
-    def _exchange_gen(
+    def _exchange_gen(  # noqa: PLR0912 (the connection property inline: issue #14)
         self,
         data: bytes | memoryview | str,
         count: int,
@@ -218,7 +221,9 @@ class Exchange(SMTPAttributes):
             except OSError:
                 yield from self._abort_gen()
                 raise SMTPServerDisconnected("Server not connected") from None
-        connection = self.connection
+        connection = self._connection
+        if connection is None or connection.state is _CLOSED:
+            connection = self.connection  # raises (the property, without its call when open)
         replies: list[Reply] = []
         tracing = self.owner.debuglevel > 0 or logger.isEnabledFor(logging.DEBUG)
         try:

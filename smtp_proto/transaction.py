@@ -31,6 +31,7 @@ from .errors import (
     SMTPRecipientsRefused,
     SMTPSenderRefused,
 )
+from .exchange import _nothing_overridden
 from .outcome import (
     OneChunkOutcome,
     TransactionReplies,
@@ -121,7 +122,8 @@ def sendmail_gen(
     if not _envelope_accepted(replies, expected):
         return (yield from _data_envelope_gen(client, mail, rcpts, Pieces(msg), replies))
     refused = envelope_replies(client.last_replies.rcpt, rcpts, replies[1:])[0]
-    connection = client.connection
+    connection = client._connection  # open: DATA's 354 came (a 421 closes, fewer replies)
+    assert connection is not None
     try:
         out = connection.send_data(msg)
     except Exception:
@@ -148,7 +150,7 @@ def _plain_envelope(
         raise SMTPMessageTooLarge(size, limit, from_addr)
     client.last_replies = TransactionReplies({}, {})
     mail = Mail(from_addr) if size is None else Mail(from_addr, (f"size={size}",))
-    return mail, [Rcpt(recipient) for recipient in recipients]
+    return mail, list(map(Rcpt, recipients))
 
 
 def _one_piece(
@@ -173,8 +175,8 @@ def _one_piece(
     extensions = connection.extensions
     if not (owner.pipelining and extensions.pipelining):
         return None
-    if client._any_replaced(_ONE_PIECE_METHODS):
-        return None
+    if client._override is not _nothing_overridden and client._any_replaced(_ONE_PIECE_METHODS):
+        return None  # (a Client on its own replaces nothing: no call to ask)
     return bool((owner.chunking and extensions.chunking) or _binary_body(mail_options))
 
 
@@ -183,7 +185,10 @@ def _envelope_accepted(replies: list[Reply], expected: int) -> bool:
     closes: none after it), MAIL 250, a RCPT 250 or 251, DATA 354."""
     if len(replies) != expected or replies[0].code != 250 or replies[-1].code != 354:
         return False
-    return any(reply.code in (250, 251) for reply in replies[1:-1])
+    for reply in replies[1:-1]:  # noqa: SIM110 (any() over a generator: two calls more)
+        if reply.code in (250, 251):
+            return True
+    return False
 
 
 def transaction_gen(
