@@ -44,11 +44,17 @@ def bdat_encoder(binary: bool) -> _Verbatim | BodyEncoder:
 
 
 def one_chunk_request(
-    client: Client, commands: Sequence[Command], piece: bytes | memoryview, binary: bool
+    client: Client,
+    commands: Sequence[Command],
+    piece: bytes | memoryview,
+    binary: bool,
+    *,
+    crlf: bool | None = None,
 ) -> bytes:
     """``commands`` (MAIL and the RCPTs) and a body of one piece as ``BDAT n LAST``, as one
-    write; traced at debug level in wire order."""
-    if binary or sent_as_is(piece):
+    write; traced at debug level in wire order.  ``crlf``: whether every line end of the
+    piece is CRLF, when the caller knows it already (see ``sent_as_is``)."""
+    if binary or sent_as_is(piece, crlf):
         body, tail = piece, b""  # what the encoder would give: the piece as it is
     else:
         encoder = BodyEncoder(stuff_dots=False)

@@ -95,6 +95,7 @@ def sendmail_gen(
         envelope = [(recipient, rcpt_options) for recipient in recipients]
         return (yield from transaction_gen(client, from_addr, envelope, msg, mail_options))
     assert isinstance(msg, bytes)
+    crlf = None  # whether every line end of msg is CRLF, if known
     if mail_options or rcpt_options:
         binary = _binary_body(mail_options)
         options = mail_parameters(client, from_addr, msg, mail_options)
@@ -103,9 +104,9 @@ def sendmail_gen(
         rcpts = [client._build_rcpt(recipient, rcpt_options) for recipient in recipients]
     else:
         binary = False
-        mail, rcpts = _plain_envelope(client, from_addr, recipients, msg)
+        mail, rcpts, crlf = _plain_envelope(client, from_addr, recipients, msg)
     if chunking:
-        first = one_chunk_request(client, (mail, *rcpts), msg, binary)
+        first = one_chunk_request(client, (mail, *rcpts), msg, binary, crlf=crlf)
         count = len(rcpts) + 2
         replies = yield from client._exchange_gen(first, count, partial_at_eof=True, as_is=True)
         if len(replies) == count and replies[0].code == 250 and replies[-1].code == 250:
@@ -139,18 +140,22 @@ def sendmail_gen(
 
 def _plain_envelope(
     client: Client, from_addr: str, recipients: Sequence[str], msg: bytes
-) -> tuple[Mail, list[Rcpt]]:
+) -> tuple[Mail, list[Rcpt], bool | None]:
     """MAIL and the RCPTs of a transaction with no options given, as ``transaction_gen``
     makes them (``mail_parameters``, ``_build_mail``, ``_build_rcpt`` with nothing to look
-    for in the options), ``last_replies`` emptied in between."""
+    for in the options), ``last_replies`` emptied in between; and whether every line end of
+    ``msg`` is CRLF when counting its SIZE found it (its length then), else ``None``."""
     owner = client.owner
     size = normalised_size(msg) if owner.does_esmtp and owner.has_extn("size") else None
-    limit = client.connection.extensions.size
+    connection = client._connection  # open (_one_piece)
+    assert connection is not None
+    limit = connection.extensions.size
     if limit and size is not None and size > limit:
         raise SMTPMessageTooLarge(size, limit, from_addr)
     client.last_replies = TransactionReplies({}, {})
-    mail = Mail(from_addr) if size is None else Mail(from_addr, (f"size={size}",))
-    return mail, list(map(Rcpt, recipients))
+    if size is None:
+        return Mail(from_addr), list(map(Rcpt, recipients)), None
+    return Mail(from_addr, (f"size={size}",)), list(map(Rcpt, recipients)), size == len(msg)
 
 
 def _one_piece(

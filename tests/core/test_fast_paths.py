@@ -332,15 +332,20 @@ BODIES = st.one_of(
 )
 
 
-@given(BODIES, st.booleans())
-@example(b"a\r\n", False)
-@example(b"", False)
-@example(b"a\r", False)
-def test_one_chunk_request_as_is_is_what_the_encoder_sends(body: bytes, binary: bool) -> None:
+@given(BODIES, st.booleans(), st.booleans())
+@example(b"a\r\n", False, False)
+@example(b"", False, False)
+@example(b"a\r", False, True)
+def test_one_chunk_request_as_is_is_what_the_encoder_sends(
+    body: bytes, binary: bool, known: bool
+) -> None:
     """``one_chunk_request`` sends a body that needs no rewriting as it is, without the
-    encoder: the bytes the encoder would send."""
+    encoder: the bytes the encoder would send, whether it scans the body or is told
+    (``known``) whether every line end is CRLF, as sendmail_gen tells it from the SIZE count."""
     client = chunking_client([EHLO_LINE, S(EHLO_PIPELINING)])
-    request = one_chunk_request(client, (Mail("s@x"), Rcpt("a@x")), body, binary)
+    crlf = normalised_size(body) == len(body) if known else None
+    commands = (Mail("s@x"), Rcpt("a@x"))
+    request = one_chunk_request(client, commands, body, binary, crlf=crlf)
     if binary:
         expected = body
     else:
