@@ -166,12 +166,9 @@ class AsyncSMTPBase(AsyncAPI):
             await self._open(proxy.host, proxy.port, None)
         except OSError as exc:
             raise proxy_unreachable(proxy, exc) from exc
-        general, self._deadline = self._deadline, self._deadline.whole(self._timeout)
-        try:
-            tunnel = open_tunnel(self._client, proxy, host, port, tls_first=tls is not None)
+        tunnel = open_tunnel(self._client, proxy, host, port, tls_first=tls is not None)
+        with self._one_deadline():
             await drive_async(tunnel, self._perform, self.close)
-        finally:
-            self._deadline = general
         if tls is not None:
             await self._secure(tls)
 

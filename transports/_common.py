@@ -11,7 +11,8 @@ import socket
 import ssl
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from itertools import repeat
 from math import inf
@@ -281,6 +282,8 @@ class SMTPObject(SMTPAttributes):
     #: The timeout in force on the connection (see ``resolve_timeout``).
     _timeout: float | None = DEFAULT_TIMEOUT
     _lmtp = False
+    #: How the adapter bounds the write or reply wait under way (see ``Deadline``).
+    _deadline: Deadline
     #: The adapter's own function for each name in ``HOOKS`` (set by ``register_api``).
     _api: ClassVar[dict[str, Any]] = {}
     _client: Client
@@ -337,6 +340,16 @@ class SMTPObject(SMTPAttributes):
         self._client.connecting(host, port, self.source_address)
         sys.audit("smtplib.connect", self, host, port)
         return host, port
+
+    @contextmanager
+    def _one_deadline(self) -> Iterator[None]:
+        """Bound every write and read inside by one deadline, ``timeout`` from now (a proxy's
+        handshake, as a whole), then go back to the usual rule."""
+        general, self._deadline = self._deadline, self._deadline.whole(self._timeout)
+        try:
+            yield
+        finally:
+            self._deadline = general
 
     def _override(self, name: str) -> Callable[..., Any] | None:
         """The method ``name`` if a subclass or a mock replaced it (on the class or on this

@@ -128,14 +128,11 @@ class SMTP(SyncAPI):
         except OSError as exc:
             raise proxy_unreachable(proxy, exc) from exc
         self.sock = sock  # the tunnel's exchange runs on it; connect() closes it on failure
-        general, self._deadline = self._deadline, self._deadline.whole(self._timeout)
-        try:
-            tunnel = open_tunnel(
-                self._client, proxy, host, port, tls_first=isinstance(self, SMTPSSLBase)
-            )
+        tunnel = open_tunnel(
+            self._client, proxy, host, port, tls_first=isinstance(self, SMTPSSLBase)
+        )
+        with self._one_deadline():
             self._run(tunnel)
-        finally:
-            self._deadline = general
         sock.settimeout(self._timeout)  # for what follows, as open_socket left it
         return sock
 
