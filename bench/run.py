@@ -50,6 +50,7 @@ INSTALL = {
     "aiosmtplib": "pip install aiosmtplib",
     "smtpproto": "pip install smtpproto",
     "trio": "pip install trio",
+    "uvloop": "pip install uvloop",
     "smtp_proto": "pip install -e .",
 }
 
@@ -76,6 +77,13 @@ DRIVERS = (
     Driver("smtp-proto-data", "smtp_proto_drv.py", "ours", ("--data",), OURS),
     Driver("smtp-proto-file", "smtp_proto_drv.py", "ours", ("--from-file",), OURS),
     Driver("smtp-proto-asyncio", "smtp_proto_async_drv.py", "ours", ("--flavor", "asyncio"), OURS),
+    Driver(
+        "smtp-proto-uvloop",
+        "smtp_proto_async_drv.py",
+        "ours",
+        ("--flavor", "uvloop"),
+        (*OURS, "uvloop"),
+    ),
     Driver(
         "smtp-proto-trio", "smtp_proto_async_drv.py", "ours", ("--flavor", "trio"), (*OURS, "trio")
     ),
@@ -263,7 +271,7 @@ def measure_all(run: Run) -> None:
 
 def versions() -> dict[str, str]:
     found = {"python": platform.python_version()}
-    for name in ("smtp-proto", "aiosmtplib", "smtpproto", "anyio", "trio"):
+    for name in ("smtp-proto", "aiosmtplib", "smtpproto", "anyio", "trio", "uvloop"):
         try:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from math import inf
-from typing import Any, TypeVar, Unpack
+from typing import Any, TypeVar, Unpack, cast
 
 from smtp_proto.batch import Outgoing
 from smtp_proto.errors import RemoteProtocolError, SMTPServerDisconnected
@@ -83,8 +83,8 @@ class _Stream(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport, not always a subclass of asyncio.Transport (uvloop's is not).
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self._received += data

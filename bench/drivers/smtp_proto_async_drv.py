@@ -1,4 +1,5 @@
-"""smtp-proto's asyncio and trio adapters (``--flavor asyncio|trio``).
+"""smtp-proto's asyncio and trio adapters (``--flavor asyncio|uvloop|trio``; ``uvloop``: the
+asyncio adapter on uvloop's event loop).
 
 Each workload is written once, as a coroutine function over the adapter's ``SMTP`` class
 (W6 and W7: its ``Mailer``), and run on the framework the flavor names: BDAT, since the sink
@@ -18,7 +19,11 @@ from typing import Any
 
 import common
 
-FLAVORS = {"asyncio": "smtp_proto.transports.asyncio", "trio": "smtp_proto.transports.trio"}
+FLAVORS = {
+    "asyncio": "smtp_proto.transports.asyncio",
+    "uvloop": "smtp_proto.transports.asyncio",
+    "trio": "smtp_proto.transports.trio",
+}
 
 Workload = Callable[..., Coroutine[Any, Any, Any]]
 
@@ -35,6 +40,10 @@ def run(args: argparse.Namespace, workload: Workload, *more: Any) -> Any:
         import trio  # noqa: PLC0415 - optional: only the trio row needs it
 
         return trio.run(workload, args, adapter.SMTP, *more)
+    if args.flavor == "uvloop":
+        import uvloop  # noqa: PLC0415 - optional: only the uvloop row needs it
+
+        return uvloop.run(workload(args, adapter.SMTP, *more))
     return asyncio.run(workload(args, adapter.SMTP, *more))
 
 
