@@ -73,6 +73,8 @@ DRIVERS = (
     Driver("smtpproto", "smtpproto_drv.py", "peer", needs=("smtpproto",)),
     Driver("ref-pipelined", "reference_drv.py", "reference"),
     Driver("ref-bdat", "reference_drv.py", "reference", ("--bdat",)),
+    Driver("ref-asyncio", "reference_async_drv.py", "reference"),
+    Driver("ref-uvloop", "reference_async_drv.py", "reference", ("--uvloop",), ("uvloop",)),
     Driver("smtp-proto", "smtp_proto_drv.py", "ours", needs=OURS),
     Driver("smtp-proto-data", "smtp_proto_drv.py", "ours", ("--data",), OURS),
     Driver("smtp-proto-file", "smtp_proto_drv.py", "ours", ("--from-file",), OURS),

@@ -142,6 +142,29 @@ def test_w6_sends_through_the_proxy_and_straight_to_the_sink(
     assert "| smtp-proto " in run.stdout
 
 
+def test_the_event_loop_rows_deliver_w1_and_leave_the_rest_out(
+    tmp_path: Path, build_dir: Path
+) -> None:
+    drivers = "ref-asyncio,ref-uvloop,smtp-proto-uvloop"
+    run = bench(tmp_path, build_dir, "--workloads", "W1,W3", "--drivers", drivers)
+    assert run.returncode == 0, run.stderr
+    results = json.loads(one(tmp_path, "run-*.json").read_text())["results"]
+    measured = {(r["driver"], r["workload"]): r for r in results if "skipped" not in r}
+    assert sorted(measured) == [
+        ("ref-asyncio", "W1"),
+        ("ref-uvloop", "W1"),
+        ("smtp-proto-uvloop", "W1"),
+        ("smtp-proto-uvloop", "W3"),
+    ]
+    for result in measured.values():
+        assert result["verified"] is True
+        assert result["sink_bytes"] == result["expected_bytes"]
+    assert measured["ref-uvloop", "W1"]["sink_msgs"] == 50
+    summary = [json.loads(line) for line in one(tmp_path, "run-*.summary.jsonl").open()]
+    statuses = {(s["driver"], s["workload"]): s["status"] for s in summary}
+    assert statuses["ref-asyncio", "W3"] == statuses["ref-uvloop", "W3"] != "ok"
+
+
 def test_a_missing_library_is_named_with_its_pip_command(tmp_path: Path, build_dir: Path) -> None:
     options = ("--workloads", "W5", "--drivers", "smtplib,aiosmtplib")
     run = bench(tmp_path, build_dir, *options, hide="aiosmtplib")
