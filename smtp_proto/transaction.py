@@ -111,10 +111,12 @@ def sendmail_gen(
         replies = yield from client._exchange_gen(first, count, partial_at_eof=True, as_is=True)
         if len(replies) == count and replies[0].code == 250 and replies[-1].code == 250:
             # Delivered, unless every recipient was refused (one_chunk_outcome's success).
-            kept: dict[str, Reply] = {}
-            refused = envelope_replies(kept, rcpts, replies[1:-1])[0]
+            # last_replies is still the empty one made above for this transaction: filled in
+            # place, it is what TransactionReplies(kept, {"": final}) would be.
+            kept = client.last_replies
+            refused = envelope_replies(kept.rcpt, rcpts, replies[1:-1])[0]
             if len(refused) < len(rcpts):  # (a 421 closed: fewer replies)
-                client.last_replies = TransactionReplies(kept, {"": replies[-1]})
+                kept.body[""] = replies[-1]
                 return refused
         return (yield from conclude_gen(client, one_chunk_outcome(mail, rcpts, replies)))
     expected = len(rcpts) + 2
