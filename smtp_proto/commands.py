@@ -1,7 +1,8 @@
 """SMTP commands as values, and their serialisation.
 
-Verbs are spelled as ``smtplib`` spells them (``ehlo``, ``mail FROM:``, ``rcpt TO:``,
-``data``, ...), so transcripts match the stdlib byte for byte.  Every encoded line is checked
+Verbs are spelled as the running Python's ``smtplib`` spells them (``ehlo``, ``mail FROM:``,
+``rcpt TO:``, ``data``, ...; ``mail from:`` and ``rcpt to:`` from Python 3.13 on), so
+transcripts match the stdlib byte for byte.  Every encoded line is checked
 for control characters: an argument containing CR, LF, NUL or any other control character
 could inject a second command, so it is refused with a ``LocalProtocolError``.
 """
@@ -12,12 +13,19 @@ import base64
 import email.utils
 import functools
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from ._slots import slot_setters
 from .errors import CommandEncodingError, LocalProtocolError
+
+#: How ``smtplib`` starts MAIL and RCPT lines: Python 3.13 lower-cased their keywords
+#: (CPython gh-65495); both are the same command to a server (RFC 5321, 2.4).
+_MAIL_FROM, _RCPT_TO = (
+    ("mail from:", "rcpt to:") if sys.version_info >= (3, 13) else ("mail FROM:", "rcpt TO:")
+)
 
 __all__ = [
     "Auth",
@@ -234,8 +242,8 @@ class Mail(Command):
 
     def line(self) -> str:
         if self.options:
-            return f"mail FROM:{_quoted(self.sender)} {' '.join(self.options)}"
-        return f"mail FROM:{_quoted(self.sender)}"
+            return f"{_MAIL_FROM}{_quoted(self.sender)} {' '.join(self.options)}"
+        return f"{_MAIL_FROM}{_quoted(self.sender)}"
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -252,8 +260,8 @@ class Rcpt(Command):
 
     def line(self) -> str:
         if self.options:
-            return f"rcpt TO:{_quoted(self.recipient)} {' '.join(self.options)}"
-        return f"rcpt TO:{_quoted(self.recipient)}"
+            return f"{_RCPT_TO}{_quoted(self.recipient)} {' '.join(self.options)}"
+        return f"{_RCPT_TO}{_quoted(self.recipient)}"
 
 
 @dataclass(frozen=True, slots=True)
