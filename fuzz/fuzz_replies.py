@@ -15,7 +15,12 @@ Checked, for every input:
   with a small reference parser written from RFC 5321 section 4.2 in this file;
 * ``smtplib.SMTP.getreply`` reads the same ``(code, text)`` from each accepted reply;
 * a second pass with tight limits (short lines, few lines per reply, a small buffer) checks
-  the bounds are enforced and that what is accepted is still what the reference accepts.
+  the bounds are enforced and that what is accepted is still what the reference accepts;
+* with the C accelerator installed, its parser and the pure-Python one (``PyReplyParser``),
+  fed alike and asked for replies alike, give the same thing at every step, with either
+  limits: the same replies, ``None`` or exception (type, message, ``.line``), the same
+  ``buffered``, and the same object where the Python one hands back a remembered reply.
+  (``Twins`` is the harness; tests/core/test_replies_speedups.py drives it too.)
 
 Run: ``python fuzz/fuzz_replies.py [libFuzzer options] [corpus_dir]``.  Without atheris the
 module only provides ``check(data)``, which the test suite replays over the seed corpus.
@@ -26,12 +31,13 @@ from __future__ import annotations
 import io
 import re
 import smtplib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from smtp_proto import replies as replies_module
 from smtp_proto.errors import RemoteProtocolError
-from smtp_proto.replies import Reply, ReplyParser
+from smtp_proto.replies import PyReplyParser, Reply, ReplyParser
 
 DEFAULT_MAX_BUFFER = 1 << 20
 # Reference grammar: code 2xx-5xx, then nothing, or " " / "-" and text without control
@@ -144,18 +150,82 @@ def parse_in_chunks(stream: bytes, sizes: list[int], max_buffer: int) -> tuple[l
 
 
 @contextmanager
-def line_limits(max_line: int, max_lines: int) -> Iterator[None]:
-    """Temporarily lower the parser's module-level line limits (restored afterwards)."""
-    saved = replies_module.MAX_LINE_LENGTH, replies_module.MAX_LINES_PER_REPLY
-    replies_module.MAX_LINE_LENGTH, replies_module.MAX_LINES_PER_REPLY = max_line, max_lines
+def limits(**values: int) -> Iterator[None]:
+    """Temporarily lower the parser's module-level limits (restored afterwards), for the
+    parsers made inside: the C one reads them when it is made."""
+    saved = {name: getattr(replies_module, name) for name in values}
+    for name, value in values.items():
+        setattr(replies_module, name, value)
     try:
         yield
     finally:
-        replies_module.MAX_LINE_LENGTH, replies_module.MAX_LINES_PER_REPLY = saved
+        for name, value in saved.items():
+            setattr(replies_module, name, value)
 
 
 def as_tuples(found: list[Reply]) -> list[tuple[int, tuple[bytes, ...], bytes]]:
     return [(reply.code, reply.lines, reply.raw) for reply in found]
+
+
+def describe(result: Callable[[], object], seen: list[object]) -> tuple[object, ...]:
+    """What one call gives, as comparable values: the reply (and which earlier reply in
+    ``seen`` it is the same object as), another value, or the exception."""
+    try:
+        value = result()
+    except Exception as error:  # (every exception is part of the behaviour)
+        return ("raised", type(error), error.args, str(error), getattr(error, "line", None))
+    if not isinstance(value, Reply):
+        return ("returned", value)
+    same = next((index for index, earlier in enumerate(seen) if earlier is value), None)
+    seen.append(value)
+    assert type(value) is Reply, value
+    return ("reply", value.code, value.lines, value.raw, same)
+
+
+class Twins:
+    """A C and a pure-Python parser, driven alike and compared after every step."""
+
+    def __init__(self, *args: object) -> None:
+        self.c: Any = ReplyParser(*args)
+        self.python: Any = PyReplyParser(*args)
+        self.both = (self.c, self.python)
+        self.seen: tuple[list[object], list[object]] = ([], [])
+
+    def step(self, action: Callable[[Any], object]) -> tuple[object, ...]:
+        """Run ``action`` on both; fail unless they agree.  Returns what it gave."""
+        c = describe(lambda: action(self.c), self.seen[0])
+        python = describe(lambda: action(self.python), self.seen[1])
+        assert c == python, (c, python)
+        assert self.c.buffered == self.python.buffered, (self.c.buffered, self.python.buffered)
+        limit = [describe(lambda parser=parser: parser.max_buffer, []) for parser in self.both]
+        assert limit[0] == limit[1], limit
+        return c
+
+    def feed(self, data: object) -> tuple[object, ...]:
+        return self.step(lambda parser: parser.feed(data))
+
+    def next_reply(self) -> tuple[object, ...]:
+        return self.step(lambda parser: parser.next_reply())
+
+    def drain(self, limit: int = 200) -> None:
+        """``next_reply`` until ``None`` (or ``limit`` calls: an error repeats itself)."""
+        for _ in range(limit):
+            if self.next_reply() == ("returned", None):
+                return
+
+
+def compare_parsers(stream: bytes, sizes: list[int], max_buffer: int) -> None:
+    """The C parser against the Python one on ``stream`` fed in chunks of ``sizes``; after
+    each chunk, up to three ``next_reply`` calls (as many as the stream's last byte says),
+    then all until ``None``: errors do not end the run, the state they leave is compared."""
+    twins = Twins(max_buffer)
+    fed = 0
+    for size in sizes:
+        twins.feed(stream[fed : fed + size])
+        fed = min(fed + size, len(stream))
+        for _ in range(stream[fed - 1] % 4):
+            twins.next_reply()
+    twins.drain()
 
 
 def check(data: bytes) -> None:
@@ -186,8 +256,13 @@ def check(data: bytes) -> None:
     tight_line = 8 + plan[1] % 128
     tight_lines = 1 + plan[1] % 16
     tight_buffer = 16 + 8 * plan[0]
-    with line_limits(tight_line, tight_lines):
+    tight_recent = {"RECENT_REPLIES": plan[0] % 4, "RECENT_LINE_LENGTH": plan[1] % 64}
+    with limits(MAX_LINE_LENGTH=tight_line, MAX_LINES_PER_REPLY=tight_lines, **tight_recent):
         got, failed = parse_in_chunks(stream, chunk_sizes(plan, stream), tight_buffer)
+        if ReplyParser is not PyReplyParser:
+            compare_parsers(stream, chunk_sizes(plan, stream), tight_buffer)
+    if ReplyParser is not PyReplyParser:
+        compare_parsers(stream, chunk_sizes(plan, stream), DEFAULT_MAX_BUFFER)
     expected, refused = reference_replies(stream, tight_line, tight_lines)
     assert as_tuples(got) == expected[: len(got)], (got, expected)
     if not failed:

@@ -224,12 +224,7 @@ class ClientConnection:
         """
         pending = self._pending
         parser = self._parser
-        if (
-            parser._position == len(parser._buffer)  # nothing buffered (parser.buffered, inline)
-            and not parser._raw_size
-            and not self._eof
-            and self.state is not _CLOSED
-        ):
+        if not parser.buffered and not self._eof and self.state is not _CLOSED:
             return NEED_DATA if len(replies) < count else None  # (the usual first call)
         next_reply = parser.next_reply
         while len(replies) < count:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ._slots import slot_setters
 from .errors import RemoteProtocolError, ReplyLineTooLong
@@ -214,3 +215,17 @@ def _parse_line(buffer: bytes, start: int, end: int) -> tuple[bytes, bytes | Non
         raise error
     code, separator, text = match.groups()
     return code, separator, text.strip(b" \t") if text else b""
+
+
+#: The pure-Python parser: the reference the C one (``smtp_proto._speedups``) is checked
+#: against, and ``ReplyParser`` itself when the accelerator is not installed.
+PyReplyParser = ReplyParser
+
+if not TYPE_CHECKING:  # (type checkers see the Python class, which the C one mirrors)
+    try:
+        from ._speedups import bind_replies
+    except ImportError:  # installed without a C compiler: the same parser, slower
+        pass
+    else:
+        # The C parser makes this module's Reply, raises its errors, reads its limits.
+        ReplyParser = bind_replies(globals())
