@@ -26,6 +26,7 @@
 /* Buffers at least this large are checked without holding the GIL. */
 #define NOGIL_THRESHOLD 65536
 
+#include <stddef.h>
 #include <string.h>
 
 #if PY_VERSION_HEX < 0x030C0000
