@@ -91,6 +91,9 @@ def send_chunks_gen(
     encoder = bdat_encoder(binary)
     pipelining = client.owner.pipelining and client.connection.extensions.pipelining
     window = BDAT_WINDOW if pipelining else 0
+    # A chunk that is a piece as read goes out with its command in one write, unless a
+    # replaced send() is to see the command and the data as before.
+    headed = None if client._any_replaced(("send",)) else pieces
     unanswered = 0
     failure: Reply | None = None
     try:
@@ -102,9 +105,9 @@ def send_chunks_gen(
                 continue  # the last piece goes out with BDAT LAST
             if unanswered < window:
                 unanswered += 1
-                yield from _write_chunk_gen(client, out, last=False)
+                yield from _write_chunk_gen(client, out, last=False, pieces=headed)
                 continue
-            reply = (yield from _write_chunk_gen(client, out, last=False, replies=1))[0]
+            reply = (yield from _write_chunk_gen(client, out, False, 1, headed))[0]
             if reply.code != 250:
                 failure = reply
                 break
@@ -115,7 +118,7 @@ def send_chunks_gen(
         tail = encoder.finish()
         if tail:
             out = b"".join((out, tail))
-        chunk_replies = yield from _write_chunk_gen(client, out, last=True, replies=unanswered)
+        chunk_replies = yield from _write_chunk_gen(client, out, True, unanswered, headed)
         failure = next((reply for reply in chunk_replies if reply.code != 250), None)
         result = yield from finish_body_gen(client, b"")
         if failure is None:
@@ -128,17 +131,28 @@ def send_chunks_gen(
 
 
 def _write_chunk_gen(
-    client: Client, data: bytes | memoryview, last: bool, replies: int = 0
+    client: Client,
+    data: bytes | memoryview,
+    last: bool,
+    replies: int = 0,
+    pieces: Pieces | None = None,
 ) -> Generator[IORequest, Any, list[Reply]]:
     """Send one BDAT chunk, then read ``replies`` replies.
 
-    The command and the data go out as separate writes, so a large chunk (a ``memoryview``
+    A chunk that is a piece as ``pieces`` read it into a buffer of its own goes out in one
+    write with its command, written in the room before it (``Pieces.headed``).  Otherwise
+    the command and the data go out as separate writes, so a large chunk (a ``memoryview``
     of the caller's message) is never copied to join them; a chunk larger than a piece is
     written a piece at a time, so no transport buffers more than that at once.
     """
-    yield from client._exchange_gen(client._encode(Bdat(len(data), last=last)), 0)
+    line = client._encode(Bdat(len(data), last=last))
+    headed = None if pieces is None else pieces.headed(data, line)
+    if headed is None:
+        yield from client._exchange_gen(line, 0)
     if client.owner.debuglevel > 0:
         client.print_debug("send:", repr(bytes(data)))  # after its BDAT line: wire order
+    if headed is not None:
+        return (yield from client._exchange_gen(headed, replies))
     view = memoryview(data) if len(data) > PIECE_SIZE else data
     while len(view) > PIECE_SIZE:
         yield from client._exchange_gen(view[:PIECE_SIZE], 0)

@@ -4,8 +4,9 @@ iterable, with its size known up front when it can be (for SIZE)."""
 from __future__ import annotations
 
 import inspect
+import io
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Generator, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Generator, Iterable, Iterator
 from functools import partial
 from typing import Any, Protocol, runtime_checkable
 
@@ -77,6 +78,31 @@ def known_size(source: Source, binary: bool) -> int | None:
     return None if end is None else max(end - position, 0)
 
 
+#: Room kept before each piece read into a buffer of ours: the BDAT command line of a chunk
+#: that is the piece as read can be written there and go out with it, in one write
+#: (``BDAT 262144 LAST\r\n`` takes 18 bytes).
+HEADROOM = 32
+#: How many buffers the pieces of a file rotate through: the piece being sent, the one
+#: read ahead and the one being read.
+_BUFFERS = 3
+#: The file classes whose ``readinto`` reads what their ``read`` would (exactly these
+#: classes: a subclass may change what ``read`` returns).
+_READINTO_CLASSES = (io.BufferedReader, io.BufferedRandom, io.FileIO, io.BytesIO)
+
+
+def _unviewed(buffer: bytearray) -> bool:
+    """Whether no view of ``buffer`` is left, so that nothing can read its bytes any more
+    (a transport that keeps data it could not send at once keeps a view of it, or a copy).
+    A ``bytearray`` cannot change size while a view of it exists: one byte less, then the
+    byte back (within its allocation: no copy)."""
+    try:
+        del buffer[-1:]
+    except BufferError:
+        return False
+    buffer.append(0)
+    return True
+
+
 def _reads(source: Readable | Iterable[bytes]) -> Iterator[object]:
     """What a file object reads or an iterable yields."""
     if isinstance(source, Readable):
@@ -92,16 +118,28 @@ class Pieces:
     the caller sends anything, so that a source that cannot be read fails while the
     connection is still usable.  Sync sources are read directly; an async iterable is pulled
     through the driver with ``NextRead`` requests.  At most two pieces are held at a time.
+
+    After its first piece, a file of the ``io`` classes is read with ``readinto`` into
+    ``_BUFFERS`` buffers of ours, ``HEADROOM`` bytes in, instead of a new ``bytes`` object
+    a piece: the same bytes, without fresh memory for each piece, and with room for the
+    chunk's command (``headed``).  A buffer is filled again only once no view of it is
+    left (``_unviewed``); a new one is made while all are viewed (and the oldest left to
+    its viewer), so this holds ``_BUFFERS`` pieces' memory, and a transport what it keeps.
     """
 
     __slots__ = (
         "_ahead",
+        "_ahead_buffer",
         "_async",
         "_buffer",
+        "_buffers",
         "_data",
         "_ended",
+        "_file",
+        "_given",
         "_iterator",
         "_offset",
+        "_readinto",
         "_taken",
         "first",
     )
@@ -116,6 +154,11 @@ class Pieces:
         self._ahead: bytes | memoryview | None = None
         self._offset = 0
         self._taken = False
+        self._file: Any = None
+        self._readinto: Callable[[memoryview], int | None] | None = None
+        self._buffers: list[bytearray] = []
+        self._ahead_buffer: bytearray | None = None
+        self._given: tuple[bytes | memoryview, bytearray | None] | None = None
         if isinstance(source, bytes):
             if len(source) <= PIECE_SIZE:
                 self.first, self._ended = (source, True), True  # the common case, made quick
@@ -124,6 +167,8 @@ class Pieces:
             self._iterator, self._async = aiter(source), True
         else:
             self._iterator = _reads(source)
+            if type(source) in _READINTO_CLASSES:
+                self._file = source
 
     def start(self) -> Iterable[IORequest]:
         """Read the first piece (and look one ahead): nothing to run (``()``) for a message
@@ -134,7 +179,11 @@ class Pieces:
 
     def _read_first(self) -> Generator[IORequest, Any, None]:
         piece = yield from self._slice()
-        self._ahead = yield from self._slice()
+        if self._file is not None:
+            self._readinto = self._file.readinto  # a message of one piece never gets here
+            self._ahead = self._read_into()
+        else:
+            self._ahead = yield from self._slice()
         self.first = (piece or b"", self._ahead is None)
 
     def whole(self) -> memoryview | None:
@@ -149,8 +198,64 @@ class Pieces:
             return self.first
         piece = self._ahead
         assert piece is not None, "read past the last piece"
-        self._ahead = yield from self._slice()
+        if self._readinto is not None:
+            self._given = (piece, self._ahead_buffer)
+            self._ahead = self._read_into()
+        else:
+            self._ahead = yield from self._slice()
         return piece, self._ahead is None
+
+    def headed(self, piece: bytes | memoryview, line: bytes) -> memoryview | None:
+        """``line`` and ``piece`` as one view, when ``piece`` is the last one ``next()``
+        gave, as read into a buffer of ours (``line`` written into the room before it);
+        ``None`` otherwise."""
+        given = self._given
+        if given is None or given[1] is None or piece is not given[0] or len(line) > HEADROOM:
+            return None
+        view = memoryview(given[1])
+        start = HEADROOM - len(line)
+        view[start:HEADROOM] = line
+        return view[start : HEADROOM + len(piece)]
+
+    def _read_into(self) -> memoryview | None:
+        """The next ``PIECE_SIZE`` bytes of the file (fewer at the end) as a view of a buffer
+        of ours, ``HEADROOM`` bytes in; ``None`` when there are none."""
+        if self._ended:
+            return None
+        buffer = self._free_buffer()
+        view = memoryview(buffer)
+        end = HEADROOM + len(self._buffer)
+        if self._buffer:  # what the first piece's reads gave beyond it
+            view[HEADROOM:end] = self._buffer
+            self._buffer.clear()
+        readinto: Any = self._readinto
+        limit = HEADROOM + PIECE_SIZE
+        while end < limit:
+            count = readinto(view[end:limit])
+            if not count:
+                if count is None:  # a non-blocking file with nothing to read: as read() gives
+                    raise TypeError("a message body must yield bytes, not NoneType")
+                self._ended = True
+                break
+            end += count
+        if end == HEADROOM:
+            return None
+        self._ahead_buffer = buffer
+        return view[HEADROOM:end]
+
+    def _free_buffer(self) -> bytearray:
+        """A buffer of ours that nothing views any more, else a new one (which replaces the
+        oldest of ours once there are ``_BUFFERS``: that one is freed when its viewer drops
+        it)."""
+        buffers = self._buffers
+        for buffer in buffers:
+            if _unviewed(buffer):
+                return buffer
+        buffer = bytearray(HEADROOM + PIECE_SIZE)
+        if len(buffers) == _BUFFERS:
+            del buffers[0]
+        buffers.append(buffer)
+        return buffer
 
     def _slice(self) -> Generator[IORequest, Any, bytes | memoryview | None]:
         """The next ``PIECE_SIZE`` bytes (fewer at the end), ``None`` when there are none."""
