@@ -29,12 +29,12 @@ from smtp_proto.source import Pieces
 from tests.offline import EHLO_LINE, Peer, S, connected
 
 #: The piece size in these tests: messages of a few hundred bytes are many pieces.
-SMALL = 16
+SMALL = 8
 
 EHLO = S(b"250-server.example\r\n250-PIPELINING\r\n250-BINARYMIME\r\n250 CHUNKING\r\n")
 
 #: Message bytes rich in what the BDAT encoder looks at: line ends whole, bare or cut in two.
-CONTENT = st.lists(st.sampled_from([b"ab", b"x", b"\r\n", b"\r", b"\n", b"."]), max_size=120).map(
+CONTENT = st.lists(st.sampled_from([b"ab", b"x", b"\r\n", b"\r", b"\n", b"."]), max_size=300).map(
     b"".join
 )
 #: How many bytes each read of a trickling file hands over (then whatever is asked for).
@@ -227,14 +227,19 @@ def test_the_wire_is_what_reading_with_read_sent(
 
 
 def test_a_piece_as_read_goes_out_with_its_command_in_one_write() -> None:
-    data = b"0123456789abc\r\n" * 8  # 120 bytes: 8 pieces of 16 bytes but the last
+    data = b"abcdef\r\n" * 15  # pieces that end their lines: every one goes as read
     wire, writes = sent(io.BytesIO(data), False, True, as_given)
     before, before_writes = sent(Trickle(data, []), False, False, copied)
     assert wire == before
+    starts = range(SMALL, len(data), SMALL)  # the first piece is read with read(), as before
+    headed = [
+        b"BDAT %d%s\r\n%s"
+        % (SMALL, b" LAST" if i + SMALL == len(data) else b"", data[i : i + SMALL])
+        for i in starts
+    ]
     chunk_writes = [bytes(write) for write in writes if bytes(write).startswith(b"BDAT ")]
-    headed = [b"BDAT 16\r\n" + data[i : i + 16] for i in range(16, 112, 16)]
-    assert chunk_writes[1:] == [*headed, b"BDAT 8 LAST\r\n" + data[112:]]  # the first: read()
-    assert len(before_writes) - len(writes) == 7
+    assert chunk_writes[1:] == headed
+    assert len(before_writes) - len(writes) == len(starts)
 
 
 def test_the_buffers_are_few_and_reused_once_nothing_views_them() -> None:
@@ -279,6 +284,6 @@ def test_a_send_replaced_sees_the_command_and_the_data_apart() -> None:
             "a@x", ["b@x"], io.BytesIO(data), mail_options=["BODY=BINARYMIME"]
         )
         assert drive(operation, perform, client.close) == {}
-    assert b"BDAT 16\r\n" in calls
+    assert b"BDAT %d\r\n" % SMALL in calls
     assert all(not call.startswith(b"BDAT ") or call.endswith(b"\r\n") for call in calls)
     assert chunks_carried(b"".join(calls)) == data
