@@ -21,6 +21,11 @@ operation (a generator of I/O requests), and ``stdlib_smtp`` gives a real, never
 bytes at the same moments and returns or raises the same thing.  Where the server
 advertises PIPELINING the client may (and for ``sendmail`` must) send ahead.
 
+Scripts and expectations are written with smtplib's spelling of MAIL and RCPT before Python
+3.13, ``mail FROM:`` and ``rcpt TO:``; ``C`` steps (and ``smtplib_spelling`` for other
+expectations) turn them into the running smtplib's (``mail from:``, ``rcpt to:`` from 3.13 on,
+CPython gh-65495), learnt from smtplib itself, so that every script holds on every Python.
+
 The script pieces of a two-recipient ``sendmail`` (``MAIL``, ``RCPT_A``, ... ``OK``) are
 shared by the tests; ``ReactiveServer`` is a peer that answers whatever comes (each command
 with a code it was given) instead of following a script, for differential tests.
@@ -31,16 +36,19 @@ from __future__ import annotations
 import smtplib
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, AnyStr
 
 from smtp_proto import CLOSE, LOCAL_HOSTNAME, RECEIVE, START_TLS, Client
 
 
 @dataclass(frozen=True)
 class C:
-    """Bytes the client is expected to send."""
+    """Bytes the client is expected to send (MAIL and RCPT as the running smtplib spells them)."""
 
     data: bytes
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data", smtplib_spelling(self.data))
 
 
 @dataclass(frozen=True)
@@ -256,6 +264,33 @@ def stdlib_smtp(peer: Peer, local_hostname: str = "client.example") -> smtplib.S
     """A real ``smtplib.SMTP``, already "connected" (greeting done) to ``peer``."""
     sock = _CallbackSocket(peer.answer, lambda: peer.answer(RECEIVE), lambda: peer.answer(CLOSE))
     return _stdlib_on(sock, local_hostname)
+
+
+# ------------------------------------------------------------------ smtplib's spelling
+
+
+def _smtplib_keywords() -> tuple[bytes, bytes]:
+    """How the running smtplib starts MAIL and RCPT lines, seen by letting it send them."""
+    sent: list[bytes] = []
+    sock = _CallbackSocket(sent.append, lambda: b"250 ok\r\n", lambda: None)
+    smtp = _stdlib_on(sock, "client.example")
+    smtp.mail("s@example.org")
+    smtp.rcpt("r@example.org")
+    mail, rcpt = (line.partition(b"<")[0] for line in sent)
+    return mail, rcpt
+
+
+#: The running smtplib's MAIL and RCPT keywords: ``mail FROM:`` and ``rcpt TO:`` before
+#: Python 3.13, ``mail from:`` and ``rcpt to:`` since.
+MAIL_FROM, RCPT_TO = _smtplib_keywords()
+
+
+def smtplib_spelling(text: AnyStr) -> AnyStr:
+    """``text`` with each ``mail FROM:`` and ``rcpt TO:`` spelled as the running smtplib does."""
+    if isinstance(text, bytes):
+        return text.replace(b"mail FROM:", MAIL_FROM).replace(b"rcpt TO:", RCPT_TO)
+    mail, rcpt = MAIL_FROM.decode(), RCPT_TO.decode()
+    return text.replace("mail FROM:", mail).replace("rcpt TO:", rcpt)
 
 
 # ------------------------------------------------------------------ outcomes

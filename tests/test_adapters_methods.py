@@ -29,6 +29,7 @@ from smtp_proto.errors import (
     SMTPServerDisconnected,
 )
 from tests.adapters import LOCAL_NAME, Adapter, all_adapters, async_adapters
+from tests.offline import smtplib_spelling
 from tests.scripted_server import ScriptedServer, Session, StandardESMTP
 from tests.servers.aiosmtpd_server import AiosmtpdServer
 from tests.servers.certs import LocalCA
@@ -263,8 +264,8 @@ async def test_helo_session_sends_plain_commands(adapter: Adapter) -> None:
             await adapter.call(smtp.sendmail, "a@example.test", "b@example.test", message)
     assert srv.commands == [
         b"helo named.example.test",
-        b"mail FROM:<a@example.test>",
-        b"rcpt TO:<b@example.test>",
+        smtplib_spelling(b"mail FROM:<a@example.test>"),
+        smtplib_spelling(b"rcpt TO:<b@example.test>"),
         b"data",
         b"QUIT",
     ]

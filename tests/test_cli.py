@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from smtp_proto.transports.cli import EXIT_USAGE, main, parse_server, without_bcc
 from smtp_proto.transports.testing import CaptureServer
 
+from tests.offline import smtplib_spelling
 from tests.servers.certs import LocalCA
 
 TRANSPORTS = ["blocking", "asyncio", "trio"]
@@ -75,8 +76,8 @@ def test_the_readme_command_shows_the_transcript_and_the_message(tmp_path: Path)
         "<- N-DSN",
         "<- N-CHUNKING",
         "<- N ENHANCEDSTATUSCODES",
-        "-> mail FROM:<sender@example.com> size=N",
-        "-> rcpt TO:<recipient@example.com>",
+        smtplib_spelling("-> mail FROM:<sender@example.com> size=N"),
+        smtplib_spelling("-> rcpt TO:<recipient@example.com>"),
         "-> BDAT N LAST",
         "-> (N bytes of message data)",
         "<- N N.N.N Ok",

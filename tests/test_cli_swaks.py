@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from smtp_proto.transports.cli import main
 
+from tests.offline import smtplib_spelling
 from tests.servers.dovecot import DovecotLMTPServer
 from tests.servers.exim import EXIM, EximServer
 from tests.servers.postfix import PostfixServer
@@ -182,9 +183,9 @@ def test_quit_after_each_stage(
         *("--from", "me@example.test", "--to", "one@example.test", "--to", "two@example.test"),
     )
     assert code == 0, err
-    envelope = ["mail FROM:<me@example.test>"]
+    envelope = [smtplib_spelling("mail FROM:<me@example.test>")]
     if stage == "rcpt":
-        envelope += ["rcpt TO:<one@example.test>", "rcpt TO:<two@example.test>"]
+        envelope += [smtplib_spelling(f"rcpt TO:<{name}@example.test>") for name in ("one", "two")]
     expected = _STAGE_COMMANDS.get(stage, [*_STAGE_COMMANDS["auth"], *envelope])
     assert client_lines(err) == [*expected, "quit"]
     assert err.splitlines()[-1].endswith("221 2.0.0 Bye")
@@ -320,7 +321,9 @@ def test_pipelining_and_no_pipelining(
         assert code == 0, err
         postfix_delivered(token, 2)
         lines = err.splitlines()
-        mail = next(i for i, line in enumerate(lines) if line.startswith("-> mail FROM:"))
+        mail = next(
+            i for i, line in enumerate(lines) if line.startswith(smtplib_spelling("-> mail FROM:"))
+        )
         transcripts.append([line[:2] for line in lines[mail : mail + 8]])
     pipelined, one_by_one = transcripts
     # MAIL, 2 RCPTs, BDAT and its data, then the replies

@@ -32,6 +32,7 @@ from smtp_proto.errors import (
     ProxyUnreachableError,
 )
 from smtp_proto.proxy import Proxy
+from tests.offline import smtplib_spelling
 from tests.scripted_server import ScriptedServer, Session
 from tests.servers.certs import LocalCA, bad_server_context
 from tests.servers.proxies import ProxyServer
@@ -275,4 +276,5 @@ def test_in_memory_transport_pipelines_and_reports_refusals(in_memory: ModuleTyp
     assert refused.value.recipients == {"gone@example.test": (550, b"5.1.1 No such user")}
     assert server.messages == []
     # DATA was sent before the refusal was read: MAIL, RCPT and DATA were pipelined.
-    assert server.commands[1:4] == [f"mail FROM:<{SENDER}>", "rcpt TO:<gone@example.test>", "data"]
+    envelope = [f"mail FROM:<{SENDER}>", "rcpt TO:<gone@example.test>", "data"]
+    assert server.commands[1:4] == [smtplib_spelling(command) for command in envelope]

@@ -29,6 +29,7 @@ import pytest
 from smtp_proto.transports import sync as smtplib
 
 from tests.adapters import LOCAL_NAME, TIMEOUT, Adapter, all_adapters, async_adapters
+from tests.offline import MAIL_FROM, RCPT_TO
 from tests.scripted_server import ScriptedServer, Session, StandardESMTP
 from tests.servers.aiosmtpd_server import AiosmtpdServer
 from tests.servers.certs import LocalCA
@@ -257,6 +258,9 @@ def scripted() -> Iterator[tuple[ScriptedServer, StandardESMTP]]:
 # ---------------------------------------------------------------- sendmail
 
 
+#: How smtplib's MAIL and RCPT arguments start: ``FROM:`` and ``TO:`` before Python 3.13.
+FROM, TO = (keyword.decode().split(" ")[1] for keyword in (MAIL_FROM, RCPT_TO))
+
 #: What a subclass of ``smtplib.SMTP`` sees for ``sendmail(SENDER, RECIPIENTS, MESSAGE)`` on a
 #: fresh connection to an ESMTP server offering SIZE, then ``quit()``.
 SENDMAIL_CALLS: list[Entry] = [
@@ -268,16 +272,16 @@ SENDMAIL_CALLS: list[Entry] = [
     ("getreply",),
     ("has_extn", "size"),
     ("mail", SENDER, [f"size={len(MESSAGE)}"]),
-    ("putcmd", "mail", f"FROM:<{SENDER}> size={len(MESSAGE)}"),
-    ("send", f"mail FROM:<{SENDER}> size={len(MESSAGE)}\r\n"),
+    ("putcmd", "mail", f"{FROM}<{SENDER}> size={len(MESSAGE)}"),
+    ("send", f"mail {FROM}<{SENDER}> size={len(MESSAGE)}\r\n"),
     ("getreply",),
     ("rcpt", RECIPIENTS[0], ()),
-    ("putcmd", "rcpt", f"TO:<{RECIPIENTS[0]}>"),
-    ("send", f"rcpt TO:<{RECIPIENTS[0]}>\r\n"),
+    ("putcmd", "rcpt", f"{TO}<{RECIPIENTS[0]}>"),
+    ("send", f"rcpt {TO}<{RECIPIENTS[0]}>\r\n"),
     ("getreply",),
     ("rcpt", RECIPIENTS[1], ()),
-    ("putcmd", "rcpt", f"TO:<{RECIPIENTS[1]}>"),
-    ("send", f"rcpt TO:<{RECIPIENTS[1]}>\r\n"),
+    ("putcmd", "rcpt", f"{TO}<{RECIPIENTS[1]}>"),
+    ("send", f"rcpt {TO}<{RECIPIENTS[1]}>\r\n"),
     ("getreply",),
     ("data", MESSAGE),
     ("putcmd", "data"),

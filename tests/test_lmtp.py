@@ -37,6 +37,7 @@ from tests.adapters import (
     all_adapters,
     send,
 )
+from tests.offline import smtplib_spelling
 from tests.scripted_server import ScriptedServer, Session, StandardESMTP
 from tests.servers.aiosmtpd_server import AiosmtpdLMTPServer
 from tests.servers.certs import LocalCA
@@ -336,11 +337,11 @@ def dies_after_first_reply(s: Session) -> None:
     s.reply("220 lmtp.example.test LMTP")
     s.expect("lhlo ")
     s.reply("250-lmtp.example.test", "250 8BITMIME")
-    s.expect("mail FROM:")
+    s.expect(smtplib_spelling("mail FROM:"))
     s.reply("250 2.1.0 ok")
-    s.expect("rcpt TO:<alice@")
+    s.expect(smtplib_spelling("rcpt TO:<alice@"))
     s.reply("250 2.1.5 ok")
-    s.expect("rcpt TO:<bob@")
+    s.expect(smtplib_spelling("rcpt TO:<bob@"))
     s.reply("250 2.1.5 ok")
     s.expect("data")
     s.reply("354 go ahead")

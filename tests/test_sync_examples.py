@@ -17,6 +17,7 @@ from email.mime.text import MIMEText
 import pytest
 from smtp_proto.transports import sync as smtplib
 
+from tests.offline import smtplib_spelling
 from tests.servers.aiosmtpd_server import AiosmtpdServer
 from tests.servers.certs import LocalCA
 from tests.servers.postfix import PostfixServer
@@ -45,11 +46,13 @@ def assert_sendmail_shape(lines: list[str], sender: str, recipients: list[str]) 
     ``BDAT n LAST`` with the body (and no DATA, no 354), and the final 250 (Postfix counts the
     bytes in it) as ``data:``."""
     assert any(
-        re.fullmatch(rf"send: 'mail FROM:<{re.escape(sender)}> size=\d+\\r\\n'", line)
+        re.fullmatch(
+            smtplib_spelling(rf"send: 'mail FROM:<{re.escape(sender)}> size=\d+\\r\\n'"), line
+        )
         for line in lines
     ), lines
     for rcpt in recipients:
-        assert f"send: 'rcpt TO:<{rcpt}>\\r\\n'" in lines
+        assert smtplib_spelling(f"send: 'rcpt TO:<{rcpt}>\\r\\n'") in lines
     assert any(re.fullmatch(r"send: 'BDAT \d+ LAST\\r\\n'", line) for line in lines), lines
     assert not any(line.startswith(("send: 'data", "data: (354")) for line in lines)
     assert any(line.startswith("send: b'") and line.endswith("\\r\\n'") for line in lines)

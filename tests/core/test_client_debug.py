@@ -26,6 +26,7 @@ from tests.offline import (
     lines,
     play,
     sendmail,
+    smtplib_spelling,
     stdlib_play,
 )
 
@@ -63,4 +64,4 @@ def test_debug_output_matches_stdlib(capsys: pytest.CaptureFixture[str]) -> None
     play(connected(), script, action)
     got = capsys.readouterr().err
     assert got == expected
-    assert "send: 'mail FROM:<s@example.org> size=" in got
+    assert smtplib_spelling("send: 'mail FROM:<s@example.org> size=") in got

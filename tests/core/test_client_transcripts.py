@@ -22,6 +22,7 @@ from tests.offline import (
     chain,
     lines,
     play,
+    smtplib_spelling,
     stdlib_play,
     stdlib_smtp,
 )
@@ -132,7 +133,9 @@ reply: retcode (221); Msg: 2.0.0 mail closing connection
 
 
 def transcript_lines(transcript: str) -> list[str]:
-    return transcript.replace("{HOST}", PYMOTW_HOST).strip().splitlines()
+    """The transcript's lines, MAIL and RCPT spelled as the running smtplib spells them (the
+    page's Python printed ``mail FROM:``, as every smtplib before 3.13 did)."""
+    return smtplib_spelling(transcript.replace("{HOST}", PYMOTW_HOST)).strip().splitlines()
 
 
 def transcript_script(transcript: str) -> list[Step]:

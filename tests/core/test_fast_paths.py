@@ -42,7 +42,7 @@ from smtp_proto.outcome import OneChunkOutcome, TransactionReplies
 from smtp_proto.replies import Reply
 from smtp_proto.requests import CLOSE, RECEIVE
 from smtp_proto.transaction import _one_piece
-from tests.offline import EHLO_LINE, Peer, S, connected
+from tests.offline import EHLO_LINE, Peer, S, connected, smtplib_spelling
 
 # --------------------------------------------------------------------------- strategies
 
@@ -352,7 +352,7 @@ def test_one_chunk_request_as_is_is_what_the_encoder_sends(
         encoder = BodyEncoder(stuff_dots=False)
         expected = encoder.encode(body) + encoder.finish()
         assert sent_as_is(body) == (expected == body)
-    envelope = b"mail FROM:<s@x>\r\nrcpt TO:<a@x>\r\n"
+    envelope = smtplib_spelling(b"mail FROM:<s@x>\r\nrcpt TO:<a@x>\r\n")
     assert request == envelope + b"BDAT %d LAST\r\n" % len(expected) + expected
 
 
