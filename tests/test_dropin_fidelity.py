@@ -25,7 +25,7 @@ import pickle
 import smtplib  # the STANDARD LIBRARY module, never an adapter
 import ssl
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
@@ -979,18 +979,27 @@ def parameters(function: Callable[..., Any]) -> str:
 
 
 #: Keyword-only parameters beyond smtplib's: no positional call can reach them.
-EXTRA_KEYWORDS = {"__init__": ", *, proxy"}
+EXTRA_KEYWORDS = {"__init__": ("proxy",)}
+
+
+def with_keywords(signature: str, names: tuple[str, ...]) -> str:
+    """``parameters``' ``signature`` with the keyword-only parameters ``names`` added."""
+    listed = signature[1:-1].split(", ")
+    if names and "*" not in listed:
+        listed.append("*")
+    return f"({', '.join([*listed, *names])})"
 
 
 @pytest.mark.parametrize("name", PUBLIC_METHODS)
 def test_signatures_as_smtplib(name: str) -> None:
-    """Parameter names, order and kinds of smtplib 3.11's methods, in every adapter and class:
+    """Parameter names, order and kinds of the running smtplib's methods (3.12 took keyfile and
+    certfile out and made ``SMTP_SSL``'s ``timeout`` keyword-only), in every adapter and class:
     positional calls mean what they mean with smtplib (our own additions keyword-only)."""
     mismatches = []
     for module_name in MODULES:
         for kind in ("SMTP", "SMTP_SSL", "LMTP"):
             expected = parameters(getattr(getattr(smtplib, kind), name))
-            expected = expected[:-1] + EXTRA_KEYWORDS.get(name, "") + ")"
+            expected = with_keywords(expected, EXTRA_KEYWORDS.get(name, ()))
             got = parameters(getattr(getattr(module(module_name), kind), name))
             if got != expected:
                 mismatches.append(f"{module_name} {kind}.{name}: smtplib {expected}, ours {got}")
@@ -1104,27 +1113,59 @@ async def test_starttls_keyfile_certfile_still_verifies_the_server(
     assert not adapter.is_connected(smtp)
 
 
-@all_adapters
-async def test_starttls_presents_the_client_certificate(
-    adapter: Adapter, tls_ca: LocalCA, client_cert: tuple[str, str], trusted_test_ca: None
+#: ``starttls`` called on a client (smtplib's or an adapter's) through an adapter's ``call``.
+StartTLS = Callable[[Adapter, Any], Awaitable[tuple[int, bytes]]]
+
+
+async def assert_presents_the_client_certificate(
+    adapter: Adapter, tls_ca: LocalCA, starttls: StartTLS
 ) -> None:
+    """smtplib's client, then the adapter's, upgraded by ``starttls`` on a server demanding a
+    client certificate of the test CA: both present it, and the adapter's mail goes through."""
     inner = StandardESMTP(tls_context=client_cert_required(tls_ca))
     recorder = PeerRecorder(inner)
     with ScriptedServer(recorder) as server:
         theirs_client = stdlib_client(server.host, server.port)
-        with pytest.warns(DeprecationWarning):
-            theirs_client.starttls(*client_cert)
+        assert (await starttls(STDLIB, theirs_client))[0] == 220
         assert theirs_client.ehlo()[0] == 250
         theirs_client.quit()
         smtp = await adapter.open(server.host, server.port)
-        with pytest.warns(DeprecationWarning):
-            assert (await adapter.call(smtp.starttls, *client_cert))[0] == 220
+        assert (await starttls(adapter, smtp))[0] == 220
         assert (await adapter.call(smtp.ehlo))[0] == 250
         assert (await adapter.call(smtp.sendmail, SENDER, [RECIPIENT], MESSAGE)) == {}
         await adapter.call(smtp.quit)
     assert inner.tls_errors == []
     assert [peer["subjectAltName"] for peer in recorder.peers] == [(("DNS", CLIENT_NAME),)] * 2
     assert len(inner.envelopes) == 1
+
+
+@all_adapters
+async def test_starttls_presents_the_client_certificate_of_its_context(
+    adapter: Adapter, tls_ca: LocalCA, client_cert: tuple[str, str]
+) -> None:
+    """The way every Python's smtplib takes a client certificate: in the ``context``."""
+    keyfile, certfile = client_cert
+    context = tls_ca.client_context()
+    context.load_cert_chain(certfile, keyfile)
+
+    def starttls(caller: Adapter, smtp: Any) -> Awaitable[tuple[int, bytes]]:
+        return caller.call(smtp.starttls, context=context)
+
+    await assert_presents_the_client_certificate(adapter, tls_ca, starttls)
+
+
+@up_to_311
+@all_adapters
+async def test_starttls_presents_the_keyfile_certfile_certificate(
+    adapter: Adapter, tls_ca: LocalCA, client_cert: tuple[str, str], trusted_test_ca: None
+) -> None:
+    """smtplib 3.11's deprecated way: ``starttls(keyfile, certfile)``, with its warning."""
+
+    async def starttls(caller: Adapter, smtp: Any) -> tuple[int, bytes]:
+        with pytest.warns(DeprecationWarning, match=DEPRECATED):
+            return await caller.call(smtp.starttls, *client_cert)
+
+    await assert_presents_the_client_certificate(adapter, tls_ca, starttls)
 
 
 @up_to_311

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email.message
 import ssl
+import sys
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -87,19 +88,28 @@ class SyncAPI(SMTPObject):
             self._client.auth(mechanism, authobject, initial_response_ok=initial_response_ok)
         )
 
-    def starttls(
-        self,
-        keyfile: str | None = None,
-        certfile: str | None = None,
-        context: ssl.SSLContext | None = None,
-    ) -> tuple[int, bytes]:
-        """Upgrade to TLS, verifying the server's certificate unless ``context`` says otherwise.
+    if sys.version_info >= (3, 12):
 
-        ``keyfile`` and ``certfile`` (a client certificate) are taken on Python 3.11 only, with
-        ``smtplib``'s ``DeprecationWarning``, as there; pass a ``context`` instead.
-        """
-        self._tls_context = tls_context_with_client_cert(keyfile, certfile, context)
-        return self._run(self._client.starttls())
+        def starttls(self, *, context: ssl.SSLContext | None = None) -> tuple[int, bytes]:
+            """Upgrade to TLS, verifying the server's certificate unless ``context`` says
+            otherwise (the signature of this Python's ``smtplib``: no keyfile, no certfile)."""
+            self._tls_context = context
+            return self._run(self._client.starttls())
+
+    else:
+
+        def starttls(
+            self,
+            keyfile: str | None = None,
+            certfile: str | None = None,
+            context: ssl.SSLContext | None = None,
+        ) -> tuple[int, bytes]:
+            """Upgrade to TLS, verifying the server's certificate unless ``context`` says
+            otherwise; ``keyfile`` and ``certfile`` (a client certificate) with ``smtplib``
+            3.11's ``DeprecationWarning``, as there (3.12 removed them).
+            """
+            self._tls_context = tls_context_with_client_cert(keyfile, certfile, context)
+            return self._run(self._client.starttls())
 
     def sendmail(
         self,

@@ -244,13 +244,11 @@ HOOKS = (
 def tls_context_with_client_cert(
     keyfile: str | None, certfile: str | None, context: ssl.SSLContext | None
 ) -> ssl.SSLContext | None:
-    """The context for ``starttls``/``SMTP_SSL``: ``context``, or, given ``smtplib``'s
-    deprecated ``keyfile``/``certfile`` (Python 3.11 only, with its ``DeprecationWarning``),
-    a default (verifying) context holding that client certificate."""
+    """The context for ``starttls``/``SMTP_SSL`` on Python 3.11: ``context``, or, given
+    ``smtplib``'s deprecated ``keyfile``/``certfile`` (with its ``DeprecationWarning``), a
+    default (verifying) context holding that client certificate."""
     if keyfile is None and certfile is None:
         return context
-    if sys.version_info >= (3, 12):
-        raise TypeError("keyfile and certfile were removed in Python 3.12: use a context")
     if context is not None:
         raise ValueError("context and keyfile/certfile arguments are mutually exclusive")
     warnings.warn(
@@ -423,38 +421,71 @@ class LMTPBase(SMTPObject):
 
 class SMTPSSLBase(SMTPObject):
     """Implicit TLS (port 465), certificates verified by default: mixed in before an adapter's
-    ``SMTP``, with ``smtplib.SMTP_SSL``'s constructor."""
+    ``SMTP``, with the running Python's ``smtplib.SMTP_SSL`` constructor."""
 
     default_port: int = SMTP_SSL_PORT
-    #: The client certificate's key and certificate files (deprecated, as in ``smtplib``).
-    keyfile: str | None
-    certfile: str | None
     #: The TLS settings of the connection.
     context: ssl.SSLContext
     #: The adapter's plain ``SMTP`` class, whose constructor runs after the TLS settings.
     _plain: ClassVar[type[SMTPObject]]
 
-    def __init__(  # noqa: PLR0917 (smtplib's signature)
+    if sys.version_info >= (3, 12):
+
+        def __init__(
+            self,
+            host: str = "",
+            port: int = 0,
+            local_hostname: str | None = None,
+            *,
+            timeout: float | None = GLOBAL_DEFAULT_TIMEOUT,
+            source_address: tuple[str, int] | None = None,
+            context: ssl.SSLContext | None = None,
+            proxy: str | Proxy | None = None,
+        ) -> None:
+            """smtplib 3.12's signature: no keyfile or certfile, ``timeout`` keyword-only."""
+            self.context = default_tls_context() if context is None else context
+            self._init_plain(host, port, local_hostname, timeout, source_address, proxy)
+
+    else:
+        #: The client certificate's key and certificate files (deprecated, as in ``smtplib``).
+        keyfile: str | None
+        certfile: str | None
+
+        def __init__(  # noqa: PLR0917 (smtplib's signature)
+            self,
+            host: str = "",
+            port: int = 0,
+            local_hostname: str | None = None,
+            keyfile: str | None = None,
+            certfile: str | None = None,
+            timeout: float | None = GLOBAL_DEFAULT_TIMEOUT,
+            source_address: tuple[str, int] | None = None,
+            context: ssl.SSLContext | None = None,
+            *,
+            proxy: str | Proxy | None = None,
+        ) -> None:
+            """smtplib 3.11's signature: ``keyfile`` and ``certfile`` deprecated, as there."""
+            self.keyfile, self.certfile = keyfile, certfile
+            self.context = (
+                tls_context_with_client_cert(keyfile, certfile, context) or default_tls_context()
+            )
+            self._init_plain(host, port, local_hostname, timeout, source_address, proxy)
+
+    def _init_plain(  # noqa: PLR0917 (smtplib's positional arguments)
         self,
-        host: str = "",
-        port: int = 0,
-        local_hostname: str | None = None,
-        keyfile: str | None = None,
-        certfile: str | None = None,
-        timeout: float | None = GLOBAL_DEFAULT_TIMEOUT,
-        source_address: tuple[str, int] | None = None,
-        context: ssl.SSLContext | None = None,
-        *,
-        proxy: str | Proxy | None = None,
+        host: str,
+        port: int,
+        local_hostname: str | None,
+        timeout: float | None,
+        source_address: tuple[str, int] | None,
+        proxy: str | Proxy | None,
     ) -> None:
-        """``keyfile`` and ``certfile``: Python 3.11 only, deprecated, as in ``smtplib``."""
-        self.keyfile, self.certfile = keyfile, certfile
-        self.context = (
-            tls_context_with_client_cert(keyfile, certfile, context) or default_tls_context()
-        )
-        # As smtplib: the plain class by name, not super(), so that a subclass that also
-        # derives from its own SMTP subclass (python-emails' SSL client) does not get these
-        # arguments.  Set before it runs: a blocking adapter connects in its constructor.
+        """Run the plain class's constructor, after the TLS settings are made.
+
+        As smtplib: the plain class by name, not super(), so that a subclass that also
+        derives from its own SMTP subclass (python-emails' SSL client) does not get these
+        arguments.  After the TLS settings: a blocking adapter connects in its constructor.
+        """
         plain_init: Callable[..., None] = self._plain.__init__
         plain_init(self, host, port, local_hostname, timeout, source_address, proxy=proxy)
 
