@@ -11,6 +11,8 @@ message before it raises the first failure.  Importing this module imports Djang
 
 from __future__ import annotations
 
+import email.policy
+import inspect
 import ssl
 import threading
 from collections.abc import Sequence
@@ -45,7 +47,9 @@ class EmailBackend(BaseEmailBackend):
         ssl_certfile: str | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(fail_silently=fail_silently, **kwargs)
+        # Set here, not by BaseEmailBackend: Django 6.1 deprecates it there.
+        super().__init__(**kwargs)
+        self.fail_silently = fail_silently
         self.host: str = settings.EMAIL_HOST if host is None else host
         self.port: int = settings.EMAIL_PORT if port is None else port
         self.username: str = settings.EMAIL_HOST_USER if username is None else username
@@ -130,7 +134,17 @@ def _outgoing(message: Any) -> Outgoing:
     """A Django ``EmailMessage`` as the ``Mailer`` takes it: its bytes with CRLF line ends, and
     its envelope (the addresses of ``from_email`` and ``recipients()``, without their names)."""
     return Outgoing(
-        message.message().as_bytes(linesep="\r\n"),
+        _message_bytes(message),
         sender=parseaddr(message.from_email)[1],
         recipients=[parseaddr(recipient)[1] for recipient in message.recipients()],
     )
+
+
+def _message_bytes(message: Any) -> bytes:
+    """A Django ``EmailMessage``'s bytes with CRLF line ends, made as Django's SMTP backend
+    makes them: Django 6's ``message()`` builds an ``email.message.EmailMessage`` under the
+    policy it is given (``SMTP``: CRLF), an older one a MIME object whose ``as_bytes`` takes
+    the line end."""
+    if "policy" in inspect.signature(message.message).parameters:
+        return bytes(message.message(policy=email.policy.SMTP).as_bytes())
+    return bytes(message.message().as_bytes(linesep="\r\n"))
