@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import threading
 from typing import Any
+from unittest import mock
 
 import pytest
 from hypothesis import given
@@ -39,6 +40,18 @@ def test_replaced_is_any_override(
 
 def test_nothing_replaced_on_the_adapter_itself() -> None:
     assert not sync.SMTP()._replaced(NAMES)
+
+
+@pytest.mark.parametrize("names", [NAMES, ("rcpt",)])
+def test_a_class_patched_after_the_first_question_is_seen(names: tuple[str, ...]) -> None:
+    """What ``_replaced`` keeps between calls reads the class afresh every time: a method
+    patched on the adapter's class (``mock.patch.object``) after a first call is seen, and
+    so is its restoration."""
+    smtp = sync.SMTP()
+    assert not smtp._replaced(names)
+    with mock.patch.object(sync.SMTP, "rcpt", replacement):
+        assert smtp._replaced(names)
+    assert not smtp._replaced(names)
 
 
 def read_all(sock: socket.socket, into: list[bytes]) -> None:

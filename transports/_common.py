@@ -14,9 +14,8 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from itertools import repeat
 from math import inf
-from operator import is_
+from operator import attrgetter, is_
 from typing import Any, ClassVar
 
 from smtp_proto.attributes import SMTPAttributes
@@ -284,6 +283,11 @@ class SMTPObject(SMTPAttributes):
     _deadline: Deadline
     #: The adapter's own function for each name in ``HOOKS`` (set by ``register_api``).
     _api: ClassVar[dict[str, Any]] = {}
+    #: For each tuple of names ``_replaced`` was asked about: what reads them off a class,
+    #: and the adapter's own functions for them (``_api_lookup``; emptied by ``register_api``).
+    _api_lookups: ClassVar[
+        dict[tuple[str, ...], tuple[Callable[[type], tuple[Any, ...]], tuple[Any, ...]]]
+    ] = {}
     _client: Client
 
     def __init__(
@@ -362,10 +366,14 @@ class SMTPObject(SMTPAttributes):
     def _replaced(self, names: tuple[str, ...]) -> bool:
         """Whether any of the methods ``names`` was replaced (``_override`` of each is not
         ``None``), asked once a message: the usual answer, nothing set on the object and the
-        class's own methods, is found without a Python call per name."""
+        class's own methods, is found without a Python call per name (one ``attrgetter``
+        call reads them all off the class; each is compared by identity)."""
         if self.__dict__.keys().isdisjoint(names):
-            own = map(self._api.__getitem__, names)
-            if all(map(is_, map(getattr, repeat(type(self)), names), own)):
+            lookup = self._api_lookups.get(names)
+            if lookup is None:
+                lookup = self._api_lookups[names] = _api_lookup(self._api, names)
+            read, own = lookup
+            if all(map(is_, read(type(self)), own)):
                 return False
         return any(self._override(name) is not None for name in names)
 
@@ -493,3 +501,15 @@ class SMTPSSLBase(SMTPObject):
 def register_api(cls: type[SMTPObject]) -> None:
     """Record ``cls``'s public methods as the ones a subclass or a mock may replace."""
     cls._api = {name: getattr(cls, name) for name in HOOKS}
+    cls._api_lookups = {}
+
+
+def _api_lookup(
+    api: dict[str, Any], names: tuple[str, ...]
+) -> tuple[Callable[[type], tuple[Any, ...]], tuple[Any, ...]]:
+    """A function that reads the attributes ``names`` off a class as a tuple, and the
+    adapter's own functions for them, in the same order."""
+    own = tuple(api[name] for name in names)
+    if len(names) > 1:
+        return attrgetter(*names), own
+    return (lambda cls: tuple(getattr(cls, name) for name in names)), own  # (attrgetter: 2+)
