@@ -179,8 +179,8 @@ class Pieces:
 
     def _read_first(self) -> Generator[IORequest, Any, None]:
         piece = yield from self._slice()
-        if self._file is not None:
-            self._readinto = self._file.readinto  # a message of one piece never gets here
+        if self._file is not None:  # (no buffer is made for a file shorter than a piece)
+            self._readinto = self._file.readinto
             self._ahead = self._read_into()
         else:
             self._ahead = yield from self._slice()

@@ -144,6 +144,17 @@ def test_a_real_file_read_into_buffers_of_ours(tmp_path: Path, mode: str, buffer
         assert file.read() == b""
 
 
+def test_a_file_shorter_than_a_piece_makes_no_buffer() -> None:
+    """The usual message: one piece, read with ``read()`` as before; no buffer of a piece
+    is made (nor zeroed) for it."""
+    with small_pieces():
+        pieces = Pieces(io.BytesIO(b"x" * (SMALL - 1)))
+        for request in pieces.start():
+            unexpected(request)
+        assert pieces.first == (b"x" * (SMALL - 1), True)
+        assert pieces._buffers == []
+
+
 def test_a_subclass_of_the_io_classes_is_read_with_its_own_read() -> None:
     """A subclass may change what ``read`` returns; ``readinto`` would bypass it."""
 
