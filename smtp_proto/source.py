@@ -156,9 +156,8 @@ class Pieces:
         self._taken = False
         self._file: Any = None
         self._readinto: Callable[[memoryview], int | None] | None = None
-        self._buffers: list[bytearray] = []
-        self._ahead_buffer: bytearray | None = None
-        self._given: tuple[bytes | memoryview, bytearray | None] | None = None
+        self._given: tuple[bytes | memoryview, bytearray] | None = None
+        # _buffers and _ahead_buffer: set once a file is read into buffers of ours
         if isinstance(source, bytes):
             if len(source) <= PIECE_SIZE:
                 self.first, self._ended = (source, True), True  # the common case, made quick
@@ -180,6 +179,7 @@ class Pieces:
     def _read_first(self) -> Generator[IORequest, Any, None]:
         piece = yield from self._slice()
         if self._file is not None:  # (no buffer is made for a file shorter than a piece)
+            self._buffers: list[bytearray] = []
             self._readinto = self._file.readinto
             self._ahead = self._read_into()
         else:
@@ -210,7 +210,7 @@ class Pieces:
         gave, as read into a buffer of ours (``line`` written into the room before it);
         ``None`` otherwise."""
         given = self._given
-        if given is None or given[1] is None or piece is not given[0] or len(line) > HEADROOM:
+        if given is None or piece is not given[0] or len(line) > HEADROOM:
             return None
         view = memoryview(given[1])
         start = HEADROOM - len(line)
@@ -240,7 +240,7 @@ class Pieces:
             end += count
         if end == HEADROOM:
             return None
-        self._ahead_buffer = buffer
+        self._ahead_buffer: bytearray = buffer
         return view[HEADROOM:end]
 
     def _free_buffer(self) -> bytearray:
