@@ -34,9 +34,11 @@ SMALL = 8
 EHLO = S(b"250-server.example\r\n250-PIPELINING\r\n250-BINARYMIME\r\n250 CHUNKING\r\n")
 
 #: Message bytes rich in what the BDAT encoder looks at: line ends whole, bare or cut in two.
-CONTENT = st.lists(st.sampled_from([b"ab", b"x", b"\r\n", b"\r", b"\n", b"."]), max_size=300).map(
-    b"".join
-)
+TOKENS = st.sampled_from([b"ab", b"x", b"\r\n", b"\r", b"\n", b"."])
+CONTENT = st.lists(TOKENS, max_size=300).map(b"".join)
+#: Messages of several pieces after the first (which is read with ``read()``), so that the
+#: buffers go round.
+LONG_CONTENT = st.lists(TOKENS, min_size=6 * SMALL, max_size=300).map(b"".join)
 #: How many bytes each read of a trickling file hands over (then whatever is asked for).
 SIZES = st.lists(st.integers(1, 3 * SMALL), max_size=30)
 
@@ -219,7 +221,7 @@ def as_given(write: bytes | memoryview) -> bytes | memoryview:
     return write
 
 
-@given(data=CONTENT, sizes=SIZES, binary=st.booleans(), kept_views=st.booleans())
+@given(data=LONG_CONTENT, sizes=SIZES, binary=st.booleans(), kept_views=st.booleans())
 @settings(max_examples=150, deadline=None)
 def test_the_wire_is_what_reading_with_read_sent(
     data: bytes, sizes: list[int], binary: bool, kept_views: bool
