@@ -195,15 +195,20 @@ def delivered(client: Client, message: bytes | io.BytesIO) -> tuple[bytes, int]:
         return b"250 ok\r\n"  # one reply each time the client waits for one
 
     assert drive(client.sendmail("a@x", ["b@x"], message), perform, client.close) == {}
-    payload, chunks, rest = bytearray(), 0, bytes(wire)
+    chunks = bdat_chunks(bytes(wire))
+    return b"".join(chunks), len(chunks)
+
+
+def bdat_chunks(wire: bytes) -> list[bytes]:
+    """The data of each BDAT chunk in ``wire`` (the client's side of a session), in order."""
+    chunks, rest = [], wire
     while rest:
         line, _, rest = rest.partition(b"\r\n")
         if line.startswith(b"BDAT "):
             size = int(line.split()[1])
-            payload += rest[:size]
+            chunks.append(rest[:size])
             rest = rest[size:]
-            chunks += 1
-    return bytes(payload), chunks
+    return chunks
 
 
 @given(

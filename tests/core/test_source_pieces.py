@@ -26,6 +26,7 @@ from smtp_proto.client import Client
 from smtp_proto.driving import drive
 from smtp_proto.requests import RECEIVE
 from smtp_proto.source import Pieces
+from tests.core.test_client_chunking import bdat_chunks
 from tests.offline import EHLO_LINE, Peer, S, connected
 
 #: The piece size in these tests: messages of a few hundred bytes are many pieces.
@@ -201,14 +202,7 @@ def sent(
 
 def chunks_carried(wire: bytes) -> bytes:
     """The BDAT chunks' data in ``wire``, joined."""
-    payload, rest = bytearray(), wire
-    while rest:
-        line, _, rest = rest.partition(b"\r\n")
-        if line.startswith(b"BDAT "):
-            size = int(line.split()[1])
-            payload += rest[:size]
-            rest = rest[size:]
-    return bytes(payload)
+    return b"".join(bdat_chunks(wire))
 
 
 def copied(write: bytes | memoryview) -> bytes:
