@@ -8,10 +8,10 @@
 # The suite runs but for what does not change with Python and costs the most time (the
 # whole suite takes 4-5 minutes a version; CI must stay well under 20): the tests marked
 # realserver (the same adapters as against the scripted servers, to Postfix, Exim, Dovecot
-# and the proxies), the hostile-peer fault and proxy attacks (a minute of deadlines waited out, through the
-# adapter I/O that test_adapters_faults and test_adapters_deadlines run here), the benchmark
-# harness and the mypy checks (the dev extra). About 3 minutes a version, the install
-# included (3.12 and 3.13: 6.5 minutes, 3,882 tests each). Usage:
+# and the proxies), the hostile-peer fault and proxy attacks (a minute of deadlines waited
+# out, through the adapter I/O that test_adapters_faults and test_adapters_deadlines run
+# here), the benchmark harness and the mypy checks (the dev extra). About 3 minutes a
+# version, the install included (3.12 and 3.13: 6.5 minutes, 3,882 tests each). Usage:
 #   bash .ci/other-pythons.sh [pytest args, e.g. tests/core]
 set -euo pipefail
 cd "$(dirname "$0")/.."
