@@ -3,7 +3,8 @@
 # Dovecot (SASL auth for Postfix + LMTP), openssl, an unpacked Exim and the two proxies
 # (Dante's SOCKS5 server, tinyproxy), with the system user the SOCKS5 username/password
 # listener checks; for the docs build (tests/test_docs.py) graphviz, which draws the
-# generated state diagram.
+# generated state diagram; valgrind, whose callgrind bench/instructions.py counts with
+# (tests/test_bench.py).
 #
 # Usage (as root):  sh .ci/install-servers.sh
 #
@@ -25,7 +26,7 @@
 # whenever the stored hash does not match it.
 set -eu
 
-PACKAGES="postfix dovecot-core dovecot-lmtpd openssl graphviz nodejs dante-server tinyproxy"
+PACKAGES="postfix dovecot-core dovecot-lmtpd openssl graphviz nodejs dante-server tinyproxy valgrind"
 # The libraries exim4-daemon-light (4.96, bookworm) depends on; none conflicts with Postfix.
 EXIM_LIBRARIES="libc6 libcrypt1 libdb5.3 libgnutls-dane0 libgnutls30 libidn12 libidn2-0 libnsl2 libpcre2-8-0"
 EXIM_DIR=/opt/smtp-proto-test/exim4

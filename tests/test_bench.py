@@ -165,6 +165,29 @@ def test_the_event_loop_rows_deliver_w1_and_leave_the_rest_out(
     assert statuses["ref-asyncio", "W3"] == statuses["ref-uvloop", "W3"] != "ok"
 
 
+INSTRUCTIONS = ROOT / "bench" / "instructions.py"
+
+
+@pytest.mark.parametrize("path", ["bdat", "data", "lockstep", "connection", "blocking"])
+def test_each_instruction_count_path_runs_its_transactions(path: str) -> None:
+    """What ``bench/instructions.py`` has callgrind count: each path runs on its own, and the
+    blocking adapter's stand-in socket sees every transaction it was given."""
+    command = [sys.executable, str(INSTRUCTIONS), "--run", path, "--count", "7"]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert run.returncode == 0, run.stderr
+    assert float(run.stdout) == 7 if path == "blocking" else float(run.stdout) > 0
+
+
+def test_instructions_are_counted_per_transaction() -> None:
+    command = [sys.executable, str(INSTRUCTIONS), "--paths", "connection"]
+    command += ["--small", "2", "--large", "12"]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr
+    path, count, *_ = run.stdout.split()
+    assert path == "connection"
+    assert 1_000 < int(count.replace(",", "")) < 10_000_000
+
+
 def test_a_missing_library_is_named_with_its_pip_command(tmp_path: Path, build_dir: Path) -> None:
     options = ("--workloads", "W5", "--drivers", "smtplib,aiosmtplib")
     run = bench(tmp_path, build_dir, *options, hide="aiosmtplib")
