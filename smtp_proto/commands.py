@@ -286,6 +286,13 @@ class Bdat(Command):
     def line(self) -> str:
         return f"BDAT {self.size} LAST" if self.last else f"BDAT {self.size}"
 
+    def encode(self, utf8: bool = False) -> bytes:
+        # Made for every message: digits need no check, so an int size is formatted as
+        # bytes at once (anything else goes the general way).
+        if self.size.__class__ is int:
+            return b"BDAT %d LAST\r\n" % self.size if self.last else b"BDAT %d\r\n" % self.size
+        return Command.encode(self, utf8)
+
 
 _set_mail_sender, _set_mail_options = slot_setters(Mail, "sender", "options")
 _set_rcpt_recipient, _set_rcpt_options = slot_setters(Rcpt, "recipient", "options")

@@ -104,6 +104,14 @@ def test_auth_response_is_base64(response: bytes) -> None:
     assert base64.b64decode(line[:-2], validate=True) == response
 
 
+@given(st.integers(min_value=0, max_value=2**70) | st.booleans(), st.booleans(), st.booleans())
+def test_bdat_encodes_as_every_command_does(size: int, last: bool, utf8: bool) -> None:
+    """BDAT's quick encoding of an int size (made for every message) is the line encoded the
+    general way, checks and all; a size of another type takes the general way."""
+    command = Bdat(size, last=last)
+    assert command.encode(utf8) == Command.encode(command, utf8)
+
+
 def test_group_end_marks_commands_that_end_a_pipelined_group() -> None:
     assert not Mail("a@b").group_end
     assert not Rcpt("a@b").group_end
