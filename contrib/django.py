@@ -12,6 +12,7 @@ message before it raises the first failure.  Importing this module imports Djang
 from __future__ import annotations
 
 import email.policy
+import functools
 import inspect
 import ssl
 import threading
@@ -145,6 +146,13 @@ def _message_bytes(message: Any) -> bytes:
     makes them: Django 6's ``message()`` builds an ``email.message.EmailMessage`` under the
     policy it is given (``SMTP``: CRLF), an older one a MIME object whose ``as_bytes`` takes
     the line end."""
-    if "policy" in inspect.signature(message.message).parameters:
+    if _takes_policy(type(message).message):
         return bytes(message.message(policy=email.policy.SMTP).as_bytes())
     return bytes(message.message().as_bytes(linesep="\r\n"))
+
+
+@functools.cache
+def _takes_policy(method: Any) -> bool:
+    """Whether an ``EmailMessage`` class's ``message()`` takes a ``policy`` (Django 6): asked
+    once per class, not for every message of a mass mailing."""
+    return "policy" in inspect.signature(method).parameters
