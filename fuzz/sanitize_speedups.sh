@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Build the C accelerator (smtp_proto/_speedups.c) with AddressSanitizer and
 # UndefinedBehaviorSanitizer and run the tests that drive it against that build: the property
-# tests comparing it with the pure-Python code (the body functions and the reply parser), the
-# body encoder's and the reply parser's own tests, and the fuzz targets' seed corpora.  Any
+# tests comparing it with the pure-Python code (the body functions, the reply parser and
+# take_replies), the body encoder's, the reply parser's and the connection's own tests, and
+# the fuzz targets' seed corpora.  Any
 # out-of-bounds access, use after free or undefined behaviour aborts the run with a report.
 # Nothing is written into the repository: the package is copied to a temporary directory,
 # which PYTHONPATH puts before the installed one.
@@ -47,7 +48,8 @@ assert speedups.__file__.startswith(sys.argv[1]), f"not the sanitized build: {sp
 tests = [
     "tests/core/test_speedups.py", "tests/core/test_body.py", "tests/core/test_fuzz_corpus.py",
     "tests/core/test_replies_speedups.py", "tests/core/test_replies.py",
-    "tests/core/test_fast_paths.py",
+    "tests/core/test_fast_paths.py", "tests/core/test_take_replies_speedups.py",
+    "tests/core/test_connection.py",
 ]
 # --capture=sys: a sanitizer writes its report to fd 2, which must reach the terminal.
 sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", "--capture=sys", *tests, *sys.argv[2:]]))

@@ -876,7 +876,7 @@ slot_offset(PyTypeObject *type, const char *name)
     PyObject *descriptor = PyDict_GetItemString(type->tp_dict, name); /* borrowed */
     if (descriptor == NULL || !Py_IS_TYPE(descriptor, &PyMemberDescr_Type) ||
         ((PyMemberDescrObject *)descriptor)->d_member->type != Py_T_OBJECT_EX) {
-        PyErr_Format(PyExc_TypeError, "Reply.%s is not a slot", name);
+        PyErr_Format(PyExc_TypeError, "%s.%s is not a slot", type->tp_name, name);
         return -1;
     }
     return ((PyMemberDescrObject *)descriptor)->d_member->offset;
@@ -960,6 +960,197 @@ bind_replies(PyObject *module, PyObject *namespace)
     return Py_NewRef(parser_type);
 }
 
+/* ------------------------------------------------------------------------------------------
+ * take_replies: smtp_proto.connection.take_replies in C (the Python function is the
+ * reference and the fallback; read its docstring for what it does).  connection.py hands
+ * this module its command classes with bind_commands(), which returns the function.
+ */
+
+static PyTypeObject *mail_type, *rcpt_type, *bdat_type;
+static Py_ssize_t rcpt_recipient_offset, bdat_last_offset;
+static PyObject *popleft_name, *next_reply_name;
+
+/* The object in the slot at offset of object; NULL with AttributeError if it is unset. */
+static PyObject *
+slot_value(PyObject *object, Py_ssize_t offset, const char *name)
+{
+    PyObject *value = *(PyObject **)((char *)object + offset);
+    if (value == NULL) {
+        PyErr_Format(PyExc_AttributeError, "%s has no %s", Py_TYPE(object)->tp_name, name);
+    }
+    return value; /* borrowed */
+}
+
+/* parser.next_reply(): the C parser's without a method call. */
+static PyObject *
+next_reply_of(PyObject *parser)
+{
+    if (parser_type != NULL && Py_IS_TYPE(parser, (PyTypeObject *)parser_type)) {
+        return parser_next_reply((ReplyParserObject *)parser, NULL, 0, NULL);
+    }
+    return PyObject_CallMethodNoArgs(parser, next_reply_name);
+}
+
+/* reply.code as a C long; -1 with an exception set if it is none. */
+static long
+code_of(PyObject *reply)
+{
+    PyObject *code;
+    if (reply_type != NULL && Py_IS_TYPE(reply, reply_type)) {
+        code = slot_value(reply, reply_code_offset, "code");
+        return code == NULL ? -1 : PyLong_AsLong(code);
+    }
+    code = PyObject_GetAttrString(reply, "code");
+    if (code == NULL) {
+        return -1;
+    }
+    long value = PyLong_AsLong(code);
+    Py_DECREF(code);
+    return value;
+}
+
+/* One step of take_replies for command, the oldest pending: 1 if its reply was taken (and
+ * appended), 0 to stop (*stop_reply: a 421 to hand back, or NULL), -1 on an error. */
+static int
+take_one(PyObject *parser, PyObject *pending, PyObject *command, PyObject *replies,
+         PyObject *accepted, int lmtp, PyObject **stop_reply)
+{
+    PyTypeObject *kind = Py_TYPE(command);
+    int last = 0;
+    if (kind == bdat_type) {
+        PyObject *flag = slot_value(command, bdat_last_offset, "last");
+        if (flag == NULL || (last = PyObject_IsTrue(flag)) < 0) {
+            return -1;
+        }
+        if (last && lmtp && PyList_GET_SIZE(accepted) > 1) {
+            return 0;
+        }
+    }
+    else if (kind != mail_type && kind != rcpt_type) {
+        return 0;
+    }
+    PyObject *reply = next_reply_of(parser);
+    if (reply == NULL) {
+        return -1;
+    }
+    if (reply == Py_None) {
+        Py_DECREF(reply);
+        return 0;
+    }
+    long code = code_of(reply);
+    if (code == -1 && PyErr_Occurred()) {
+        Py_DECREF(reply);
+        return -1;
+    }
+    if (code == 421) {
+        *stop_reply = reply;
+        return 0;
+    }
+    PyObject *popped = PyObject_CallMethodNoArgs(pending, popleft_name);
+    int failed = popped == NULL ? -1 : 0;
+    Py_XDECREF(popped);
+    if (failed == 0 && kind == rcpt_type) {
+        if (code < 300) {
+            PyObject *recipient = slot_value(command, rcpt_recipient_offset, "recipient");
+            failed = recipient == NULL ? -1 : PyList_Append(accepted, recipient);
+        }
+    }
+    else if (failed == 0 && (kind == mail_type || code >= 300 || last)) {
+        failed = PyList_SetSlice(accepted, 0, PyList_GET_SIZE(accepted), NULL);
+    }
+    if (failed == 0) {
+        failed = PyList_Append(replies, reply);
+    }
+    Py_DECREF(reply);
+    return failed < 0 ? -1 : 1;
+}
+
+static PyObject *
+take_replies(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6) {
+        PyErr_Format(PyExc_TypeError, "take_replies() takes 6 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *parser = args[0], *pending = args[1], *replies = args[2], *accepted = args[4];
+    if (!PyList_Check(replies) || !PyList_Check(accepted)) {
+        PyErr_SetString(PyExc_TypeError, "take_replies() takes lists of replies and recipients");
+        return NULL;
+    }
+    Py_ssize_t count = PyLong_AsSsize_t(args[3]);
+    if (count == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    int lmtp = PyObject_IsTrue(args[5]);
+    if (lmtp < 0) {
+        return NULL;
+    }
+    PyObject *stop_reply = NULL;
+    while (PyList_GET_SIZE(replies) < count) {
+        Py_ssize_t waiting = PyObject_Length(pending);
+        if (waiting <= 0) {
+            if (waiting < 0) {
+                return NULL;
+            }
+            break;
+        }
+        PyObject *command = PySequence_GetItem(pending, 0);
+        if (command == NULL) {
+            return NULL;
+        }
+        int taken = take_one(parser, pending, command, replies, accepted, lmtp, &stop_reply);
+        Py_DECREF(command);
+        if (taken < 0) {
+            return NULL;
+        }
+        if (taken == 0) {
+            break;
+        }
+    }
+    return stop_reply == NULL ? Py_NewRef(Py_None) : stop_reply;
+}
+
+static PyMethodDef take_replies_method = {
+    "take_replies", (PyCFunction)(void (*)(void))take_replies, METH_FASTCALL,
+    "take_replies(parser, pending, replies, count, accepted, lmtp, /)\n--\n\n"
+    "As smtp_proto.connection.take_replies (the reference), in C.",
+};
+
+static PyObject *take_replies_function; /* made by the first bind_commands() */
+
+static PyObject *
+bind_commands(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyType_Check(args[0]) || !PyType_Check(args[1]) ||
+        !PyType_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "bind_commands() takes the classes Mail, Rcpt, Bdat");
+        return NULL;
+    }
+    Py_ssize_t recipient = slot_offset((PyTypeObject *)args[1], "recipient");
+    Py_ssize_t last = recipient < 0 ? -1 : slot_offset((PyTypeObject *)args[2], "last");
+    if (last < 0) {
+        return NULL;
+    }
+    if (popleft_name == NULL &&
+        (popleft_name = PyUnicode_InternFromString("popleft")) == NULL) {
+        return NULL;
+    }
+    if (next_reply_name == NULL &&
+        (next_reply_name = PyUnicode_InternFromString("next_reply")) == NULL) {
+        return NULL;
+    }
+    if (take_replies_function == NULL &&
+        (take_replies_function = PyCFunction_NewEx(&take_replies_method, NULL, NULL)) == NULL) {
+        return NULL;
+    }
+    Py_XSETREF(mail_type, (PyTypeObject *)Py_NewRef(args[0]));
+    Py_XSETREF(rcpt_type, (PyTypeObject *)Py_NewRef(args[1]));
+    Py_XSETREF(bdat_type, (PyTypeObject *)Py_NewRef(args[2]));
+    rcpt_recipient_offset = recipient;
+    bdat_last_offset = last;
+    return Py_NewRef(take_replies_function);
+}
+
 static PyMethodDef speedups_methods[] = {
     {"crlf_only", crlf_only, METH_O,
      "crlf_only(buffer, /)\n--\n\n"
@@ -967,6 +1158,9 @@ static PyMethodDef speedups_methods[] = {
     {"stuff_dots", (PyCFunction)(void (*)(void))stuff_dots, METH_FASTCALL,
      "stuff_dots(buffer, line_start, /)\n--\n\n"
      "The buffer with every dot that follows CRLF (or starts it, if line_start) doubled."},
+    {"bind_commands", (PyCFunction)(void (*)(void))bind_commands, METH_FASTCALL,
+     "bind_commands(Mail, Rcpt, Bdat, /)\n--\n\n"
+     "The C take_replies, bound to smtp_proto.commands' classes."},
     {"bind_replies", bind_replies, METH_O,
      "bind_replies(namespace, /)\n--\n\n"
      "The C ReplyParser, bound to smtp_proto.replies' namespace (its Reply, errors, limits)."},

@@ -12,7 +12,7 @@ import enum
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Final, NoReturn
+from typing import TYPE_CHECKING, ClassVar, Final, NoReturn
 
 from .body import BodyEncoder
 from .commands import (
@@ -44,6 +44,7 @@ __all__ = [
     "Greeting",
     "NeedData",
     "State",
+    "take_replies",
 ]
 
 
@@ -211,7 +212,7 @@ class ClientConnection:
             effect(self, command, code, reply)
         return reply
 
-    def next_replies(  # noqa: PLR0912 (next_event's usual case and effects inline: #14)
+    def next_replies(  # noqa: PLR0912 (next_event's usual case inline: issue #14)
         self, replies: list[Reply], count: int
     ) -> NeedData | ConnectionClosed | None:
         """``next_event`` until ``replies`` holds ``count`` replies: a pipelined group's
@@ -227,6 +228,8 @@ class ClientConnection:
         if not parser.buffered and not self._eof and self.state is not _CLOSED:
             return NEED_DATA if len(replies) < count else None  # (the usual first call)
         next_reply = parser.next_reply
+        accepted = self._accepted
+        lmtp = self.lmtp
         while len(replies) < count:
             state = self.state
             if state is _CLOSED or state is _GREETING or not pending:
@@ -237,9 +240,16 @@ class ClientConnection:
                 if self.state is _CLOSED:
                     return None
                 continue
-            # next_event for the usual reply, the one to the oldest command pending.
+            # next_event for the usual replies, those to the oldest commands pending: the
+            # transaction's (MAIL, RCPT, BDAT) in one call, then any other one by one.
             try:
-                reply = next_reply()
+                reply = _take_replies(parser, pending, replies, count, accepted, lmtp)
+                if reply is None:
+                    if len(replies) >= count:
+                        return None
+                    if not pending:
+                        continue  # (every command answered: as next_event says)
+                    reply = next_reply()
             except RemoteProtocolError as exc:
                 self._fail(exc)
             if reply is None:
@@ -250,16 +260,9 @@ class ClientConnection:
                 self._closed_by_server()
                 replies.append(reply)
                 return None
-            kind = command.__class__
-            if kind is Rcpt:  # _after_rcpt and _after_new_transaction (MAIL) inline
-                if code < 300:
-                    self._accepted.append(command.recipient)  # type: ignore[attr-defined]
-            elif kind is Mail:
-                self._accepted.clear()
-            else:
-                effect = _REPLY_EFFECTS.get(kind)
-                if effect is not None:
-                    effect(self, command, code, reply)
+            effect = _REPLY_EFFECTS.get(command.__class__)
+            if effect is not None:
+                effect(self, command, code, reply)
             replies.append(reply)
             if self.state is _CLOSED:
                 return None
@@ -475,6 +478,60 @@ class ClientConnection:
 
 
 _ReplyEffect = Callable[[ClientConnection, Command, int, Reply], None]
+
+
+def take_replies(  # noqa: PLR0917 (positional, as the C function takes them)
+    parser: ReplyParser,
+    pending: deque[Command],
+    replies: list[Reply],
+    count: int,
+    accepted: list[str],
+    lmtp: bool,
+) -> Reply | None:
+    """The replies to the MAIL, RCPT and BDAT commands at the head of ``pending``, taken from
+    ``parser`` in order, each command popped and its effect on ``accepted`` applied (MAIL
+    empties it, an accepted RCPT adds its recipient, a refused or last BDAT empties it), and
+    appended to ``replies`` until it holds ``count``: ``next_replies``' usual case, which
+    ``smtp_proto._speedups`` does in C (this function is the reference it is checked against).
+
+    Stops (``None``) when no command is pending, before any other command, before the last
+    BDAT of an LMTP message with more than one recipient accepted (it has followers), and
+    when no complete reply is buffered.  A 421 is returned, its command still pending: the
+    caller closes.  Whatever ``parser`` raises comes out, the replies before it kept.
+    """
+    while len(replies) < count and pending:
+        command = pending[0]
+        kind = command.__class__
+        if kind is Bdat:
+            if command.last and lmtp and len(accepted) > 1:  # type: ignore[attr-defined]
+                return None
+        elif kind is not Mail and kind is not Rcpt:
+            return None
+        reply = parser.next_reply()
+        if reply is None:
+            return None
+        code = reply.code
+        if code == 421:
+            return reply
+        pending.popleft()
+        if kind is Rcpt:
+            if code < 300:
+                accepted.append(command.recipient)  # type: ignore[attr-defined]
+        elif kind is Mail or code >= 300 or command.last:  # type: ignore[attr-defined]
+            accepted.clear()
+        replies.append(reply)
+    return None
+
+
+_take_replies = take_replies
+if not TYPE_CHECKING:  # (type checkers see the Python function, which the C one mirrors)
+    try:
+        from ._speedups import bind_commands
+    except ImportError:  # installed without a C compiler: the same function, slower
+        pass
+    else:
+        _take_replies = bind_commands(Mail, Rcpt, Bdat)
+
 #: What a reply changes in the connection's state, by the kind of command it answers.
 _REPLY_EFFECTS: dict[type[Command], _ReplyEffect] = {
     Rcpt: ClientConnection._after_rcpt,

@@ -13,10 +13,12 @@ import dataclasses
 import itertools
 from collections.abc import Callable, Generator
 from typing import Any
+from unittest.mock import patch
 
 from hypothesis import assume, event, example, given, settings
 from hypothesis import strategies as st
 
+from smtp_proto import connection as connection_module
 from smtp_proto.bdat import one_chunk_request
 from smtp_proto.body import BodyEncoder, crlf_only, normalised_size, sent_as_is
 from smtp_proto.client import Client
@@ -201,6 +203,7 @@ def test_encode_is_encode_line_of_the_line(command: Command, utf8: bool) -> None
     count=st.integers(0, 6),
     lmtp=st.booleans(),
     ehlo=st.sampled_from([EHLO_PIPELINING, EHLO_PLAIN]),
+    take=st.sampled_from([connection_module._take_replies, connection_module.take_replies]),
 )
 def test_next_replies_is_next_event_in_a_loop(
     *,
@@ -211,9 +214,25 @@ def test_next_replies_is_next_event_in_a_loop(
     count: int,
     lmtp: bool,
     ehlo: bytes,
+    take: Callable[..., Reply | None],
 ) -> None:
     """``next_replies`` gives what calling ``next_event`` until ``count`` replies, a closed
-    connection, ``NEED_DATA`` or ``ConnectionClosed`` gives, read after read."""
+    connection, ``NEED_DATA`` or ``ConnectionClosed`` gives, read after read: with the C
+    ``take_replies`` and with the Python one (an install without the accelerator)."""
+    with patch.object(connection_module, "_take_replies", take):
+        check_next_replies(group, lines, cuts, eof, count, lmtp, ehlo)
+
+
+def check_next_replies(  # noqa: PLR0917 (the test's arguments)
+    group: list[Command],
+    lines: list[bytes],
+    cuts: list[int],
+    eof: bool,
+    count: int,
+    lmtp: bool,
+    ehlo: bytes,
+) -> None:
+    """The property above, with whichever ``take_replies`` the connection module has."""
     batch, single = ready(ehlo, lmtp), ready(ehlo, lmtp)
     for conn in (batch, single):
         outcome(lambda conn=conn: conn.send_many(group))
