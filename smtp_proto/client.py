@@ -57,7 +57,7 @@ from .requests import (
     Request,
 )
 from .source import Message, Readable, fix_line_ends
-from .transaction import sendmail_gen, transaction_gen
+from .transaction import Sendmail, transaction_gen
 
 __all__ = [
     "BDAT_WINDOW",
@@ -114,8 +114,7 @@ class Client(Exchange):
         try:
             yield data
         except OSError:
-            yield from self._abort_gen()
-            raise SMTPServerDisconnected("Server not connected") from None
+            yield from self._write_failed_gen()
 
     def putcmd(self, cmd: str, args: str = "") -> Operation[None]:
         """Send one command line without reading its reply (``smtplib.SMTP.putcmd``)."""
@@ -289,7 +288,7 @@ class Client(Exchange):
         anything is sent when the server does not advertise CHUNKING.
         """
         recipients = [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)
-        return sendmail_gen(
+        return Sendmail(
             self, from_addr, recipients, msg, mail_options=mail_options, rcpt_options=rcpt_options
         )
 

@@ -25,9 +25,12 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Generator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from .requests import END_OF_BODY, Call, NextRead
+from .connection import NEED_DATA
+from .errors import ProtocolError
+from .requests import END_OF_BODY, RECEIVE, Call, NextRead
+from .transaction import Sendmail
 
 __all__ = ["drive", "drive_async"]
 
@@ -49,6 +52,8 @@ def drive(
     abort: Callable[[], None],
 ) -> T:
     """Run ``operation`` to its end with blocking I/O."""
+    if operation.__class__ is Sendmail:
+        return cast(T, _drive_sendmail(operation, perform, abort))
     value: Any = None
     error: Exception | None = None
     try:
@@ -82,6 +87,8 @@ async def drive_async(
     abort: Callable[[], None],
 ) -> T:
     """Run ``operation`` to its end with async I/O (asyncio, trio, anyio alike)."""
+    if operation.__class__ is Sendmail:
+        return cast(T, await _drive_sendmail_async(operation, perform, abort))
     value: Any = None
     error: BaseException | None = None
     try:
@@ -118,3 +125,58 @@ async def drive_async(
                 raise
     finally:
         operation.close()
+
+
+def _drive_sendmail(
+    sendmail: Sendmail, perform: Callable[[Any], Any], abort: Callable[[], None]
+) -> dict[str, tuple[int, bytes]]:
+    """``sendmail`` in its usual case without the operation's generators (see ``Sendmail``):
+    one write, the reads until the replies are in, and the operation only for the rest."""
+    prepared = sendmail.round_trip()
+    if prepared is None:
+        return drive(sendmail.operation(), perform, abort)
+    data, count = prepared
+    connection, replies = sendmail.client.connection, sendmail.replies
+    failure: Exception | None = None
+    written = False
+    try:
+        perform(data)
+        written = True
+        while connection.next_replies(replies, count) is NEED_DATA:
+            connection.receive_data(perform(RECEIVE))
+    except (ProtocolError, OSError) as exc:  # the connection's, or perform's (I/O): see rest_gen
+        failure = exc
+    except BaseException:
+        abort()
+        raise
+    refused = None if failure is not None else sendmail.delivered()
+    if refused is not None:
+        return refused
+    return drive(sendmail.rest_gen(failure, written), perform, abort)
+
+
+async def _drive_sendmail_async(
+    sendmail: Sendmail, perform: Callable[[Any], Awaitable[Any]], abort: Callable[[], None]
+) -> dict[str, tuple[int, bytes]]:
+    """``_drive_sendmail`` with async I/O."""
+    prepared = sendmail.round_trip()
+    if prepared is None:
+        return await drive_async(sendmail.operation(), perform, abort)
+    data, count = prepared
+    connection, replies = sendmail.client.connection, sendmail.replies
+    failure: Exception | None = None
+    written = False
+    try:
+        await perform(data)
+        written = True
+        while connection.next_replies(replies, count) is NEED_DATA:
+            connection.receive_data(await perform(RECEIVE))
+    except (ProtocolError, OSError) as exc:  # the connection's, or perform's (I/O): see rest_gen
+        failure = exc
+    except BaseException:
+        abort()
+        raise
+    refused = None if failure is not None else sendmail.delivered()
+    if refused is not None:
+        return refused
+    return await drive_async(sendmail.rest_gen(failure, written), perform, abort)

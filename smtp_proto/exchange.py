@@ -8,7 +8,7 @@ import datetime
 import logging
 import sys
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import Any, NoReturn
 
 from .attributes import SMTPAttributes
 from .commands import Auth, AuthResponse, Command, Data, is_utf8
@@ -206,6 +206,7 @@ class Exchange(SMTPAttributes):
         partial_at_eof: bool = False,
         *,
         as_is: bool = False,
+        replies: list[Reply] | None = None,
     ) -> Generator[IORequest, Any, list[Reply]]:
         """Write ``data`` (if any), then read ``count`` replies.
 
@@ -213,18 +214,20 @@ class Exchange(SMTPAttributes):
         ``partial_at_eof``, when it hangs up after at least one.  EOF, I/O errors, protocol
         errors and 421 close the connection; the errors raise what ``smtplib`` raises.
         ``as_is``: the caller knows ``send`` is not replaced, so ``data`` (bytes) is the write
-        request itself (``_write_request`` would return it).
+        request itself (``_write_request`` would return it).  ``replies``: those read so far
+        (by a driver's round trip, ``smtp_proto.driving``), which the reading goes on from.
         """
         if data:
             try:
                 yield data if as_is else self._write_request(data)  # type: ignore[misc]
             except OSError:
-                yield from self._abort_gen()
-                raise SMTPServerDisconnected("Server not connected") from None
+                yield from self._write_failed_gen()
         connection = self._connection
-        if connection is None or connection.state is _CLOSED:
-            connection = self.connection  # raises (the property, without its call when open)
-        replies: list[Reply] = []
+        if replies is None:
+            if connection is None or connection.state is _CLOSED:
+                connection = self.connection  # raises (the property, without its call when open)
+            replies = []
+        assert connection is not None  # (going on: it was open when the exchange began)
         tracing = self.owner.debuglevel > 0 or logger.isEnabledFor(logging.DEBUG)
         try:
             while True:
@@ -241,10 +244,7 @@ class Exchange(SMTPAttributes):
                     try:
                         received = yield RECEIVE
                     except OSError as exc:
-                        yield from self._abort_gen()
-                        raise SMTPServerDisconnected(
-                            f"Connection unexpectedly closed: {exc}"
-                        ) from exc
+                        yield from self._read_failed_gen(exc)
                     connection.receive_data(received)
                     continue
                 yield from self._abort_gen()  # ConnectionClosed
@@ -257,6 +257,16 @@ class Exchange(SMTPAttributes):
         if connection.state is _CLOSED:
             yield from self._abort_gen()  # 421 or the reply to QUIT: the server is going away
         return replies
+
+    def _write_failed_gen(self) -> Generator[IORequest, Any, NoReturn]:
+        """A write failed: close, and raise what ``smtplib`` raises."""
+        yield from self._abort_gen()
+        raise SMTPServerDisconnected("Server not connected") from None
+
+    def _read_failed_gen(self, exc: OSError) -> Generator[IORequest, Any, NoReturn]:
+        """A read failed with ``exc``: close, and raise what ``smtplib`` raises."""
+        yield from self._abort_gen()
+        raise SMTPServerDisconnected(f"Connection unexpectedly closed: {exc}") from exc
 
     def _read_reply_gen(self) -> Generator[IORequest, Any, Reply]:
         """Read one reply: through the adapter's ``getreply`` when it was replaced."""

@@ -9,8 +9,9 @@ with DATA, or lock-step.  Every protocol gives the same results and exceptions a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Generator, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .bdat import BDAT_WINDOW, binary_body_gen, one_chunk_request, send_chunks_gen
 from .body import PIECE_SIZE, normalised_size
@@ -25,13 +26,14 @@ from .data import (
     send_body_gen,
 )
 from .errors import (
+    ProtocolError,
     SMTPDataError,
     SMTPMessageTooLarge,
     SMTPNotSupportedError,
     SMTPRecipientsRefused,
     SMTPSenderRefused,
 )
-from .exchange import _nothing_overridden
+from .exchange import _nothing_overridden, logger
 from .outcome import (
     OneChunkOutcome,
     TransactionReplies,
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
 # are named here too, where they were before those modules were split off.
 __all__ = [
     "BDAT_WINDOW",
+    "Sendmail",
     "TransactionReplies",
     "conclude_gen",
     "data_gen",
@@ -81,43 +84,34 @@ def sendmail_gen(
     *,
     mail_options: Sequence[str] = (),
     rcpt_options: Sequence[str] = (),
+    path: bool | Literal["ask"] | None = "ask",
 ) -> Operation[dict[str, tuple[int, bytes]]]:
     """``sendmail`` to ``recipients`` (each with ``rcpt_options``): ``transaction_gen``.
 
     The per-message case, a message in memory of one piece to a server that pipelines, in a
     greeted session with nothing replaced and no transcript, runs here inline: the steps
     ``transaction_gen`` takes for it, in the same order, without the generators and checks
-    that choose among its protocols.  With BDAT that is one round trip; with DATA two, and
-    anything but a 354 to an accepted envelope goes on as ``transaction_gen`` does.
+    that choose among its protocols.  With BDAT that is one round trip (``Sendmail``);
+    with DATA two, and anything but a 354 to an accepted envelope goes on as
+    ``transaction_gen`` does.  ``path``: what ``_one_piece`` says, when the caller asked it
+    already (``Sendmail``).
     """
-    chunking = _one_piece(client, recipients, msg, mail_options)
+    chunking = _one_piece(client, recipients, msg, mail_options) if path == "ask" else path
     if chunking is None:
         envelope = [(recipient, rcpt_options) for recipient in recipients]
         return (yield from transaction_gen(client, from_addr, envelope, msg, mail_options))
     assert isinstance(msg, bytes)
-    crlf = None  # whether every line end of msg is CRLF, if known
-    if mail_options or rcpt_options:
-        binary = _binary_body(mail_options)
-        options = mail_parameters(client, from_addr, msg, mail_options)
-        client.last_replies = TransactionReplies({}, {})
-        mail = client._build_mail(from_addr, options)
-        rcpts = [client._build_rcpt(recipient, rcpt_options) for recipient in recipients]
-    else:
-        binary = False
-        mail, rcpts, crlf = _plain_envelope(client, from_addr, recipients, msg)
+    mail, rcpts, binary, crlf = _envelope(
+        client, from_addr, recipients, msg, mail_options=mail_options, rcpt_options=rcpt_options
+    )
     if chunking:
         first = one_chunk_request(client, (mail, *rcpts), msg, binary, crlf=crlf)
-        count = len(rcpts) + 2
-        replies = yield from client._exchange_gen(first, count, partial_at_eof=True, as_is=True)
-        if len(replies) == count and replies[0].code == 250 and replies[-1].code == 250:
-            # Delivered, unless every recipient was refused (one_chunk_outcome's success).
-            # last_replies is still the empty one made above for this transaction: filled in
-            # place, it is what TransactionReplies(kept, {"": final}) would be.
-            kept = client.last_replies
-            refused = envelope_replies(kept.rcpt, rcpts, replies[1:-1])[0]
-            if len(refused) < len(rcpts):  # (a 421 closed: fewer replies)
-                kept.body[""] = replies[-1]
-                return refused
+        replies = yield from client._exchange_gen(
+            first, len(rcpts) + 2, partial_at_eof=True, as_is=True
+        )
+        refused = delivered(client, rcpts, replies)
+        if refused is not None:
+            return refused
         return (yield from conclude_gen(client, one_chunk_outcome(mail, rcpts, replies)))
     expected = len(rcpts) + 2
     first = client._encode(mail, *rcpts, Data())
@@ -138,6 +132,150 @@ def sendmail_gen(
     if code == 250:
         return refused
     return (yield from _finish_transaction_gen(client, code, text, refused, len(rcpts)))
+
+
+def _envelope(
+    client: Client,
+    from_addr: str,
+    recipients: Sequence[str],
+    msg: bytes,
+    *,
+    mail_options: Sequence[str],
+    rcpt_options: Sequence[str],
+) -> tuple[Mail, list[Rcpt], bool, bool | None]:
+    """MAIL and the RCPTs of an inline ``sendmail``, ``last_replies`` emptied in between;
+    whether the body goes as it is (``BODY=BINARYMIME``); whether every line end of ``msg``
+    is CRLF, if that is known (``_plain_envelope``)."""
+    if mail_options or rcpt_options:
+        options = mail_parameters(client, from_addr, msg, mail_options)
+        client.last_replies = TransactionReplies({}, {})
+        mail = client._build_mail(from_addr, options)
+        rcpts = [client._build_rcpt(recipient, rcpt_options) for recipient in recipients]
+        return mail, rcpts, _binary_body(mail_options), None
+    mail, rcpts, crlf = _plain_envelope(client, from_addr, recipients, msg)
+    return mail, rcpts, False, crlf
+
+
+def delivered(
+    client: Client, rcpts: list[Rcpt], replies: list[Reply]
+) -> dict[str, tuple[int, bytes]] | None:
+    """The refused recipients when the replies to MAIL, ``rcpts`` and ``BDAT n LAST`` say the
+    message was delivered (``one_chunk_outcome``'s success), kept in ``last_replies``; else
+    ``None``: ``conclude_gen`` makes of them what ``sendmail`` does."""
+    if len(replies) == len(rcpts) + 2 and replies[0].code == 250 and replies[-1].code == 250:
+        # last_replies is still the empty one made for this transaction (_envelope): filled
+        # in place, it is what TransactionReplies(kept, {"": final}) would be.
+        kept = client.last_replies
+        refused = envelope_replies(kept.rcpt, rcpts, replies[1:-1])[0]
+        if len(refused) < len(rcpts):  # (a 421 closed: fewer replies)
+            kept.body[""] = replies[-1]
+            return refused
+    return None
+
+
+class Sendmail(Generator[IORequest, Any, dict[str, tuple[int, bytes]]]):
+    """``Client.sendmail``'s operation: a generator, as every operation is (``sendmail_gen``,
+    made at the first step), which the drivers of ``smtp_proto.driving`` also run without
+    one in the usual case.
+
+    The driver asks ``round_trip()``; given the bytes, it writes them, hands what it reads to
+    the connection until ``next_replies`` has the replies (or ends), and returns
+    ``delivered()`` unless that is ``None``; then, or when the write, a read or the
+    connection failed, it runs ``rest_gen(failure, written)``, which goes on from there as
+    ``sendmail_gen`` would have.
+    """
+
+    __slots__ = ("_arguments", "_envelope", "_operation", "_path", "client", "replies")
+
+    def __init__(
+        self,
+        client: Client,
+        from_addr: str,
+        recipients: list[str],
+        msg: Message,
+        *,
+        mail_options: Sequence[str],
+        rcpt_options: Sequence[str],
+    ) -> None:
+        #: The client the message is sent by.
+        self.client = client
+        self._arguments = (from_addr, recipients, msg, mail_options, rcpt_options)
+        self._operation: Operation[dict[str, tuple[int, bytes]]] | None = None
+        self._path: bool | Literal["ask"] | None = "ask"
+        self._envelope: tuple[Mail, list[Rcpt]] | None = None
+        #: The replies the driver read, in the usual case.
+        self.replies: list[Reply] = []
+
+    def operation(self) -> Operation[dict[str, tuple[int, bytes]]]:
+        """The generator: ``sendmail_gen`` (made once)."""
+        if self._operation is None:
+            from_addr, recipients, msg, mail_options, rcpt_options = self._arguments
+            self._operation = sendmail_gen(
+                self.client,
+                from_addr,
+                recipients,
+                msg,
+                mail_options=mail_options,
+                rcpt_options=rcpt_options,
+                path=self._path,
+            )
+        return self._operation
+
+    def round_trip(self) -> tuple[bytes, int] | None:
+        """Before the first step, in the usual case (no transcript, not even the logger's):
+        what ``sendmail_gen`` would write, its commands queued on the connection, and how
+        many replies it waits for.  Else ``None``: run ``operation()``."""
+        if self._operation is not None:
+            return None
+        client = self.client
+        from_addr, recipients, msg, mail_options, rcpt_options = self._arguments
+        self._path = path = _one_piece(client, recipients, msg, mail_options)
+        if not path or logger.isEnabledFor(logging.DEBUG):
+            return None
+        assert isinstance(msg, bytes)
+        mail, rcpts, binary, crlf = _envelope(
+            client, from_addr, recipients, msg, mail_options=mail_options, rcpt_options=rcpt_options
+        )
+        self._envelope = mail, rcpts
+        return one_chunk_request(client, (mail, *rcpts), msg, binary, crlf=crlf), len(rcpts) + 2
+
+    def delivered(self) -> dict[str, tuple[int, bytes]] | None:
+        """After the driver's round trip: the result if the message was delivered (see the
+        function ``delivered``), else ``None``."""
+        assert self._envelope is not None
+        return delivered(self.client, self._envelope[1], self.replies)
+
+    def rest_gen(
+        self, failure: Exception | None, written: bool
+    ) -> Generator[IORequest, Any, dict[str, tuple[int, bytes]]]:
+        """After the driver's round trip, unless it delivered: ``failure`` (the ``OSError``
+        of the write, or of a read once ``written``, or the connection's ``ProtocolError``),
+        else the reading's end and what the replies so far mean, each taken as the
+        operation's exchange takes it."""
+        client = self.client
+        if isinstance(failure, ProtocolError):
+            yield from client._abort_gen()
+            raise failure
+        if isinstance(failure, OSError):
+            if written:
+                yield from client._read_failed_gen(failure)
+            yield from client._write_failed_gen()
+        assert self._envelope is not None
+        mail, rcpts = self._envelope
+        replies = yield from client._exchange_gen(
+            b"", len(rcpts) + 2, partial_at_eof=True, replies=self.replies
+        )
+        return (yield from conclude_gen(client, one_chunk_outcome(mail, rcpts, replies)))
+
+    def send(self, value: Any) -> IORequest:
+        return self.operation().send(value)
+
+    def throw(self, *exc_info: Any) -> IORequest:
+        return self.operation().throw(*exc_info)
+
+    def close(self) -> None:
+        if self._operation is not None:
+            self._operation.close()
 
 
 def _plain_envelope(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 from unittest.mock import patch
 
@@ -39,6 +39,7 @@ from smtp_proto.commands import (
     encode_line,
 )
 from smtp_proto.connection import NEED_DATA, ClientConnection, ConnectionClosed, DataEnd
+from smtp_proto.driving import drive, drive_async
 from smtp_proto.errors import RemoteProtocolError
 from smtp_proto.outcome import OneChunkOutcome, TransactionReplies
 from smtp_proto.replies import Reply
@@ -601,7 +602,7 @@ def test_sendmail_is_the_general_transaction(
     if not greeted:
         reads = [ehlo, *reads]  # sendmail's EHLO first
     clients = []
-    for _ in range(2):
+    for _ in range(4):
         client = connected()
         client.chunking, client.pipelining = chunking, pipelining
         if greeted:
@@ -613,13 +614,41 @@ def test_sendmail_is_the_general_transaction(
                 client.esmtp_features = {"pipelining": ""}
         client.last_replies = TransactionReplies({"earlier@example.org": Reply(250, (b"",))}, {})
         clients.append(client)
-    quick, general = clients
+    quick, general, driven, driven_async = clients
     path = _one_piece(quick, recipients, message, mail_options)
     event(f"sendmail's path: {({None: 'general', True: 'BDAT', False: 'DATA'})[path]}")
-    feeds = [Feed(reads, fail_write, fail_read) for _ in range(2)]
+    feeds = [Feed(reads, fail_write, fail_read) for _ in range(4)]
     got = run_fed(quick.sendmail(sender, recipients, message, mail_options, rcpt_options), feeds[0])
     envelope = [(recipient, rcpt_options) for recipient in recipients]
     expected = run_fed(general.transaction(sender, envelope, message, mail_options), feeds[1])
     assert got == expected
     assert feeds[0].log == feeds[1].log
     assert client_state(quick) == client_state(general)
+    # The drivers run the BDAT case without the operation's generators (Sendmail.round_trip).
+    operation = driven.sendmail(sender, recipients, message, mail_options, rcpt_options)
+    by_driver = outcome(lambda: drive(operation, feeds[2].answer, unexpected_abort))
+    assert by_driver == expected
+    assert feeds[2].log == feeds[1].log
+    assert client_state(driven) == client_state(general)
+
+    async def perform(request: Any) -> Any:
+        return feeds[3].answer(request)
+
+    operation = driven_async.sendmail(sender, recipients, message, mail_options, rcpt_options)
+    coroutine = drive_async(operation, perform, unexpected_abort)
+    assert outcome(lambda: run_unsuspended(coroutine)) == expected
+    assert feeds[3].log == feeds[1].log
+    assert client_state(driven_async) == client_state(general)
+
+
+def run_unsuspended(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine that never waits (its I/O answers at once) to its end."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    raise AssertionError("the coroutine waited")
+
+
+def unexpected_abort() -> None:
+    raise AssertionError("aborted: only for what is not an OSError")
