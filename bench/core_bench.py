@@ -26,9 +26,10 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import smtp_proto
-from smtp_proto import RECEIVE, Bdat, Client, ClientConnection, Data, Ehlo, Mail, Rcpt
+from smtp_proto import RECEIVE, Bdat, Client, ClientConnection, Data, Ehlo, Mail, Rcpt, driving
 from smtp_proto.body import PIECE_SIZE, BodyEncoder
 
 EHLO = (
@@ -63,16 +64,20 @@ def encode_rate(message: bytes) -> float:
     return len(message) / 2**20 / (time.perf_counter() - start)
 
 
-def drive(operation: object, replies: list[bytes]) -> object:
-    """Run a core operation against canned replies, discarding what it sends."""
+def drive(operation: Any, replies: list[bytes]) -> object:
+    """Run a core operation against canned replies, discarding what it sends: through the
+    core's own driver loop, as the adapters run it."""
     feed = iter(replies)
-    value = None
-    try:
-        while True:
-            request = operation.send(value)  # type: ignore[attr-defined]
-            value = next(feed) if request is RECEIVE else None
-    except StopIteration as done:
-        return done.value
+
+    def perform(request: object) -> bytes | None:
+        return next(feed) if request is RECEIVE else None
+
+    return driving.drive(operation, perform, abort)
+
+
+def abort() -> None:
+    """What the driver calls if something but an ``OSError`` escapes ``perform``: a bug."""
+    raise AssertionError("the canned replies ran out")
 
 
 def transaction_rate(count: int, pipelining: bool, chunking: bool = False) -> float:

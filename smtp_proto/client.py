@@ -57,7 +57,7 @@ from .requests import (
     Request,
 )
 from .source import Message, Readable, fix_line_ends
-from .transaction import Sendmail, transaction_gen
+from .transaction import Sendmail, sendmail_gen, transaction_gen
 
 __all__ = [
     "BDAT_WINDOW",
@@ -288,7 +288,19 @@ class Client(Exchange):
         anything is sent when the server does not advertise CHUNKING.
         """
         recipients = [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)
-        return Sendmail(
+        connection = self._connection
+        if connection is not None and connection.extensions.chunking and self.owner.chunking:
+            # Maybe one round trip, which the drivers run themselves (Sendmail.round_trip
+            # decides when the operation starts: another may be under way now).
+            return Sendmail(
+                self,
+                from_addr,
+                recipients,
+                msg,
+                mail_options=mail_options,
+                rcpt_options=rcpt_options,
+            )
+        return sendmail_gen(
             self, from_addr, recipients, msg, mail_options=mail_options, rcpt_options=rcpt_options
         )
 

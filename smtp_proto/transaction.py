@@ -267,8 +267,13 @@ class Sendmail(Generator[IORequest, Any, dict[str, tuple[int, bytes]]]):
         )
         return (yield from conclude_gen(client, one_chunk_outcome(mail, rcpts, replies)))
 
+    def __iter__(self) -> Operation[dict[str, tuple[int, bytes]]]:
+        """The generator itself: ``yield from`` and loops then step it with no call here."""
+        return self.operation()
+
     def send(self, value: Any) -> IORequest:
-        return self.operation().send(value)
+        operation = self._operation
+        return (self.operation() if operation is None else operation).send(value)
 
     def throw(self, *exc_info: Any) -> IORequest:
         return self.operation().throw(*exc_info)
