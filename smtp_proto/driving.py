@@ -1,8 +1,9 @@
 """The driver loop every transport runs, written once for blocking and once for async I/O.
 
-The two loops are the one deliberate twin in the core: a loop cannot serve both without a
-coroutine or generator layer on every I/O request, and they differ where the I/O does (a
-``perform`` awaited or not, an async body's read); what they share is written once.
+The two loops are the one deliberate twin in the core (with their runs of ``sendmail``'s
+usual case, ``Sendmail``): a loop cannot serve both without a coroutine or generator layer on
+every I/O request, and they differ where the I/O does (a ``perform`` awaited or not, an async
+body's read); what they share is written once.
 
 A transport supplies ``perform(request)``, which carries out one I/O request of an operation
 (see ``smtp_proto.requests``), and ``abort()``, which drops the connection.  The loop sends each

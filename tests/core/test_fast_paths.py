@@ -220,20 +220,6 @@ def test_next_replies_is_next_event_in_a_loop(
     """``next_replies`` gives what calling ``next_event`` until ``count`` replies, a closed
     connection, ``NEED_DATA`` or ``ConnectionClosed`` gives, read after read: with the C
     ``take_replies`` and with the Python one (an install without the accelerator)."""
-    with patch.object(connection_module, "_take_replies", take):
-        check_next_replies(group, lines, cuts, eof, count, lmtp, ehlo)
-
-
-def check_next_replies(  # noqa: PLR0917 (the test's arguments)
-    group: list[Command],
-    lines: list[bytes],
-    cuts: list[int],
-    eof: bool,
-    count: int,
-    lmtp: bool,
-    ehlo: bytes,
-) -> None:
-    """The property above, with whichever ``take_replies`` the connection module has."""
     batch, single = ready(ehlo, lmtp), ready(ehlo, lmtp)
     for conn in (batch, single):
         outcome(lambda conn=conn: conn.send_many(group))
@@ -256,7 +242,8 @@ def check_next_replies(  # noqa: PLR0917 (the test's arguments)
         if data is not None:
             fed = outcome(lambda data=data: batch.receive_data(data))
             assert fed == outcome(lambda data=data: single.receive_data(data))
-        status = outcome(lambda: batch.next_replies(got, count))
+        with patch.object(connection_module, "_take_replies", take):
+            status = outcome(lambda: batch.next_replies(got, count))
         assert status == outcome(one_by_one)
         assert got == expected
         assert connection_state(batch) == connection_state(single)

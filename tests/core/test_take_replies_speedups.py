@@ -100,26 +100,6 @@ class Side:
         )
 
 
-def compare(  # noqa: PLR0917 (the strategies' order)
-    commands: list[Command],
-    stream: bytes,
-    splits: list[int],
-    count: int,
-    accepted: list[str],
-    lmtp: bool,
-    parser_class: type[Any],
-) -> None:
-    c = Side(connection._take_replies, parser_class(), commands, accepted)
-    python = Side(connection.take_replies, PyReplyParser(), commands, accepted)
-    fed = 0
-    for size in splits * 4:
-        for side in (c, python):
-            side.parser.feed(stream[fed : fed + size])
-        fed += size
-        assert c.call(count, lmtp) == python.call(count, lmtp)
-        assert c.state() == python.state()
-
-
 @settings(max_examples=500, deadline=None)  # (a shared machine: no flaky deadline)
 @given(
     COMMANDS,
@@ -154,7 +134,15 @@ def test_agrees_with_the_python_function(  # noqa: PLR0917 (given's order)
     lmtp: bool,
     parser_class: type[Any],
 ) -> None:
-    compare(commands, stream, splits, count, accepted, lmtp, parser_class)
+    c = Side(connection._take_replies, parser_class(), commands, accepted)
+    python = Side(connection.take_replies, PyReplyParser(), commands, accepted)
+    fed = 0
+    for size in splits * 4:
+        for side in (c, python):
+            side.parser.feed(stream[fed : fed + size])
+        fed += size
+        assert c.call(count, lmtp) == python.call(count, lmtp)
+        assert c.state() == python.state()
 
 
 def answered(reply: bytes) -> ReplyParser:
