@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import Callable, Coroutine, Generator
+from functools import partial
 from typing import Any
 from unittest.mock import patch
 
@@ -44,7 +45,7 @@ from smtp_proto.errors import RemoteProtocolError
 from smtp_proto.outcome import OneChunkOutcome, TransactionReplies
 from smtp_proto.replies import Reply
 from smtp_proto.requests import CLOSE, RECEIVE
-from smtp_proto.transaction import _one_piece
+from smtp_proto.transaction import Sendmail, _one_piece
 from tests.offline import EHLO_LINE, Peer, S, connected, smtplib_spelling
 
 # --------------------------------------------------------------------------- strategies
@@ -639,3 +640,49 @@ def run_unsuspended(coroutine: Coroutine[Any, Any, Any]) -> Any:
 
 def unexpected_abort() -> None:
     raise AssertionError("aborted: only for what is not an OSError")
+
+
+# --------------------------------------------------------------------------- Sendmail
+
+ONE_CHUNK_REPLIES = [b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n250 2.1.5 ok\r\n250 2.0.0 queued as 1\r\n"]
+
+
+def test_sendmail_is_a_sendmail_only_where_a_round_trip_may_come() -> None:
+    """A ``Sendmail`` when the server offers CHUNKING and the client uses it; else the bare
+    generator, which costs the DATA path nothing more."""
+    offered = chunking_client([EHLO_LINE, S(EHLO_PIPELINING)])
+    assert type(offered.sendmail("s@x", ["a@x"], b"hi\r\n")) is Sendmail
+    declined = chunking_client([EHLO_LINE, S(EHLO_PIPELINING)])
+    declined.chunking = False
+    assert type(declined.sendmail("s@x", ["a@x"], b"hi\r\n")) is not Sendmail
+    plain = chunking_client([EHLO_LINE, S(b"250-server.example\r\n250 PIPELINING\r\n")])
+    assert type(plain.sendmail("s@x", ["a@x"], b"hi\r\n")) is not Sendmail
+    assert type(connected().sendmail("s@x", ["a@x"], b"hi\r\n")) is not Sendmail  # no EHLO yet
+
+
+def test_a_sendmail_runs_as_any_generator_does() -> None:
+    """``yield from`` steps the generator itself, a loop of one's own steps it through
+    ``send``, and both give what ``drive`` gives: one write, one read; once it has started,
+    ``round_trip`` says ``None``, so no driver takes it over half-way."""
+    results = []
+    for way in ("drive", "send", "yield from"):
+        client = chunking_client([EHLO_LINE, S(EHLO_PIPELINING)])
+        operation = client.sendmail("s@x", ["a@x", "b@x"], b"hi\r\n")
+        assert isinstance(operation, Sendmail)
+        feed = Feed(ONE_CHUNK_REPLIES, 0, 0)
+        if way == "drive":
+            run = partial(drive, operation, feed.answer, unexpected_abort)
+            results.append(outcome(run))
+        elif way == "send":
+            results.append(run_fed(operation, feed))
+            assert operation.round_trip() is None
+        else:
+
+            def outer(inner: Sendmail = operation) -> Generator[Any, Any, Any]:
+                return (yield from inner)
+
+            assert iter(operation) is operation.operation()
+            results.append(run_fed(outer(), feed))
+        assert feed.log[0][0] == "write" and feed.log[1:] == [("read", b"")]
+        assert client.last_replies.body[""].text == b"2.0.0 queued as 1"
+    assert results == [("value", {})] * 3
