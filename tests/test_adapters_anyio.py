@@ -8,7 +8,14 @@ import pytest
 from smtp_proto.transports.testing import CaptureServer
 
 from smtp_proto.errors import SMTPServerDisconnected
-from tests.adapters import LOCAL_NAME, MESSAGE, Adapter, FaultyThenHealthy, sends_after_reconnect
+from tests.adapters import (
+    LOCAL_NAME,
+    MESSAGE,
+    TIMEOUT,
+    Adapter,
+    FaultyThenHealthy,
+    sends_after_reconnect,
+)
 from tests.scripted_server import ScriptedServer
 from tests.servers.aiosmtpd_server import AiosmtpdServer
 
@@ -61,8 +68,16 @@ def test_anyio_cancel_scope_closes_the_client(adapter: Adapter) -> None:
     async def main() -> None:
         smtp = adapter.new()
         await smtp.connect(server.host, server.port)
-        with anyio.move_on_after(0.3) as scope:
-            await smtp.sendmail("s@example.test", ["r@example.test"], MESSAGE)
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as tasks:
+
+                async def cancel_at_stall() -> None:
+                    stalled = handler.stalled.wait
+                    assert await anyio.to_thread.run_sync(stalled, TIMEOUT, abandon_on_cancel=True)
+                    scope.cancel()
+
+                tasks.start_soon(cancel_at_stall)
+                await smtp.sendmail("s@example.test", ["r@example.test"], MESSAGE)
         assert scope.cancelled_caught
         assert not smtp.is_connected
         with pytest.raises(SMTPServerDisconnected):
@@ -71,4 +86,3 @@ def test_anyio_cancel_scope_closes_the_client(adapter: Adapter) -> None:
 
     with ScriptedServer(handler) as server:
         anyio.run(main, backend=adapter.name)
-    assert handler.stalled.is_set()

@@ -22,6 +22,7 @@ from smtp_proto.errors import SMTPServerDisconnected
 from tests.adapters import (
     LOCAL_NAME,
     MESSAGE,
+    TIMEOUT,
     Adapter,
     FaultyThenHealthy,
     async_adapters,
@@ -31,8 +32,6 @@ from tests.offline import smtplib_spelling
 from tests.scripted_server import ScriptedServer, Session, StandardESMTP
 
 STEPS = ["greeting", "ehlo", "mail", "rcpt", "data", "body", "after-data", "quit"]
-#: The caller's deadline: short, and far below the client's own timeout (``TIMEOUT``).
-DEADLINE = 0.3
 
 
 async def session(smtp: Any, server: ScriptedServer) -> None:
@@ -43,18 +42,37 @@ async def session(smtp: Any, server: ScriptedServer) -> None:
 
 
 @asynccontextmanager
-async def expiring_deadline(adapter: Adapter, seconds: float) -> AsyncIterator[None]:
-    """The framework's deadline around the block, which must expire before the block ends:
-    ``asyncio.timeout`` (raising ``TimeoutError``) or ``trio.move_on_after`` (caught)."""
+async def deadline_at_stall(adapter: Adapter, stalled: threading.Event) -> AsyncIterator[None]:
+    """The framework's deadline around the block, expiring once the server sets ``stalled``,
+    so it always hits the client while it waits, however slow the machine:
+    ``asyncio.timeout`` (raising ``TimeoutError``) or a trio cancel scope's deadline (caught).
+    """
     if adapter.name == "asyncio":
+        loop = asyncio.get_running_loop()
         with pytest.raises(TimeoutError):
-            async with asyncio.timeout(seconds) as deadline:
-                yield
+            async with asyncio.timeout(None) as deadline:
+
+                async def expire_at_stall() -> None:
+                    await adapter.wait_for(stalled)
+                    deadline.reschedule(loop.time())
+
+                watcher = asyncio.create_task(expire_at_stall())
+                try:
+                    yield
+                finally:
+                    watcher.cancel()
         assert deadline.expired()  # this deadline, not the client's own timeout
-    else:
-        with trio.move_on_after(seconds) as scope:
+        return
+    with trio.CancelScope() as scope:
+        async with trio.open_nursery() as nursery:
+
+            async def expire_at_stall() -> None:
+                assert await trio.to_thread.run_sync(stalled.wait, TIMEOUT, abandon_on_cancel=True)
+                scope.deadline = trio.current_time()
+
+            nursery.start_soon(expire_at_stall)
             yield
-        assert scope.cancelled_caught
+    assert scope.cancelled_caught
 
 
 async def cancel_when_stalled(
@@ -101,9 +119,8 @@ async def test_deadline_while_waiting(adapter: Adapter, step: str) -> None:
     handler = FaultyThenHealthy({step: "stall"})
     with ScriptedServer(handler) as server:
         smtp = adapter.new()
-        async with expiring_deadline(adapter, DEADLINE):
+        async with deadline_at_stall(adapter, handler.stalled):
             await session(smtp, server)
-        assert handler.stalled.is_set()
         await closed_then_reusable(adapter, smtp, server, handler, step)
 
 
@@ -126,7 +143,7 @@ async def test_cancelled_command_by_command(adapter: Adapter) -> None:
         await smtp.connect(server.host, server.port)
         await smtp.ehlo()
         assert (await smtp.mail("s@example.test"))[0] == 250
-        async with expiring_deadline(adapter, DEADLINE):
+        async with deadline_at_stall(adapter, handler.stalled):
             await smtp.rcpt("r@example.test")
         await closed_then_reusable(adapter, smtp, server, handler, "rcpt")
     assert handler.faulty.commands == [
@@ -156,9 +173,8 @@ async def test_cancelled_during_the_tls_handshake(adapter: Adapter) -> None:
     with ScriptedServer(handler) as server:
         smtp = adapter.new()
         await smtp.connect(server.host, server.port)
-        async with expiring_deadline(adapter, DEADLINE):
+        async with deadline_at_stall(adapter, handshake_stalled):
             await smtp.starttls()
-        assert handshake_stalled.is_set()
         assert smtp.is_connected is False
         assert await smtp.connect(server.host, server.port) == (220, b"test.local ESMTP")
         assert await smtp.noop() == (250, b"2.0.0 OK")
