@@ -14,7 +14,7 @@ import pytest
 from smtp_proto.transports.testing import CaptureServer
 
 from smtp_proto import DSN, RecipientDSN, SendResult, SMTPSecurityError
-from smtp_proto.body import PIECE_SIZE as CHUNK_SIZE
+from smtp_proto.body import PIECE_SIZE
 from smtp_proto.errors import (
     SMTPDataError,
     SMTPMessageTooLarge,
@@ -89,7 +89,7 @@ async def test_starttls_auth_delivers_and_reports_each_recipient(
 async def test_implicit_tls_with_bdat(
     adapter: Adapter, postfix: PostfixServer, tls_ca: LocalCA, token: str
 ) -> None:
-    message = email_message(SENDER, "implicit@example.test", token, "x" * (CHUNK_SIZE * 2))
+    message = email_message(SENDER, "implicit@example.test", token, "x" * (PIECE_SIZE * 2))
     result = await send(
         adapter,
         message,
@@ -269,7 +269,7 @@ async def test_a_large_message_over_starttls_arrives_byte_for_byte(
 ) -> None:
     """Several BDAT chunks, each a view of the caller's bytes, through each adapter's TLS
     writes: the server stores exactly the message."""
-    lines = [b"%06d " % n + b"y" * 70 for n in range(4 * CHUNK_SIZE // 78)]
+    lines = [b"%06d " % n + b"y" * 70 for n in range(4 * PIECE_SIZE // 78)]
     message = b"Subject: big\r\n\r\n" + b"\r\n".join(lines) + b"\r\n"
     with CaptureServer(tls_context=tls_ca.server_context()) as server:
         result = await send(
@@ -295,7 +295,7 @@ async def test_sendmail_binarymime_forces_bdat_even_with_chunking_off(
 ) -> None:
     features = ("PIPELINING", "BINARYMIME") if pipelining else ("BINARYMIME",)
     handler = StandardESMTP(features=features, chunking=True)
-    body = BINARY if size == "small" else BINARY * (5 * CHUNK_SIZE // (2 * len(BINARY)))
+    body = BINARY if size == "small" else BINARY * (5 * PIECE_SIZE // (2 * len(BINARY)))
     # A large one streamed, so read and sent a piece (a chunk) at a time.
     source = body if size == "small" else io.BytesIO(body)
     with ScriptedServer(handler) as server:
@@ -469,7 +469,7 @@ class RefuseSecondChunk:
 @all_adapters
 async def test_bdat_refused_mid_transaction(adapter: Adapter) -> None:
     handler = RefuseSecondChunk()
-    body = b"Subject: s\r\n\r\n" + (b"z" * 78 + b"\r\n") * (4 * CHUNK_SIZE // 80)
+    body = b"Subject: s\r\n\r\n" + (b"z" * 78 + b"\r\n") * (4 * PIECE_SIZE // 80)
     streamed = io.BytesIO(body)  # read in pieces, so sent as several chunks
     with ScriptedServer(handler) as server:
         with pytest.raises(SMTPDataError) as caught:
@@ -568,7 +568,7 @@ async def test_async_body_failing_at_once_leaves_the_connection_usable(adapter: 
 @async_adapters
 async def test_async_body_failing_midway_never_ends_the_message(adapter: Adapter) -> None:
     async def failing() -> AsyncIterator[bytes]:
-        yield b"Subject: s\r\n\r\n" + b"q" * (3 * CHUNK_SIZE)
+        yield b"Subject: s\r\n\r\n" + b"q" * (3 * PIECE_SIZE)
         raise ValueError("source broke")
 
     handler = StandardESMTP(features=ESMTP)
@@ -619,4 +619,4 @@ async def test_async_file_object_body(adapter: Adapter) -> None:
         assert await adapter.call(smtp.sendmail, SENDER, ["r"], source) == {}
         await adapter.call(smtp.quit)
     assert handler.envelopes[0].data == expected
-    assert source.reads == len(expected) // CHUNK_SIZE + 2  # chunk by chunk, then b""
+    assert source.reads == len(expected) // PIECE_SIZE + 2  # chunk by chunk, then b""

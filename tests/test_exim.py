@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from smtp_proto.body import CHUNK_SIZE
+from smtp_proto.body import PIECE_SIZE
 from smtp_proto.dsn import DSN, RecipientDSN, xtext_decode, xtext_encode
 from smtp_proto.errors import SMTPAuthenticationError
 from tests.adapters import LOCAL_NAME, Adapter, all_adapters, send
@@ -257,7 +257,7 @@ async def test_chunking_sendmail_streams_bdat_chunks(
     smtp.set_debuglevel(0)
     assert await adapter.call(smtp.quit) == BYE
     commands = re.findall(r"^send: 'BDAT (\d+)( LAST)?\\r\\n'$", capfd.readouterr().err, re.M)
-    assert len(commands) == -(-len(message) // CHUNK_SIZE) > 1  # one per 256 KiB
+    assert len(commands) == -(-len(message) // PIECE_SIZE) > 1  # one per 256 KiB
     assert [last for _, last in commands] == [""] * (len(commands) - 1) + [" LAST"]
     assert sum(int(size) for size, _ in commands) == len(on_the_wire)  # LF went out as CRLF
     trace, stored = split_trace(exim.wait_for_message(lambda m: token.encode() in m))

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pytest
 from smtp_proto.transports import sync as smtplib
 
-from smtp_proto.body import CHUNK_SIZE
+from smtp_proto.body import PIECE_SIZE
 from tests.scripted_server import ScriptedServer, StandardESMTP
 from tests.servers.aiosmtpd_server import AiosmtpdServer
 from tests.servers.postfix import PostfixServer
@@ -57,7 +57,7 @@ def test_large_message_streams_in_chunks(
     postfix: PostfixServer, postfix_delivered: Callable[..., list[bytes]], token: str
 ) -> None:
     line = b"." + b"x" * 75 + b"\r\n"
-    body = line * (3 * CHUNK_SIZE // len(line) + 7)
+    body = line * (3 * PIECE_SIZE // len(line) + 7)
     message = f"Subject: {token}\r\n\r\n".encode() + body
     with chunked_client(postfix.host, postfix.port) as client:
         assert client.sendmail(SENDER, ["big@example.test"], message) == {}

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smtp_proto import SMTPDataError, SMTPRecipientsRefused, SMTPSenderRefused
-from smtp_proto.body import PIECE_SIZE as CHUNK_SIZE
+from smtp_proto.body import PIECE_SIZE
 from smtp_proto.client import BDAT_WINDOW, Client
 from smtp_proto.driving import drive
 from smtp_proto.requests import RECEIVE
@@ -108,8 +108,8 @@ def test_body_refused_is_a_data_error_after_rset() -> None:
 def large_message() -> tuple[bytes, list[bytes]]:
     """A message of several chunks and the chunks the client must send (last one LAST)."""
     count = BDAT_WINDOW + 3
-    message = b"x" * (CHUNK_SIZE * count - 2) + b"\r\n"
-    chunks = [message[i : i + CHUNK_SIZE] for i in range(0, len(message), CHUNK_SIZE)]
+    message = b"x" * (PIECE_SIZE * count - 2) + b"\r\n"
+    chunks = [message[i : i + PIECE_SIZE] for i in range(0, len(message), PIECE_SIZE)]
     return message, chunks
 
 
@@ -222,8 +222,8 @@ def test_one_chunk_in_memory_carries_what_the_chunks_of_a_stream_carry(tail: lis
     """The one-chunk way for a ``bytes`` message that needs no rewriting delivers exactly
     the bytes the piece-by-piece chunks deliver for the same message streamed."""
     message = b"x" * 78 + b"\r\n"
-    message = message * (CHUNK_SIZE // len(message) + 1) + b"".join(line + b"\r\n" for line in tail)
+    message = message * (PIECE_SIZE // len(message) + 1) + b"".join(line + b"\r\n" for line in tail)
     whole, whole_chunks = delivered(chunking_client(), message)
     streamed, streamed_chunks = delivered(chunking_client(), io.BytesIO(message))
     assert whole == streamed == message
-    assert whole_chunks == 1 and streamed_chunks == -(-len(message) // CHUNK_SIZE)
+    assert whole_chunks == 1 and streamed_chunks == -(-len(message) // PIECE_SIZE)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smtp_proto.body import CHUNK_SIZE
+from smtp_proto.body import PIECE_SIZE
 from tests.offline import (
     BODY,
     DATA,
@@ -313,7 +313,7 @@ def test_send_message_bcc_not_transmitted() -> None:
 
 
 def test_message_bigger_than_one_chunk() -> None:
-    big = (b"." + b"x" * 998 + b"\r\n") * (2 * CHUNK_SIZE // 1000 + 3)
+    big = (b"." + b"x" * 998 + b"\r\n") * (2 * PIECE_SIZE // 1000 + 3)
     wire = big.replace(b"\r\n.", b"\r\n..")
     wire = b"." + wire + b".\r\n"
     script = [EHLO_LINE, EHLO_SIMPLE, MAIL, OK, RCPT_A, OK, DATA, GO, C(wire), OK]

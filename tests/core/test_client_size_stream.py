@@ -25,7 +25,7 @@ from smtp_proto import (
     SMTPResponseException,
     SMTPSenderRefused,
 )
-from smtp_proto.body import CHUNK_SIZE, BodyEncoder
+from smtp_proto.body import PIECE_SIZE, BodyEncoder
 from smtp_proto.driving import drive
 from tests.offline import EHLO_LINE, C, Peer, S, Step, connected
 
@@ -216,30 +216,30 @@ def edgy_message() -> bytes:
     """Three chunks and a bit: a CRLF split by the first chunk boundary, a dot at the start of
     the third chunk (and of a line), a bare CR ending the third chunk, bare CRs and LFs."""
     message = bytearray(b"Subject: streamed\r\n\r\n")
-    while len(message) < CHUNK_SIZE - 1:
+    while len(message) < PIECE_SIZE - 1:
         message += b".dotted line\n" if len(message) % 7 else b"plain line\r\n"
-    del message[CHUNK_SIZE - 1 :]
+    del message[PIECE_SIZE - 1 :]
     message += b"\r\n"  # CR is the last byte of chunk one, LF the first of chunk two
     message += b".starts chunk two\r\n"
-    while len(message) < 2 * CHUNK_SIZE - 2:
+    while len(message) < 2 * PIECE_SIZE - 2:
         message += b"line\r"
-    del message[2 * CHUNK_SIZE - 2 :]
+    del message[2 * PIECE_SIZE - 2 :]
     message += b"\r\n.starts chunk three\r"  # the dot is the first byte of chunk three
-    while len(message) < 3 * CHUNK_SIZE - 1:
+    while len(message) < 3 * PIECE_SIZE - 1:
         message += b"x\r\n"
-    del message[3 * CHUNK_SIZE - 1 :]
+    del message[3 * PIECE_SIZE - 1 :]
     message += b"\rno line end at the end"  # a bare CR ends chunk three
-    assert message[CHUNK_SIZE - 1 : CHUNK_SIZE + 2] == b"\r\n."
-    assert message[2 * CHUNK_SIZE - 2 : 2 * CHUNK_SIZE + 1] == b"\r\n."
-    assert message[3 * CHUNK_SIZE - 1 : 3 * CHUNK_SIZE + 1] == b"\rn"
+    assert message[PIECE_SIZE - 1 : PIECE_SIZE + 2] == b"\r\n."
+    assert message[2 * PIECE_SIZE - 2 : 2 * PIECE_SIZE + 1] == b"\r\n."
+    assert message[3 * PIECE_SIZE - 1 : 3 * PIECE_SIZE + 1] == b"\rn"
     return bytes(message)
 
 
 MESSAGES = {
     "empty": b"",
     "small": b"Subject: s\r\n\r\n.dot\nline\rend",
-    "exactly-two-chunks": (b"." + b"a" * 98 + b"\n") * (2 * CHUNK_SIZE // 100)
-    + b"b" * (2 * CHUNK_SIZE % 100),
+    "exactly-two-chunks": (b"." + b"a" * 98 + b"\n") * (2 * PIECE_SIZE // 100)
+    + b"b" * (2 * PIECE_SIZE % 100),
     "edgy": edgy_message(),
 }
 
@@ -249,8 +249,8 @@ def awkward_cuts(message: bytes) -> Iterator[bytes]:
     cuts = {0, len(message)}
     cuts.update(m.start() + 1 for m in re.finditer(rb"\r\n", message[:5000]))
     cuts.update(m.start() + 1 for m in re.finditer(rb"\n\.", message[:5000]))
-    cuts.update(range(5000, len(message), 65521))  # a prime: never lines up with CHUNK_SIZE
-    cuts.update(b for b in (CHUNK_SIZE, 2 * CHUNK_SIZE, 3 * CHUNK_SIZE) if b < len(message))
+    cuts.update(range(5000, len(message), 65521))  # a prime: never lines up with PIECE_SIZE
+    cuts.update(b for b in (PIECE_SIZE, 2 * PIECE_SIZE, 3 * PIECE_SIZE) if b < len(message))
     ordered = sorted(cuts)
     for start, end in itertools.pairwise(ordered):
         yield message[start:end]
@@ -285,9 +285,9 @@ def data_script(message: bytes) -> list[Step]:
 
 
 def bdat_script(message: bytes) -> list[Step]:
-    """BDAT chunks as the client frames them: one per ``CHUNK_SIZE`` slice of the message."""
+    """BDAT chunks as the client frames them: one per ``PIECE_SIZE`` slice of the message."""
     encoder = BodyEncoder(stuff_dots=False)
-    slices = [message[i : i + CHUNK_SIZE] for i in range(0, len(message), CHUNK_SIZE)] or [b""]
+    slices = [message[i : i + PIECE_SIZE] for i in range(0, len(message), PIECE_SIZE)] or [b""]
     payloads = [encoder.encode(piece) for piece in slices[:-1]]
     payloads = [payload for payload in payloads if payload]
     last = encoder.encode(slices[-1]) + encoder.finish()
@@ -353,9 +353,9 @@ def test_data_streams_a_generator() -> None:
 
 
 def failing_after(count: int) -> Iterator[bytes]:
-    """``count`` chunks of ``CHUNK_SIZE`` bytes, then an error."""
+    """``count`` chunks of ``PIECE_SIZE`` bytes, then an error."""
     for _ in range(count):
-        yield b"q" * CHUNK_SIZE
+        yield b"q" * PIECE_SIZE
     raise OSError("disk on fire")
 
 
@@ -400,7 +400,7 @@ def test_async_file_object_is_refused_by_the_blocking_driver() -> None:
 
 def test_source_failing_mid_body_closes_without_ending_data() -> None:
     client = client_after_ehlo(*LOCKSTEP)
-    script = [*data_script(b"")[:6], C(b"q" * (2 * CHUNK_SIZE))]
+    script = [*data_script(b"")[:6], C(b"q" * (2 * PIECE_SIZE))]
     peer = Peer(script)
     with pytest.raises(OSError, match="disk on fire"):
         peer.run(client.sendmail(SENDER, [RECIPIENT], failing_after(3)))
@@ -411,7 +411,7 @@ def test_source_failing_mid_body_closes_without_ending_data() -> None:
 
 def test_source_failing_mid_bdat_closes_without_bdat_last() -> None:
     client = client_after_ehlo(*CHUNKING, chunking=True)
-    chunk = C(b"BDAT %d\r\n" % CHUNK_SIZE + b"q" * CHUNK_SIZE)
+    chunk = C(b"BDAT %d\r\n" % PIECE_SIZE + b"q" * PIECE_SIZE)
     script = [C(MAIL + b"\r\n"), RCPT, S(b"250 ok\r\n250 ok\r\n"), chunk, chunk]
     peer = Peer(script, pipelining=True)
     with pytest.raises(OSError, match="disk on fire"):
@@ -428,11 +428,11 @@ def test_chunks_are_read_a_bounded_amount_ahead() -> None:
     def counted(total: int) -> Iterable[bytes]:
         for index in range(total):
             read.append(index)
-            yield b"r" * CHUNK_SIZE
+            yield b"r" * PIECE_SIZE
 
     client = client_after_ehlo(*LOCKSTEP)
     operation = client.sendmail(SENDER, [RECIPIENT], counted(20))
-    peer = Peer(data_script(b"r" * 20 * CHUNK_SIZE))
+    peer = Peer(data_script(b"r" * 20 * PIECE_SIZE))
     writes_seen = 0
     result: Any = None
     while True:
