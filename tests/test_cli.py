@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -41,6 +42,25 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def run_without_a_terminal(
+    argv: list[str], stdin: str, cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    """``python -m smtp_proto *argv`` in a session of its own, so with no controlling terminal
+    (as under cron, whatever runs the tests), ``stdin`` piped in, no ``$SMTP_*`` variables."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SMTP_")}
+    return subprocess.run(
+        [sys.executable, "-m", "smtp_proto", *argv],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        env=environment,
+        start_new_session=True,
+        check=False,
+    )
 
 
 # ---------------------------------------------------------------- no server: the README command
@@ -609,15 +629,17 @@ def test_a_password_is_never_an_argument(capsys: pytest.CaptureFixture[str]) -> 
     assert "SMTP_PASSWORD" in run(capsys, "send", "--help")[1]
 
 
-def test_no_password_and_no_terminal_is_a_usage_error(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, server: CaptureServer
-) -> None:
-    monkeypatch.delenv("SMTP_PASSWORD", raising=False)
-    code, _, err = run(
-        capsys, *to(server, "--user", "ann", "--from", "a@x.test", "--to", "b@x.test")
-    )
-    assert code == EXIT_USAGE
-    assert "no password: set $SMTP_PASSWORD, or run in a terminal" in err
+def test_no_password_and_no_terminal_is_a_usage_error(tmp_path: Path) -> None:
+    """As under cron: no terminal and no ``$SMTP_PASSWORD``.  Standard input is never read
+    for the password (``getpass`` would, echoed, after a warning), even when it holds it."""
+    body = tmp_path / "body.txt"
+    body.write_text("hello\n")
+    argv = ["--user", "ann", "--from", "a@x.test", "--to", "b@x.test", "--body-file", str(body)]
+    with CaptureServer(credentials={"ann": "hunter2"}) as server:
+        result = run_without_a_terminal(to(server, *argv), "hunter2\n", tmp_path)
+    assert (result.returncode, result.stdout) == (EXIT_USAGE, "")
+    assert result.stderr == "smtp-proto: no password: set $SMTP_PASSWORD, or run in a terminal\n"
+    assert server.messages == []
 
 
 def test_auth_not_offered_exits_4(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+from pathlib import Path
 
 import pytest
 from smtp_proto.transports.cli import main
@@ -21,6 +22,7 @@ from smtp_proto.transports.testing import CaptureServer
 from tests.servers.postfix import PostfixServer
 from tests.servers.proxies import ProxyServer
 from tests.servers.util import LOOPBACK, free_ports
+from tests.test_cli import run_without_a_terminal
 from tests.test_proxy_servers import tunnels, wait_for_tunnels
 
 PROXIES = ("dante", "tinyproxy")
@@ -125,17 +127,16 @@ def test_a_password_in_the_url_is_taken_and_never_shown(
     postfix.wait_for_message(lambda message: token.encode() in message)
 
 
-def test_no_proxy_password_and_no_terminal_is_a_usage_error(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("SMTP_PROXY_PASSWORD", raising=False)
-    code, _, err = run(
-        capsys,
-        *("send", "--server", "127.0.0.1:25", "--proxy", "socks5://ann@127.0.0.1:1080"),
-        *("--from", "me@example.test", "--to", "to@example.test"),
+def test_no_proxy_password_and_no_terminal_is_a_usage_error(tmp_path: Path) -> None:
+    """No terminal, no ``$SMTP_PROXY_PASSWORD``: a usage error before any connection, and
+    standard input is not read for the password."""
+    argv = ["send", "--server", "127.0.0.1:25", "--proxy", "socks5://ann@127.0.0.1:1080"]
+    argv += ["--from", "me@example.test", "--to", "to@example.test"]
+    result = run_without_a_terminal(argv, "hunter2\n", tmp_path)
+    assert (result.returncode, result.stdout) == (64, "")
+    assert result.stderr == (
+        "smtp-proto: no password: set $SMTP_PROXY_PASSWORD, or run in a terminal\n"
     )
-    assert code == 64
-    assert "no password: set $SMTP_PROXY_PASSWORD, or run in a terminal" in err
 
 
 def test_the_capture_server_through_the_proxy(
