@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from smtp_proto.transports.testing import CaptureServer
 
 from smtp_proto import sasl
 from smtp_proto.errors import (
@@ -900,6 +901,29 @@ async def test_starttls_without_context_fails_verification(
     assert not smtp.has_extn("starttls")
     assert (await adapter.call(smtp.noop))[0] == 250
     assert (await adapter.call(smtp.quit))[0] == 221
+
+
+@all_adapters
+async def test_starttls_checks_the_name_given_to_connect(adapter: Adapter, tls_ca: LocalCA) -> None:
+    """``SMTP()`` and then ``connect(host)``: the certificate is checked against ``host``.
+    (``smtplib`` keeps the constructor's empty name and its ``starttls()`` fails with a
+    ``ValueError`` there, whatever the certificate.)  A certificate for ``localhost`` only is
+    good for ``connect("localhost")`` and wrong for ``connect("127.0.0.1")``."""
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls_ca.ca.issue_cert("localhost").configure_cert(server_context)
+    with CaptureServer(tls_context=server_context) as server:
+        smtp = adapter.new()
+        await adapter.call(smtp.connect, "127.0.0.1", server.port)
+        with pytest.raises(ssl.SSLCertVerificationError, match="IP address mismatch"):
+            await adapter.call(smtp.starttls, context=tls_ca.client_context())
+        assert not adapter.is_connected(smtp)
+
+        await adapter.call(smtp.connect, "localhost", server.port)
+        assert (await adapter.call(smtp.starttls, context=tls_ca.client_context()))[0] == 220
+        assert await adapter.call(smtp.sendmail, "a@example.test", "b@example.test", b"x") == {}
+        assert (await adapter.call(smtp.quit))[0] == 221
+    (received,) = server.messages
+    assert received.tls
 
 
 @all_adapters
