@@ -36,6 +36,8 @@ SHIM = HERE / "shim"
 POSTFIX = Path("/usr/sbin/postfix")  # installed by .ci/install-servers.sh
 DJANGO_VERSION = "5.2.20"  # the newest 5.2 LTS: Django 6 needs Python 3.12
 EMAILS_VERSION = "1.1.3"
+#: What smoke_senders.py sends with (their own test suites fake smtplib).
+SENDERS = ["Flask-Mail==0.10.0", "yagmail==0.16.0", "redmail==0.6.0", "zope.sendmail==7.3"]
 FLASK_MAILMAN_GIT = "https://github.com/waynerv/flask-mailman"  # its sdist ships no tests
 EMAILS_GIT = "https://github.com/lavr/python-emails"  # nor does this one
 # python-emails tests that fetch pages over HTTP from the Internet: left out, as offline.
@@ -233,6 +235,12 @@ def emails(work: Work) -> list[Suite]:
     ]
 
 
+def senders(work: Work) -> list[Suite]:
+    python = work.venv("senders", [*SENDERS, "pytest", "trustme"])
+    argv = ["-m", "pytest", "-p", "no:cacheprovider", "-c", os.devnull, "--junitxml={junit}"]
+    return [Suite("senders", python, work.root, [*argv, str(HERE / "smoke_senders.py")], "junit")]
+
+
 def cpython(work: Work) -> list[Suite]:
     python = work.venv("cpython", [])
     argv = ["-m", "unittest", "-v", "test.test_smtplib"]
@@ -243,6 +251,7 @@ SUITES: dict[str, Callable[[Work], list[Suite]]] = {
     "django": django,
     "flask-mailman": flask_mailman,
     "emails": emails,
+    "senders": senders,
     "cpython": cpython,
 }
 
