@@ -7,6 +7,7 @@ misbehave on purpose); every test checks both what the client saw and what was c
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -529,6 +530,37 @@ def test_commands_sent_with_starttls_are_never_run(tls_ca: LocalCA) -> None:
         assert raw.send(b"STARTTLS\r\nMAIL FROM:<evil@example.test>\r\n").startswith(b"220")
         assert raw.file.read() == b""  # the server hung up instead of running them
         raw.close()
+
+
+def test_implicit_tls_for_smtp_ssl(tls_ca: LocalCA) -> None:
+    server_context = tls_ca.server_context()
+    credentials = {"ann": "s3cret"}
+    with CaptureServer(tls_context=server_context, implicit_tls=True, credentials=credentials) as (
+        server
+    ):
+        context = tls_ca.client_context()
+        with smtplib.SMTP_SSL(server.host, server.port, context=context, timeout=10) as smtp:
+            smtp.ehlo()
+            assert smtp.has_extn("auth") and not smtp.has_extn("starttls")
+            smtp.login("ann", "s3cret")
+            assert smtp.sendmail("a@example.test", "b@example.test", MESSAGE) == {}
+    (captured,) = server.messages
+    assert (captured.tls, captured.auth_user, captured.data) == (True, "ann", MESSAGE)
+
+
+def test_implicit_tls_a_refused_certificate_ends_only_its_connection(tls_ca: LocalCA) -> None:
+    with CaptureServer(tls_context=tls_ca.server_context(), implicit_tls=True) as server:
+        with pytest.raises(ssl.SSLCertVerificationError):  # the test CA is not trusted
+            smtplib.SMTP_SSL(server.host, server.port, timeout=10)
+        context = tls_ca.client_context()
+        with smtplib.SMTP_SSL(server.host, server.port, context=context, timeout=10) as smtp:
+            assert smtp.noop() == (250, b"2.0.0 Ok")
+    assert server.commands == ["noop", "QUIT"]  # as smtplib leaves a with block
+
+
+def test_implicit_tls_needs_a_context() -> None:
+    with pytest.raises(ValueError, match="implicit_tls needs a tls_context"):
+        CaptureServer(implicit_tls=True)
 
 
 def test_starttls_is_not_offered_without_a_context(server: CaptureServer) -> None:

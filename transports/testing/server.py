@@ -34,6 +34,8 @@ class CaptureServer(_Listener):
       to what it advertises: the SIZE among them is the limit enforced, and BDAT is a
       command only while CHUNKING is advertised.
     - ``tls_context``: a server-side ``ssl.SSLContext``; offers STARTTLS.
+    - ``implicit_tls``: with ``tls_context``, TLS from the first byte instead of STARTTLS
+      (SMTPS, RFC 8314: what ``SMTP_SSL`` connects to).
     - ``credentials``: user -> password; offers AUTH with ``auth_mechanisms`` (PLAIN and
       LOGIN by default; CRAM-MD5 too if named).
     - ``refuse``: recipient -> reply given to its RCPT, e.g. ``(550, "5.1.1 No such user")``;
@@ -64,6 +66,7 @@ class CaptureServer(_Listener):
         size_limit: int | None = 10 << 20,
         extensions: Sequence[str] | None = None,
         tls_context: ssl.SSLContext | None = None,
+        implicit_tls: bool = False,
         credentials: Mapping[str, str] | None = None,
         auth_mechanisms: Sequence[str] = ("PLAIN", "LOGIN"),
         refuse: Refusals | None = None,
@@ -83,6 +86,7 @@ class CaptureServer(_Listener):
             hostname=hostname,
             extensions=extensions,
             tls_context=tls_context,
+            implicit_tls=implicit_tls,
             credentials=credentials,
             auth_mechanisms=auth_mechanisms,
             refuse=refuse,

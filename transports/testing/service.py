@@ -37,7 +37,10 @@ class _Service:
         fail: Mapping[str, Fault],
         lmtp_failures: Mapping[str, Reply] | None = None,
         texts: Mapping[str, Reply] | None = None,
+        implicit_tls: bool = False,
     ) -> None:
+        if implicit_tls and tls_context is None:
+            raise ValueError("implicit_tls needs a tls_context")
         unknown = [m for m in auth_mechanisms if m not in _MECHANISMS]
         if unknown:
             raise ValueError(f"unsupported AUTH mechanisms {unknown}; known: {list(_MECHANISMS)}")
@@ -49,6 +52,7 @@ class _Service:
         self.hostname = hostname
         self.extensions = list(extensions)
         self.tls_context = tls_context
+        self.implicit_tls = implicit_tls
         self.credentials = None if credentials is None else dict(credentials)
         self.auth_mechanisms = list(auth_mechanisms)
         self.refusal: Callable[[str], Reply | None] = (

@@ -17,6 +17,8 @@ from .reply import Reply
 from .wire import _Disconnect, _Wire
 
 if TYPE_CHECKING:
+    import ssl
+
     from .service import _Service
 
 _MAX_COMMAND = 4096
@@ -90,6 +92,8 @@ class _Session:
 
     def run(self) -> None:
         service = self.service
+        if service.implicit_tls and service.tls_context is not None:
+            self.start_tls(service.tls_context)
         refusal = self.cue("connect")
         protocol = "LMTP" if service.lmtp else "ESMTP"
         greeting = self.text("greeting", hostname=service.hostname, protocol=protocol)
@@ -190,13 +194,18 @@ class _Session:
             self.say("starttls-syntax")
         else:
             self.ready_for_tls()
-            try:
-                self.wire.start_tls(context)
-            except OSError as exc:
-                self.tls_failed(exc)
+            self.start_tls(context)
             self.greeted = self.esmtp = False
             self.user = None
             self.reset()
+
+    def start_tls(self, context: ssl.SSLContext) -> None:
+        """The TLS handshake, server side: at the connection's start (implicit TLS) or after
+        the 220 to STARTTLS."""
+        try:
+            self.wire.start_tls(context)
+        except OSError as exc:
+            self.tls_failed(exc)
 
     def ready_for_tls(self) -> None:
         """Tell the client to start TLS: the 220 to STARTTLS."""
