@@ -1,12 +1,12 @@
 """Four more smtplib consumers from PyPI send through their own APIs: Flask-Mail, yagmail,
-red-mail and zope.sendmail, each with STARTTLS, AUTH and one refused recipient, to a capture
-server on 127.0.0.1.
+red-mail and zope.sendmail, each with STARTTLS (Flask-Mail and yagmail with implicit TLS
+too), AUTH and one refused recipient, to a capture server on 127.0.0.1.
 
 Their own test suites fake smtplib (or, Flask-Mail's, never send), so they would prove
 nothing here: this is our own test of what each one does with smtplib for real. run.py runs
 it with pytest in the senders venv, once per mode; CONSUMERS_MODE tells which smtplib is
-expected. The libraries call ``starttls()`` without a context, which the adapter verifies
-with the default trust store, so the test CA is put there (``SSL_CERT_FILE``).
+expected. The libraries call ``starttls()`` and ``SMTP_SSL`` without a context, which the
+adapter verifies with the default trust store, so the test CA is put there (``SSL_CERT_FILE``).
 """
 
 from __future__ import annotations
@@ -45,10 +45,23 @@ def tls_context(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
 
 
 @pytest.fixture
-def server(tls_context: ssl.SSLContext) -> Iterator[CaptureServer]:
+def implicit() -> bool:
+    """Whether the server speaks implicit TLS (for ``SMTP_SSL``) instead of STARTTLS: no,
+    unless a test parametrizes ``implicit`` (``EITHER_TLS``), which overrides this."""
+    return False
+
+
+#: Run a test once with STARTTLS and once with implicit TLS.
+EITHER_TLS = pytest.mark.parametrize("implicit", [False, True], ids=["starttls", "implicit-tls"])
+
+
+@pytest.fixture
+def server(tls_context: ssl.SSLContext, implicit: bool) -> Iterator[CaptureServer]:
     refuse = {REFUSED: (550, "5.1.1 No such user")}
     credentials = {USER: PASSWORD}
-    with CaptureServer(tls_context=tls_context, credentials=credentials, refuse=refuse) as capture:
+    with CaptureServer(
+        tls_context=tls_context, implicit_tls=implicit, credentials=credentials, refuse=refuse
+    ) as capture:
         yield capture
 
 
@@ -75,14 +88,16 @@ def test_smtplib_is_the_expected_module() -> None:
     assert smtplib.__name__ == EXPECTED_SMTPLIB[os.environ.get("CONSUMERS_MODE", "stdlib")]
 
 
-def test_flask_mail(server: CaptureServer) -> None:
+@EITHER_TLS
+def test_flask_mail(server: CaptureServer, implicit: bool) -> None:
     flask = importlib.import_module("flask")
     flask_mail = importlib.import_module("flask_mail")
     app = flask.Flask(__name__)
     app.config.update(
         MAIL_SERVER=server.host,
         MAIL_PORT=server.port,
-        MAIL_USE_TLS=True,
+        MAIL_USE_TLS=not implicit,
+        MAIL_USE_SSL=implicit,
         MAIL_USERNAME=USER,
         MAIL_PASSWORD=PASSWORD,
     )
@@ -93,10 +108,16 @@ def test_flask_mail(server: CaptureServer) -> None:
     assert addresses(delivered(server)["To"]) == {TO, REFUSED}
 
 
-def test_yagmail(server: CaptureServer) -> None:
+@EITHER_TLS
+def test_yagmail(server: CaptureServer, implicit: bool) -> None:
     yagmail = importlib.import_module("yagmail")
     yag = yagmail.SMTP(
-        USER, PASSWORD, host=server.host, port=server.port, smtp_starttls=True, smtp_ssl=False
+        USER,
+        PASSWORD,
+        host=server.host,
+        port=server.port,
+        smtp_starttls=not implicit,
+        smtp_ssl=implicit,
     )
     try:
         assert yag.send(to=[TO, REFUSED], subject=SUBJECT, contents=BODY) == {
