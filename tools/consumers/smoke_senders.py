@@ -1,6 +1,7 @@
 """Four more smtplib consumers from PyPI send through their own APIs: Flask-Mail, yagmail,
-red-mail and zope.sendmail, each with STARTTLS (Flask-Mail and yagmail with implicit TLS
-too), AUTH and one refused recipient, to a capture server on 127.0.0.1.
+red-mail and zope.sendmail, and so does the standard library's ``SMTPHandler``, each with
+STARTTLS (Flask-Mail and yagmail with implicit TLS too), AUTH and one refused recipient, to
+a capture server on 127.0.0.1.
 
 Their own test suites fake smtplib (or, Flask-Mail's, never send), so they would prove
 nothing here: this is our own test of what each one does with smtplib for real. run.py runs
@@ -14,9 +15,12 @@ from __future__ import annotations
 import email
 import email.policy
 import importlib
+import logging
+import logging.handlers
 import os
 import smtplib
 import ssl
+import sys
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from typing import Any
@@ -134,6 +138,24 @@ def test_red_mail(server: CaptureServer) -> None:
         host=server.host, port=server.port, username=USER, password=PASSWORD, use_starttls=True
     )
     sender.send(subject=SUBJECT, sender=SENDER, receivers=[TO, REFUSED], text=BODY)
+    assert addresses(delivered(server)["To"]) == {TO, REFUSED}
+
+
+def test_logging_smtp_handler(server: CaptureServer) -> None:
+    """The standard library's own smtplib consumer: ``secure=()`` is a bare ``starttls()``."""
+    handler = logging.handlers.SMTPHandler(
+        (server.host, server.port), SENDER, [TO, REFUSED], SUBJECT, (USER, PASSWORD), (), 10
+    )
+    failures: list[BaseException | None] = []
+    handler.handleError = lambda record: failures.append(sys.exc_info()[1])  # type: ignore[method-assign]
+    logger = logging.getLogger("smoke_senders")
+    logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        logger.error("%s", BODY)
+    finally:
+        logger.removeHandler(handler)
+    assert failures == []
     assert addresses(delivered(server)["To"]) == {TO, REFUSED}
 
 
