@@ -661,3 +661,32 @@ def test_the_body_from_standard_input(
     argv = to(server, "--from", "a@x.test", "--to", "b@x.test", "--body-file", "-")
     assert run(capsys, *argv)[0] == 0
     assert server.messages[0].message.get_content() == "piped ✓\n"
+
+
+def test_a_closed_standard_input_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, server: CaptureServer
+) -> None:
+    monkeypatch.setattr(sys, "stdin", None)  # what Python makes of a closed file descriptor 0
+    argv = to(server, "--from", "a@x.test", "--to", "b@x.test", "--body-file", "-")
+    assert run(capsys, *argv) == (
+        EXIT_USAGE,
+        "",
+        "smtp-proto: cannot read -: standard input is closed\n",
+    )
+    assert server.commands == []
+
+
+def test_output_the_locale_cannot_encode_is_escaped(tmp_path: Path) -> None:
+    """An ASCII-only stdout (a C locale, a legacy console) and a message that is not ASCII:
+    sent, and shown with backslash escapes, not ended by a ``UnicodeEncodeError``."""
+    result = subprocess.run(
+        [sys.executable, "-m", "smtp_proto", "send", "--subject", "Grüße", "--body", "héllo ✓"],
+        capture_output=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONIOENCODING": "ascii"},
+        check=False,
+    )
+    assert (result.returncode, result.stderr) == (0, b""), result.stderr
+    assert b"accepted  recipient@example.com" in result.stdout
+    assert b"h\\xe9llo \\u2713" in result.stdout  # the capture server's copy of the body

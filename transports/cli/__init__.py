@@ -10,6 +10,7 @@ and after TLS, the TLS session and certificate, and the round-trip time.  The ex
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from collections.abc import Sequence
@@ -31,6 +32,7 @@ __all__ = ["EXIT_CODES", "EXIT_USAGE", "main", "parse_server", "without_bcc"]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
+    _escape_what_the_output_cannot_show()
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:
@@ -53,6 +55,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return code
+
+
+def _escape_what_the_output_cannot_show() -> None:
+    """Print a character that stdout's or stderr's encoding lacks (an ASCII locale, a cp1252
+    console) as a backslash escape, rather than end with a ``UnicodeEncodeError`` after the
+    message was sent: an address, a subject or the capture server's copy may hold any."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
 
 
 def _discard_stdout() -> None:

@@ -91,6 +91,8 @@ class Envelope:
 def _read(path: str) -> bytes:
     try:
         if path == "-":
+            if sys.stdin is None:  # the command was started with its standard input closed
+                raise UsageError("cannot read -: standard input is closed")
             return sys.stdin.buffer.read()
         with open(path, "rb") as file:
             return file.read()
