@@ -6,6 +6,7 @@ own first command, run as the real ``python -m smtp_proto`` subprocess.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from smtp_proto.transports.cli import EXIT_USAGE, main, parse_server, without_bcc
+from smtp_proto.transports.cli import EXIT_CODES, EXIT_USAGE, main, parse_server, without_bcc
 from smtp_proto.transports.testing import CaptureServer
 
 from tests.offline import smtplib_spelling
@@ -661,6 +662,86 @@ def test_the_body_from_standard_input(
     argv = to(server, "--from", "a@x.test", "--to", "b@x.test", "--body-file", "-")
     assert run(capsys, *argv)[0] == 0
     assert server.messages[0].message.get_content() == "piped ✓\n"
+
+
+def envelope_but(option: str) -> list[str]:
+    """``--from`` and ``--to`` options for a valid envelope, but for ``option``."""
+    given = {"--from": "a@x.test", "--to": "b@x.test"}
+    return [text for name, value in given.items() if name != option for text in (name, value)]
+
+
+@pytest.fixture(scope="module")
+def shared_server() -> Iterator[CaptureServer]:
+    with CaptureServer() as capture:
+        yield capture
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "field"),
+    [
+        ("--from", "x@", "From"),
+        ("--to", "<", "To"),
+        ("--cc", "x@[", "Cc"),
+        ("--subject", "two\nlines", "Subject"),
+    ],
+)
+def test_a_value_the_email_package_refuses_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], server: CaptureServer, option: str, value: str, field: str
+) -> None:
+    """The ``email`` package raises ``IndexError`` or ``AttributeError`` for some malformed
+    addresses and ``ValueError`` for a line break: each is the usage error naming the option."""
+    argv = to(server, *envelope_but(option), f"{option}={value}")
+    message = f"smtp-proto: {option} {value!r}: not a valid {field} header field\n"
+    assert run(capsys, *argv) == (EXIT_USAGE, "", message)
+    assert server.commands == []
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "error"),
+    [
+        ("--from", "a\x1f@x.test", "smtp-proto: the sender 'a\\x1f@x.test': address contains"),
+        ("--bcc", "c@x.test\rRSET", "smtp-proto: the recipient 'c@x.test\\rRSET': address"),
+        ("--helo", "a\nQUIT", "error: argument --helo: command and arguments contain"),
+    ],
+)
+def test_a_control_character_in_a_command_is_a_usage_error_before_connecting(
+    capsys: pytest.CaptureFixture[str], server: CaptureServer, option: str, value: str, error: str
+) -> None:
+    code, out, err = run(capsys, *to(server, *envelope_but(option), f"{option}={value}"))
+    assert (code, out) == (EXIT_USAGE, "")
+    assert error in err
+    assert server.commands == []
+
+
+@pytest.mark.parametrize("seconds", ["0", "-1", "nan", "inf", "1e12", "soon"])
+def test_a_timeout_no_socket_can_take_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], server: CaptureServer, seconds: str
+) -> None:
+    code, out, err = run(capsys, *to(server, "--to", "b@x.test", f"--timeout={seconds}"))
+    assert (code, out) == (EXIT_USAGE, "")
+    assert f"argument --timeout: {seconds!r} is not a number of seconds in (0, " in err
+    assert server.commands == []
+
+
+@given(
+    option=st.sampled_from(["--from", "--to", "--cc", "--bcc", "--subject", "--body", "--helo"]),
+    value=st.text(max_size=30),
+)
+def test_any_option_value_is_sent_or_refused_never_a_crash(
+    shared_server: CaptureServer, option: str, value: str
+) -> None:
+    """Whatever text an option is given (control characters, line breaks, any script), the
+    command returns an exit code and, for a usage error, has sent nothing."""
+    argv = to(shared_server, *envelope_but(option), f"{option}={value}")
+    before = len(shared_server.commands)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    assert code in dict(EXIT_CODES), err.getvalue()  # a refusal (a NUL in a header: 2), ...
+    assert "Traceback" not in err.getvalue()
+    if code == EXIT_USAGE:
+        assert "smtp-proto" in err.getvalue().splitlines()[-1]  # argparse's usage lines first
+        assert len(shared_server.commands) == before
 
 
 def test_a_closed_standard_input_is_a_usage_error(

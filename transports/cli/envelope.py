@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from smtp_proto import LocalProtocolError, Mail, Rcpt
 from smtp_proto.message import header_envelope
 
 from .failure import UsageError
@@ -100,15 +101,34 @@ def _read(path: str) -> bytes:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
+def _set_field(message: email.message.EmailMessage, name: str, value: str, option: str) -> None:
+    """``message[name] = value``, an option's value that the ``email`` package refuses being a
+    usage error: a line break (``ValueError``), or an address it cannot parse, for which it
+    raises what it happens to (``IndexError`` or ``AttributeError``: ``"x@"``, ``"<"``)."""
+    try:
+        message[name] = value
+    except (ValueError, IndexError, AttributeError):
+        raise UsageError(f"{option} {value!r}: not a valid {name} header field") from None
+
+
+def _sendable(command: type[Mail | Rcpt], what: str, address: str) -> None:
+    """Refuse before connecting an address that no command can carry (a line break or another
+    control character), by the core's own check of the command's line."""
+    try:
+        command(address).encode(utf8=True)
+    except LocalProtocolError as exc:
+        raise UsageError(f"{what} {address!r}: {exc}") from None
+
+
 def _compose(args: argparse.Namespace, sender: str) -> email.message.EmailMessage:
     """The message the options describe (Bcc recipients left out of the headers)."""
     message = email.message.EmailMessage()
-    message["From"] = sender
+    _set_field(message, "From", sender, "--from")
     if args.to:
-        message["To"] = ", ".join(args.to)
+        _set_field(message, "To", ", ".join(args.to), "--to")
     if args.cc:
-        message["Cc"] = ", ".join(args.cc)
-    message["Subject"] = args.subject
+        _set_field(message, "Cc", ", ".join(args.cc), "--cc")
+    _set_field(message, "Subject", args.subject, "--subject")
     message["Date"] = email.utils.formatdate(localtime=True)
     message["Message-ID"] = email.utils.make_msgid(domain="smtp-proto.local")
     if args.body_file is not None:
@@ -121,7 +141,7 @@ def _compose(args: argparse.Namespace, sender: str) -> email.message.EmailMessag
     message.set_content(body)
     for name, value in args.header:
         del message[name]
-        message[name] = value
+        _set_field(message, name, value, "--header")
     for path in args.attach:
         content_type, encoding = mimetypes.guess_type(path)
         if content_type is None or encoding is not None:
@@ -143,8 +163,10 @@ def build_envelope(args: argparse.Namespace, default_sender: str | None) -> Enve
         )
         try:
             header_sender, header_recipients = header_envelope(headers)
-        except (ValueError, IndexError) as exc:  # several Resent- blocks, an empty From
+        except ValueError as exc:  # several Resent- blocks, an empty From
             raise UsageError(f"{args.eml}: {exc}") from None
+        except (IndexError, AttributeError):  # what the email package raises for some addresses
+            raise UsageError(f"{args.eml}: an address field it cannot parse") from None
         sender = args.sender or header_sender
         recipients = recipients or _unique(header_recipients)
         data = without_bcc(raw)
@@ -157,6 +179,9 @@ def build_envelope(args: argparse.Namespace, default_sender: str | None) -> Enve
         raise UsageError("no sender: give --from, or a From header in the --eml file")
     if not recipients:
         raise UsageError("no recipients: give --to, --cc or --bcc")
+    _sendable(Mail, "the sender", sender)
+    for recipient in recipients:
+        _sendable(Rcpt, "the recipient", recipient)
     if args.eml is None:
         international = not all(address.isascii() for address in (sender, *recipients))
         policy = email.policy.SMTPUTF8 if international else email.policy.SMTP

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import textwrap
+import threading
 from typing import NoReturn
 
 import smtp_proto
@@ -76,6 +78,28 @@ def _port(text: str) -> int:
     return int(text)
 
 
+def _seconds(text: str) -> float:
+    """A timeout: above 0 (0 would mean non-blocking sockets), and no longer than a wait the
+    operating system can take (``threading.TIMEOUT_MAX``; sockets refuse longer ones)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds <= threading.TIMEOUT_MAX:
+        most = int(threading.TIMEOUT_MAX)
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds in (0, {most}]")
+    return seconds
+
+
+def _helo_name(text: str) -> str:
+    """An EHLO name that the EHLO line can carry: the core's own check, before connecting."""
+    try:
+        smtp_proto.Ehlo(text).encode(utf8=True)
+    except smtp_proto.LocalProtocolError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _header(text: str) -> tuple[str, str]:
     try:
         return parse_header(text)
@@ -139,9 +163,11 @@ def _connection_options(parser: argparse.ArgumentParser, without_server: str) ->
         help="do NOT verify the server's certificate, for testing only (default: verify)",
     )
     session = parser.add_argument_group("session")
-    session.add_argument("--helo", default="smtp-proto.local", help="the name sent with EHLO")
     session.add_argument(
-        "--timeout", type=float, default=30.0, help="seconds allowed per write and per reply"
+        "--helo", type=_helo_name, default="smtp-proto.local", help="the name sent with EHLO"
+    )
+    session.add_argument(
+        "--timeout", type=_seconds, default=30.0, help="seconds allowed per write and per reply"
     )
     session.add_argument(
         "-v",
