@@ -21,7 +21,7 @@ import os
 import smtplib
 import ssl
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from email.message import EmailMessage
 from typing import Any
 
@@ -166,12 +166,11 @@ def test_zope_sendmail(server: CaptureServer, refused: bool) -> None:
         server.host, server.port, username=USER, password=PASSWORD, force_tls=True
     )
     raw = f"From: {SENDER}\r\nTo: {TO}\r\nSubject: {SUBJECT}\r\n\r\n{BODY}".encode()
-    send: Callable[..., Any] = mailer.send
     if refused:  # every recipient refused: smtplib's exception, nothing delivered
         with pytest.raises(smtplib.SMTPRecipientsRefused) as info:
-            send(SENDER, [REFUSED], raw)
+            mailer.send(SENDER, [REFUSED], raw)
         assert info.value.recipients == {REFUSED: (550, b"5.1.1 No such user")}
         assert server.messages == []
     else:
-        send(SENDER, [TO, REFUSED], raw)
+        mailer.send(SENDER, [TO, REFUSED], raw)
         delivered(server)
