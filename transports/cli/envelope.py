@@ -116,8 +116,8 @@ def _sendable(command: type[Mail | Rcpt], what: str, address: str) -> None:
     control character), by the core's own check of the command's line."""
     try:
         command(address).encode(utf8=True)
-    except LocalProtocolError as exc:
-        raise UsageError(f"{what} {address!r}: {exc}") from None
+    except LocalProtocolError:
+        raise UsageError(f"{what} {address!r} holds a control character") from None
 
 
 def _compose(args: argparse.Namespace, sender: str) -> email.message.EmailMessage:

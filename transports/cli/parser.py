@@ -95,8 +95,8 @@ def _helo_name(text: str) -> str:
     """An EHLO name that the EHLO line can carry: the core's own check, before connecting."""
     try:
         smtp_proto.Ehlo(text).encode(utf8=True)
-    except smtp_proto.LocalProtocolError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    except smtp_proto.LocalProtocolError:
+        raise argparse.ArgumentTypeError(f"{text!r} holds a control character") from None
     return text
 
 
